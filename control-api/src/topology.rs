@@ -1,0 +1,862 @@
+//! The topology file: the switch's whole desired configuration (VLANs and ports) as a
+//! YAML document, its parsing and its validation.
+//!
+//! [`Topology::from_yaml`] and [`Topology::from_path`] return only topologies that passed
+//! [`Topology::validate`]; a value built in code can be checked with the same function.
+//! The file format is described in `topologies/README.md`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The lowest VLAN id that may appear in a configuration.
+pub const VLAN_MIN: u16 = 1;
+/// The highest VLAN id that may appear in a configuration (4095 is reserved).
+pub const VLAN_MAX: u16 = 4094;
+/// The default VLAN. It always exists, whether or not `vlans` declares it.
+pub const DEFAULT_VLAN: u16 = 1;
+/// Longest port name, in bytes: a Linux interface name (`IFNAMSIZ` - 1).
+pub const MAX_PORT_NAME_LEN: usize = 15;
+/// Default for [`Topology::mac_aging_secs`].
+pub const DEFAULT_MAC_AGING_SECS: u64 = 300;
+/// Largest accepted [`Topology::mac_aging_secs`] (about 11.5 days, as on common hardware).
+pub const MAX_MAC_AGING_SECS: u64 = 1_000_000;
+/// Default for [`Topology::fdb_max_entries`].
+pub const DEFAULT_FDB_MAX_ENTRIES: usize = 65_536;
+/// Largest accepted [`Topology::fdb_max_entries`] (2^24).
+pub const MAX_FDB_ENTRIES: usize = 1 << 24;
+
+/// The whole configuration of one switch instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Topology {
+    /// Seconds after which a learned MAC address that has not been seen is forgotten.
+    pub mac_aging_secs: u64,
+    /// Capacity of the MAC table (FDB), all VLANs together.
+    pub fdb_max_entries: usize,
+    /// Declared VLANs. VLAN 1 exists implicitly and need not be listed.
+    pub vlans: Vec<Vlan>,
+    /// The switch ports, in file order.
+    pub ports: Vec<Port>,
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Self {
+            mac_aging_secs: DEFAULT_MAC_AGING_SECS,
+            fdb_max_entries: DEFAULT_FDB_MAX_ENTRIES,
+            vlans: Vec::new(),
+            ports: Vec::new(),
+        }
+    }
+}
+
+/// A declared VLAN.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vlan {
+    /// The VLAN id (VID), 1-4094.
+    pub id: u16,
+    /// A label for people; not used for forwarding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// A switch port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Port {
+    /// The port's name, which is also the Linux interface name (at most 15 bytes).
+    pub name: String,
+    /// What the port is attached to.
+    pub kind: PortKind,
+    /// How VLANs are carried on the wire.
+    pub mode: PortMode,
+    /// Access ports only: the port's VLAN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+    /// Trunk ports only: the VLANs carried tagged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlans: Option<Vec<u16>>,
+    /// Trunk ports only: the VLAN carried untagged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_vlan: Option<u16>,
+    /// Administrative state; absent means up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_up: Option<bool>,
+}
+
+/// What a port is attached to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortKind {
+    /// A tap the switch creates (or opens, if a persistent tap of that name exists) and holds.
+    Tap,
+    /// An existing interface (a VM's tap, a veth, a NIC), attached with AF_PACKET.
+    Netdev,
+}
+
+/// How VLANs are carried on a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortMode {
+    /// One VLAN, untagged on the wire.
+    Access,
+    /// Several VLANs tagged (802.1Q), optionally one native VLAN untagged.
+    Trunk,
+}
+
+impl PortKind {
+    /// The name used in topology files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tap => "tap",
+            Self::Netdev => "netdev",
+        }
+    }
+}
+
+impl PortMode {
+    /// The name used in topology files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Access => "access",
+            Self::Trunk => "trunk",
+        }
+    }
+}
+
+impl fmt::Display for PortKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for PortMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One problem in a topology: where it is and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct FieldError {
+    /// The field, written like `ports[2].vlans[0]`; `ports[2]` for the port as a whole.
+    pub path: String,
+    /// What is wrong with it, for people.
+    pub reason: String,
+}
+
+/// Why a topology could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    /// The file could not be read.
+    #[error("cannot read topology file {}", path.display())]
+    Read {
+        /// The file that was asked for.
+        path: PathBuf,
+        /// Why reading it failed.
+        source: io::Error,
+    },
+    /// The text is not YAML of the topology's shape. The message names the field and the
+    /// line, e.g. ``ports[2]: unknown field `foo`, expected one of ... at line 9 column 5``.
+    #[error("cannot parse topology: {0}")]
+    Parse(String),
+    /// The topology has the right shape but breaks one or more rules; all are listed.
+    #[error("invalid topology:{}", one_per_line(.0))]
+    Invalid(Vec<FieldError>),
+}
+
+fn one_per_line(errors: &[FieldError]) -> String {
+    errors.iter().map(|e| format!("\n  {e}")).collect()
+}
+
+impl Topology {
+    /// Parses a topology from YAML (or JSON, which is YAML too) and validates it.
+    ///
+    /// ```
+    /// use control_api::Topology;
+    ///
+    /// let topology = Topology::from_yaml(
+    ///     "vlans: [{ id: 10 }]\nports: [{ name: vm1, kind: tap, mode: access, vlan: 10 }]",
+    /// )?;
+    /// assert_eq!(topology.ports[0].member_vlans(), [10]);
+    /// assert_eq!(topology.mac_aging_secs, 300);
+    /// # Ok::<(), control_api::TopologyError>(())
+    /// ```
+    pub fn from_yaml(text: &str) -> Result<Self, TopologyError> {
+        let topology: Self =
+            serde_yaml_ng::from_str(text).map_err(|e| TopologyError::Parse(e.to_string()))?;
+        topology.validate()?;
+        Ok(topology)
+    }
+
+    /// Reads, parses and validates a topology file. Only a read error names the path.
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Self, TopologyError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_yaml(&text)
+    }
+
+    /// The topology as YAML that [`Topology::from_yaml`] reads back unchanged. Absent
+    /// optional fields are left out.
+    pub fn to_yaml(&self) -> String {
+        serde_yaml_ng::to_string(self)
+            .expect("a topology has only strings, integers, booleans, sequences and maps")
+    }
+
+    /// Checks every rule and reports every broken one, in file order, as
+    /// [`TopologyError::Invalid`].
+    pub fn validate(&self) -> Result<(), TopologyError> {
+        let mut problems = Problems::default();
+
+        if self.mac_aging_secs == 0 {
+            problems.push("mac_aging_secs", "must be at least 1");
+        } else if self.mac_aging_secs > MAX_MAC_AGING_SECS {
+            problems.push(
+                "mac_aging_secs",
+                format!("must be at most {MAX_MAC_AGING_SECS}"),
+            );
+        }
+        if !(1..=MAX_FDB_ENTRIES).contains(&self.fdb_max_entries) {
+            problems.push(
+                "fdb_max_entries",
+                format!("must be between 1 and {MAX_FDB_ENTRIES}"),
+            );
+        }
+
+        // The VLANs ports may use: the valid declared ones, and the default VLAN.
+        let mut declared = BTreeSet::new();
+        for (i, vlan) in self.vlans.iter().enumerate() {
+            let path = format!("vlans[{i}].id");
+            if let Some(reason) = vid_problem(vlan.id) {
+                problems.push(path, reason);
+            } else if !declared.insert(vlan.id) {
+                problems.push(path, format!("{} is declared twice", vlan.id));
+            }
+        }
+        declared.insert(DEFAULT_VLAN);
+
+        let mut first_use: HashMap<&str, usize> = HashMap::new();
+        for (i, port) in self.ports.iter().enumerate() {
+            let path = format!("ports[{i}].name");
+            if let Some(reason) = interface_name_problem(&port.name) {
+                problems.push(path.clone(), reason);
+            }
+            match first_use.get(port.name.as_str()) {
+                Some(first) => problems.push(
+                    path,
+                    format!("{:?} is already used by ports[{first}]", port.name),
+                ),
+                None => {
+                    first_use.insert(&port.name, i);
+                }
+            }
+            problems.check_port_vlans(i, port, &declared);
+        }
+
+        problems.into_result()
+    }
+
+    /// The VLANs that exist: VLAN 1 and every declared id, sorted.
+    pub fn vlan_ids(&self) -> Vec<u16> {
+        let ids: BTreeSet<u16> = self
+            .vlans
+            .iter()
+            .map(|v| v.id)
+            .chain([DEFAULT_VLAN])
+            .collect();
+        ids.into_iter().collect()
+    }
+
+    /// The port with this name, if any.
+    pub fn port(&self, name: &str) -> Option<&Port> {
+        self.ports.iter().find(|p| p.name == name)
+    }
+}
+
+impl Port {
+    /// The VLANs this port is a member of, sorted and without duplicates: the access VLAN,
+    /// or a trunk's tagged VLANs together with its native VLAN.
+    pub fn member_vlans(&self) -> Vec<u16> {
+        let mut vids: Vec<u16> = match self.mode {
+            PortMode::Access => self.vlan.into_iter().collect(),
+            PortMode::Trunk => self
+                .vlans
+                .iter()
+                .flatten()
+                .copied()
+                .chain(self.native_vlan)
+                .collect(),
+        };
+        vids.sort_unstable();
+        vids.dedup();
+        vids
+    }
+
+    /// The VLAN that untagged (and priority-tagged) frames on this port belong to: the
+    /// access VLAN, or a trunk's native VLAN. `None` for a trunk without one, which drops
+    /// untagged frames.
+    pub fn untagged_vlan(&self) -> Option<u16> {
+        match self.mode {
+            PortMode::Access => self.vlan,
+            PortMode::Trunk => self.native_vlan,
+        }
+    }
+
+    /// Whether the port is administratively up (the default when `admin_up` is absent).
+    pub fn is_admin_up(&self) -> bool {
+        self.admin_up.unwrap_or(true)
+    }
+}
+
+/// Why `vid` cannot be a VLAN id in a configuration, if it cannot.
+fn vid_problem(vid: u16) -> Option<String> {
+    let valid = format!("valid {VLAN_MIN}-{VLAN_MAX}");
+    match vid {
+        0 => Some(format!("0 is the priority tag, not a VLAN ({valid})")),
+        VLAN_MIN..=VLAN_MAX => None,
+        4095 => Some(format!("4095 is reserved ({valid})")),
+        _ => Some(format!("{vid} is out of range ({valid})")),
+    }
+}
+
+/// Why `name` cannot be a Linux interface name, if it cannot (the kernel's
+/// `dev_valid_name` rules).
+fn interface_name_problem(name: &str) -> Option<String> {
+    const RULE: &str = "interface names cannot contain '/', ':', whitespace or NUL";
+    if name.is_empty() {
+        return Some("must not be empty".to_owned());
+    }
+    if name == "." || name == ".." {
+        return Some(format!("{name:?} is not allowed as an interface name"));
+    }
+    if name.len() > MAX_PORT_NAME_LEN {
+        return Some(format!(
+            "{name:?} is {} bytes; interface names are at most {MAX_PORT_NAME_LEN} bytes",
+            name.len()
+        ));
+    }
+    let bad = name
+        .chars()
+        .find(|&c| c == '/' || c == ':' || c == '\0' || c.is_whitespace())?;
+    let what = match bad {
+        '\0' => "a NUL byte".to_owned(),
+        c if c.is_whitespace() => "whitespace".to_owned(),
+        c => format!("{c:?}"),
+    };
+    Some(format!("{name:?} contains {what}; {RULE}"))
+}
+
+/// The problems found so far.
+#[derive(Default)]
+struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn push(&mut self, path: impl Into<String>, reason: impl Into<String>) {
+        self.0.push(FieldError {
+            path: path.into(),
+            reason: reason.into(),
+        });
+    }
+
+    /// Checks a VLAN id a port refers to: valid, and declared (or VLAN 1).
+    fn check_member(&mut self, path: String, vid: u16, declared: &BTreeSet<u16>) {
+        if let Some(reason) = vid_problem(vid) {
+            self.push(path, reason);
+        } else if !declared.contains(&vid) {
+            self.push(path, format!("VLAN {vid} is not declared in vlans"));
+        }
+    }
+
+    /// Checks that a port has the VLAN fields its mode calls for, and that the VLANs are valid.
+    fn check_port_vlans(&mut self, i: usize, port: &Port, declared: &BTreeSet<u16>) {
+        let at = |field: &str| format!("ports[{i}].{field}");
+        match port.mode {
+            PortMode::Access => {
+                match port.vlan {
+                    Some(vid) => self.check_member(at("vlan"), vid, declared),
+                    None => self.push(at("vlan"), "required for mode access"),
+                }
+                if port.vlans.is_some() {
+                    self.push(at("vlans"), "not allowed for mode access");
+                }
+                if port.native_vlan.is_some() {
+                    self.push(at("native_vlan"), "not allowed for mode access");
+                }
+            }
+            PortMode::Trunk => {
+                if port.vlan.is_some() {
+                    self.push(
+                        at("vlan"),
+                        "not allowed for mode trunk (use vlans and native_vlan)",
+                    );
+                }
+                let tagged = port.vlans.as_deref().unwrap_or_default();
+                let mut seen = BTreeSet::new();
+                for (j, &vid) in tagged.iter().enumerate() {
+                    let path = format!("ports[{i}].vlans[{j}]");
+                    if vid_problem(vid).is_none() && !seen.insert(vid) {
+                        self.push(path, format!("VLAN {vid} is listed twice"));
+                    } else {
+                        self.check_member(path, vid, declared);
+                    }
+                }
+                if let Some(vid) = port.native_vlan {
+                    self.check_member(at("native_vlan"), vid, declared);
+                }
+                if tagged.is_empty() && port.native_vlan.is_none() {
+                    self.push(format!("ports[{i}]"), "a trunk needs vlans or native_vlan");
+                }
+            }
+        }
+    }
+
+    fn into_result(self) -> Result<(), TopologyError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(TopologyError::Invalid(self.0))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRUNK_UPLINK: &str = "\
+mac_aging_secs: 300
+vlans:
+  - { id: 10, name: tenant-a }
+  - { id: 20, name: tenant-b }
+ports:
+  - { name: vm1, kind: tap, mode: access, vlan: 10 }
+  - { name: vm3, kind: tap, mode: access, vlan: 20 }
+  - { name: up0, kind: netdev, mode: trunk, vlans: [10, 20], native_vlan: 1 }
+";
+
+    fn access(name: &str, vlan: u16) -> Port {
+        Port {
+            name: name.to_owned(),
+            kind: PortKind::Tap,
+            mode: PortMode::Access,
+            vlan: Some(vlan),
+            vlans: None,
+            native_vlan: None,
+            admin_up: None,
+        }
+    }
+
+    fn trunk(name: &str, vlans: Option<Vec<u16>>, native_vlan: Option<u16>) -> Port {
+        Port {
+            name: name.to_owned(),
+            kind: PortKind::Netdev,
+            mode: PortMode::Trunk,
+            vlan: None,
+            vlans,
+            native_vlan,
+            admin_up: None,
+        }
+    }
+
+    fn vlan(id: u16) -> Vlan {
+        Vlan { id, name: None }
+    }
+
+    /// A valid topology to break: VLANs 10 and 20, one access port in each.
+    fn base() -> Topology {
+        Topology {
+            vlans: vec![vlan(10), vlan(20)],
+            ports: vec![access("vm1", 10), access("vm2", 20)],
+            ..Topology::default()
+        }
+    }
+
+    fn problems(topology: &Topology) -> Vec<String> {
+        match topology.validate() {
+            Ok(()) => Vec::new(),
+            Err(TopologyError::Invalid(errors)) => errors.iter().map(ToString::to_string).collect(),
+            Err(other) => panic!("validate returned {other:?}"),
+        }
+    }
+
+    fn parse_error(text: &str) -> String {
+        match Topology::from_yaml(text) {
+            Err(TopologyError::Parse(message)) => message,
+            other => panic!("expected a parse error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn trunk_uplink_example_loads() {
+        let t = Topology::from_yaml(TRUNK_UPLINK).expect("valid");
+        assert_eq!(t.mac_aging_secs, 300);
+        assert_eq!(t.fdb_max_entries, DEFAULT_FDB_MAX_ENTRIES);
+        assert_eq!(
+            t.vlans,
+            [
+                Vlan {
+                    id: 10,
+                    name: Some("tenant-a".into())
+                },
+                Vlan {
+                    id: 20,
+                    name: Some("tenant-b".into())
+                },
+            ]
+        );
+        assert_eq!(t.ports.len(), 3);
+        assert_eq!(
+            t.ports[0],
+            Port {
+                kind: PortKind::Tap,
+                ..access("vm1", 10)
+            }
+        );
+        let up0 = t.port("up0").expect("up0");
+        assert_eq!(*up0, trunk("up0", Some(vec![10, 20]), Some(1)));
+        assert_eq!(up0.member_vlans(), [1, 10, 20]);
+        assert_eq!(up0.untagged_vlan(), Some(1));
+        assert!(up0.is_admin_up());
+        assert_eq!(t.vlan_ids(), [1, 10, 20]);
+    }
+
+    #[test]
+    fn defaults_apply_to_missing_fields() {
+        let t = Topology::from_yaml("{}").expect("valid");
+        assert_eq!(t, Topology::default());
+        assert_eq!(t.mac_aging_secs, 300);
+        assert_eq!(t.fdb_max_entries, 65536);
+    }
+
+    #[test]
+    fn json_is_accepted() {
+        let json = r#"{"vlans": [{"id": 10}],
+            "ports": [{"name": "vm1", "kind": "tap", "mode": "access", "vlan": 10}]}"#;
+        let t = Topology::from_yaml(json).expect("valid");
+        assert_eq!(t.ports, [access("vm1", 10)]);
+    }
+
+    #[test]
+    fn vlan_1_is_implicit_and_may_be_declared() {
+        let mut t = base();
+        t.ports.push(access("vm3", 1));
+        t.ports.push(trunk("up0", Some(vec![1, 10]), Some(1)));
+        assert_eq!(problems(&t), Vec::<String>::new());
+        t.vlans.push(vlan(1));
+        assert_eq!(problems(&t), Vec::<String>::new());
+    }
+
+    #[test]
+    fn native_vlan_may_also_be_listed_in_vlans() {
+        let mut t = base();
+        t.ports.push(trunk("up0", Some(vec![10, 20]), Some(10)));
+        assert_eq!(problems(&t), Vec::<String>::new());
+        assert_eq!(t.ports[2].member_vlans(), [10, 20]);
+    }
+
+    #[test]
+    fn each_rule_reports_its_message() {
+        type Breakage = fn(&mut Topology);
+        let cases: &[(Breakage, &str)] = &[
+            (
+                |t| t.ports[1].vlan = Some(4095),
+                "ports[1].vlan: 4095 is reserved (valid 1-4094)",
+            ),
+            (
+                |t| t.ports[1].vlan = Some(0),
+                "ports[1].vlan: 0 is the priority tag, not a VLAN (valid 1-4094)",
+            ),
+            (
+                |t| t.ports[1].vlan = Some(5000),
+                "ports[1].vlan: 5000 is out of range (valid 1-4094)",
+            ),
+            (
+                |t| t.ports[1].vlan = Some(30),
+                "ports[1].vlan: VLAN 30 is not declared in vlans",
+            ),
+            (
+                |t| t.ports[1].name = "vm1".into(),
+                r#"ports[1].name: "vm1" is already used by ports[0]"#,
+            ),
+            (
+                |t| t.ports[0] = trunk("up0", Some(vec![10, 30]), None),
+                "ports[0].vlans[1]: VLAN 30 is not declared in vlans",
+            ),
+            (
+                |t| t.ports[0] = trunk("up0", Some(vec![10, 20, 10]), None),
+                "ports[0].vlans[2]: VLAN 10 is listed twice",
+            ),
+            (
+                |t| t.ports[0] = trunk("up0", Some(vec![10, 0]), None),
+                "ports[0].vlans[1]: 0 is the priority tag, not a VLAN (valid 1-4094)",
+            ),
+            (
+                |t| t.ports[0] = trunk("up0", None, Some(4095)),
+                "ports[0].native_vlan: 4095 is reserved (valid 1-4094)",
+            ),
+            (
+                |t| t.ports[0] = trunk("up0", None, Some(30)),
+                "ports[0].native_vlan: VLAN 30 is not declared in vlans",
+            ),
+            (
+                |t| t.vlans.extend([vlan(30), vlan(10)]),
+                "vlans[3].id: 10 is declared twice",
+            ),
+            (
+                |t| t.vlans.push(vlan(0)),
+                "vlans[2].id: 0 is the priority tag, not a VLAN (valid 1-4094)",
+            ),
+            (
+                |t| t.vlans.push(vlan(4095)),
+                "vlans[2].id: 4095 is reserved (valid 1-4094)",
+            ),
+            (
+                |t| t.vlans.push(vlan(4096)),
+                "vlans[2].id: 4096 is out of range (valid 1-4094)",
+            ),
+            (
+                |t| t.ports[0].name = "a-name-longer-than-15".into(),
+                r#"ports[0].name: "a-name-longer-than-15" is 21 bytes; interface names are at most 15 bytes"#,
+            ),
+            (
+                |t| t.ports[0].name = String::new(),
+                "ports[0].name: must not be empty",
+            ),
+            (
+                |t| t.ports[0].name = ".".into(),
+                r#"ports[0].name: "." is not allowed as an interface name"#,
+            ),
+            (
+                |t| t.ports[0].name = "..".into(),
+                r#"ports[0].name: ".." is not allowed as an interface name"#,
+            ),
+            (
+                |t| t.ports[0].name = "vm/1".into(),
+                r#"ports[0].name: "vm/1" contains '/'; interface names cannot contain '/', ':', whitespace or NUL"#,
+            ),
+            (
+                |t| t.ports[0].name = "vm 1".into(),
+                r#"ports[0].name: "vm 1" contains whitespace; interface names cannot contain '/', ':', whitespace or NUL"#,
+            ),
+            (
+                |t| t.ports[0].name = "vm\t1".into(),
+                r#"ports[0].name: "vm\t1" contains whitespace; interface names cannot contain '/', ':', whitespace or NUL"#,
+            ),
+            (
+                |t| t.ports[0].name = "vm\0x".into(),
+                r#"ports[0].name: "vm\0x" contains a NUL byte; interface names cannot contain '/', ':', whitespace or NUL"#,
+            ),
+            (
+                |t| t.ports[0].name = "eth0:1".into(),
+                r#"ports[0].name: "eth0:1" contains ':'; interface names cannot contain '/', ':', whitespace or NUL"#,
+            ),
+            (
+                |t| t.ports[0].vlan = None,
+                "ports[0].vlan: required for mode access",
+            ),
+            (
+                |t| t.ports[0].vlans = Some(vec![10]),
+                "ports[0].vlans: not allowed for mode access",
+            ),
+            (
+                |t| t.ports[0].native_vlan = Some(10),
+                "ports[0].native_vlan: not allowed for mode access",
+            ),
+            (
+                |t| {
+                    t.ports[0] = Port {
+                        vlan: Some(10),
+                        ..trunk("up0", Some(vec![20]), None)
+                    }
+                },
+                "ports[0].vlan: not allowed for mode trunk (use vlans and native_vlan)",
+            ),
+            (
+                |t| t.ports[0] = trunk("up0", None, None),
+                "ports[0]: a trunk needs vlans or native_vlan",
+            ),
+            (
+                |t| t.ports[0] = trunk("up0", Some(Vec::new()), None),
+                "ports[0]: a trunk needs vlans or native_vlan",
+            ),
+            (
+                |t| t.mac_aging_secs = 0,
+                "mac_aging_secs: must be at least 1",
+            ),
+            (
+                |t| t.mac_aging_secs = MAX_MAC_AGING_SECS + 1,
+                "mac_aging_secs: must be at most 1000000",
+            ),
+            (
+                |t| t.fdb_max_entries = 0,
+                "fdb_max_entries: must be between 1 and 16777216",
+            ),
+            (
+                |t| t.fdb_max_entries = 16_777_217,
+                "fdb_max_entries: must be between 1 and 16777216",
+            ),
+        ];
+        assert_eq!(problems(&base()), Vec::<String>::new());
+        for (break_it, expected) in cases {
+            let mut t = base();
+            break_it(&mut t);
+            assert_eq!(problems(&t), [*expected], "for {t:#?}");
+        }
+    }
+
+    #[test]
+    fn limits_themselves_are_valid() {
+        let mut t = base();
+        t.mac_aging_secs = 1;
+        t.fdb_max_entries = 1;
+        t.vlans.push(vlan(4094));
+        t.ports[0].name = "a-15-byte-name!".into();
+        t.ports[1].vlan = Some(4094);
+        assert_eq!(problems(&t), Vec::<String>::new());
+        t.mac_aging_secs = MAX_MAC_AGING_SECS;
+        t.fdb_max_entries = MAX_FDB_ENTRIES;
+        assert_eq!(problems(&t), Vec::<String>::new());
+    }
+
+    #[test]
+    fn all_problems_are_reported_in_file_order() {
+        let text = "\
+mac_aging_secs: 0
+vlans: [{ id: 10 }, { id: 10 }]
+ports:
+  - { name: vm1, kind: tap, mode: access }
+  - { name: vm1, kind: tap, mode: access, vlan: 4095 }
+  - { name: up0, kind: netdev, mode: trunk }
+";
+        let err = Topology::from_yaml(text).expect_err("invalid");
+        assert_eq!(
+            err.to_string(),
+            "invalid topology:
+  mac_aging_secs: must be at least 1
+  vlans[1].id: 10 is declared twice
+  ports[0].vlan: required for mode access
+  ports[1].name: \"vm1\" is already used by ports[0]
+  ports[1].vlan: 4095 is reserved (valid 1-4094)
+  ports[2]: a trunk needs vlans or native_vlan"
+        );
+    }
+
+    #[test]
+    fn unknown_top_level_field_is_rejected() {
+        let message = parse_error("mac_aging_secs: 300\nvlan_list: []\n");
+        assert!(
+            message.starts_with("unknown field `vlan_list`, expected one of `mac_aging_secs`"),
+            "{message}"
+        );
+        assert!(message.contains("at line 2"), "{message}");
+    }
+
+    #[test]
+    fn unknown_port_field_names_its_path() {
+        let text = "\
+ports:
+  - { name: vm1, kind: tap, mode: access, vlan: 1 }
+  - { name: vm2, kind: tap, mode: access, vlan: 1 }
+  - { name: vm3, kind: tap, mode: access, vlan: 1, foo: 1 }
+";
+        let message = parse_error(text);
+        assert!(
+            message.starts_with("ports[2]: unknown field `foo`, expected one of"),
+            "{message}"
+        );
+        assert!(message.contains("at line 4"), "{message}");
+        assert_eq!(
+            TopologyError::Parse(message.clone()).to_string(),
+            format!("cannot parse topology: {message}")
+        );
+    }
+
+    #[test]
+    fn unknown_vlan_field_and_bad_enum_values_name_their_path() {
+        let message = parse_error("vlans: [{ id: 10, tagged: true }]");
+        assert!(
+            message.starts_with("vlans[0]: unknown field `tagged`"),
+            "{message}"
+        );
+        let message = parse_error("ports: [{ name: vm1, kind: veth, mode: access, vlan: 1 }]");
+        assert!(
+            message.starts_with("ports[0].kind: unknown variant `veth`"),
+            "{message}"
+        );
+        let message = parse_error("ports: [{ name: vm1, kind: tap, mode: Access, vlan: 1 }]");
+        assert!(
+            message.starts_with("ports[0].mode: unknown variant `Access`"),
+            "{message}"
+        );
+        let message = parse_error("ports: [{ name: vm1, kind: tap, mode: access, vlan: 70000 }]");
+        assert!(
+            message.starts_with("ports[0].vlan: invalid value"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn missing_required_port_field_is_rejected() {
+        let message = parse_error("ports: [{ name: vm1, mode: access, vlan: 1 }]");
+        assert!(
+            message.starts_with("ports[0]: missing field `kind`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn round_trip_preserves_everything() {
+        let mut t = Topology::from_yaml(TRUNK_UPLINK).expect("valid");
+        t.mac_aging_secs = 60;
+        t.fdb_max_entries = 1024;
+        t.ports[0].admin_up = Some(false);
+        // Names that YAML would read as other types unless quoted.
+        t.ports[1].name = "true".into();
+        t.ports.push(access("10", 10));
+        t.ports.push(access("null", 20));
+        t.ports.push(trunk("tr0", None, Some(20)));
+        assert_eq!(problems(&t), Vec::<String>::new());
+        let yaml = t.to_yaml();
+        assert_eq!(Topology::from_yaml(&yaml).expect("valid"), t, "{yaml}");
+    }
+
+    #[test]
+    fn export_omits_absent_fields() {
+        let yaml = Topology::from_yaml(TRUNK_UPLINK).expect("valid").to_yaml();
+        assert!(!yaml.contains("null"), "{yaml}");
+        assert!(!yaml.contains("admin_up"), "{yaml}");
+        assert!(yaml.contains("fdb_max_entries: 65536"), "{yaml}");
+        assert!(yaml.contains("native_vlan: 1"), "{yaml}");
+    }
+
+    #[test]
+    fn read_error_names_the_path() {
+        let path = Path::new("/nonexistent/vlanswitch/topology.yaml");
+        let err = Topology::from_path(path).expect_err("missing file");
+        assert!(matches!(&err, TopologyError::Read { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "cannot read topology file /nonexistent/vlanswitch/topology.yaml"
+        );
+    }
+
+    #[test]
+    fn member_vlans_of_access_port_is_its_vlan() {
+        assert_eq!(access("vm1", 10).member_vlans(), [10]);
+        assert_eq!(access("vm1", 10).untagged_vlan(), Some(10));
+        assert_eq!(
+            trunk("t", Some(vec![30, 10, 30]), None).member_vlans(),
+            [10, 30]
+        );
+        assert_eq!(trunk("t", Some(vec![30]), None).untagged_vlan(), None);
+    }
+}

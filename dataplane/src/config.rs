@@ -1,0 +1,301 @@
+//! The switch's configuration as the dataplane sees it: port modes and VLAN membership.
+//!
+//! A [`Snapshot`] is immutable. The control side builds a new one and publishes it atomically
+//! (see [`crate::switch::Switch`]); workers load it once per batch and never take a lock.
+
+use std::sync::Arc;
+
+use crate::port::Port;
+use crate::wire::EgressTag;
+
+/// Index of a port in the snapshot's port table.
+pub type PortId = u16;
+
+/// Lowest valid VLAN id.
+pub const VID_MIN: u16 = 1;
+/// Highest valid VLAN id (4095 is reserved, 0 is the priority tag).
+pub const VID_MAX: u16 = 4094;
+
+/// Why a VLAN id is not valid in configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum VidError {
+    /// VID 0 marks a priority tag.
+    #[error("0 is the priority tag, not a VLAN (valid 1-4094)")]
+    Priority,
+    /// VID 4095 is reserved by 802.1Q.
+    #[error("4095 is reserved (valid 1-4094)")]
+    Reserved,
+    /// Larger than 12 bits.
+    #[error("{0} is out of range (valid 1-4094)")]
+    OutOfRange(u32),
+}
+
+/// Checks that `vid` may name a VLAN.
+pub fn check_vid(vid: u32) -> Result<u16, VidError> {
+    match vid {
+        0 => Err(VidError::Priority),
+        4095 => Err(VidError::Reserved),
+        1..=4094 => Ok(vid as u16),
+        _ => Err(VidError::OutOfRange(vid)),
+    }
+}
+
+/// A set of VLAN ids as a 4096-bit bitmap.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VlanSet([u64; 64]);
+
+impl Default for VlanSet {
+    fn default() -> Self {
+        VlanSet([0; 64])
+    }
+}
+
+impl VlanSet {
+    /// The set holding `vids`.
+    pub fn from_vids(vids: impl IntoIterator<Item = u16>) -> Self {
+        let mut s = VlanSet::default();
+        for v in vids {
+            s.insert(v);
+        }
+        s
+    }
+
+    /// Adds `vid` (only the low 12 bits count).
+    pub fn insert(&mut self, vid: u16) {
+        let v = (vid & 0x0fff) as usize;
+        self.0[v / 64] |= 1 << (v % 64);
+    }
+
+    /// True if `vid` is in the set.
+    pub fn contains(&self, vid: u16) -> bool {
+        let v = (vid & 0x0fff) as usize;
+        self.0[v / 64] & (1 << (v % 64)) != 0
+    }
+
+    /// The ids in ascending order.
+    pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
+        (0u16..4096).filter(|v| self.contains(*v))
+    }
+}
+
+impl std::fmt::Debug for VlanSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+/// How a port carries VLANs.
+// The trunk's 512-byte bitmap stays inline on purpose: modes live in the snapshot (never moved
+// per frame) and an inline bitmap saves a pointer chase on every egress check.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortMode {
+    /// One VLAN, untagged on the wire. Tagged frames (other than priority tags) are dropped.
+    Access {
+        /// The port's VLAN.
+        vlan: u16,
+    },
+    /// Several VLANs tagged, optionally one untagged (the native VLAN).
+    Trunk {
+        /// VLANs carried tagged.
+        allowed: VlanSet,
+        /// VLAN for untagged and priority-tagged frames, carried untagged on egress.
+        native: Option<u16>,
+    },
+}
+
+impl PortMode {
+    /// A trunk carrying `vlans` tagged and `native` untagged.
+    pub fn trunk(vlans: impl IntoIterator<Item = u16>, native: Option<u16>) -> Self {
+        PortMode::Trunk {
+            allowed: VlanSet::from_vids(vlans),
+            native,
+        }
+    }
+
+    /// How frames of `vlan` leave this port, or `None` if the port is not a member of `vlan`.
+    pub fn egress(&self, vlan: u16) -> Option<EgressTag> {
+        match self {
+            PortMode::Access { vlan: v } => (*v == vlan).then_some(EgressTag::Untagged),
+            PortMode::Trunk { allowed, native } => {
+                if *native == Some(vlan) {
+                    Some(EgressTag::Untagged)
+                } else if allowed.contains(vlan) {
+                    Some(EgressTag::Tagged)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// The VLANs this port is a member of, ascending.
+    pub fn member_vlans(&self) -> Vec<u16> {
+        match self {
+            PortMode::Access { vlan } => vec![*vlan],
+            PortMode::Trunk { allowed, native } => {
+                let mut v: Vec<u16> = allowed.iter().collect();
+                if let Some(n) = native {
+                    if !allowed.contains(*n) {
+                        v.push(*n);
+                        v.sort_unstable();
+                    }
+                }
+                v
+            }
+        }
+    }
+
+    /// A short description for logs: `access vlan 10`, `trunk vlans [10, 20] native 1`.
+    pub fn describe(&self) -> String {
+        match self {
+            PortMode::Access { vlan } => format!("access vlan {vlan}"),
+            PortMode::Trunk { allowed, native } => {
+                let vids: Vec<u16> = allowed.iter().collect();
+                match native {
+                    Some(n) => format!("trunk vlans {vids:?} native {n}"),
+                    None => format!("trunk vlans {vids:?}"),
+                }
+            }
+        }
+    }
+}
+
+/// One port in a snapshot: its mode and its I/O handle (shared between snapshots).
+#[derive(Debug, Clone)]
+pub struct PortEntry {
+    /// The port's name (the interface name).
+    pub name: String,
+    /// VLAN membership.
+    pub mode: PortMode,
+    /// I/O and counters; `None` in pure tests that only look at decisions.
+    pub port: Option<Arc<Port>>,
+}
+
+/// An immutable view of the whole configuration, with flood lists precomputed per VLAN.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    ports: Vec<Option<PortEntry>>,
+    /// `flood[vid]` = ports that are members of `vid`, ascending.
+    flood: Vec<Vec<PortId>>,
+    /// Aging time for dynamic FDB entries, in seconds.
+    pub aging_secs: u32,
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Snapshot::new(Vec::new(), 300)
+    }
+}
+
+impl Snapshot {
+    /// Builds a snapshot; `ports[i]` becomes port id `i` (a `None` leaves a hole, so that ids of
+    /// other ports stay stable when one is removed).
+    pub fn new(ports: Vec<Option<PortEntry>>, aging_secs: u32) -> Self {
+        assert!(
+            ports.len() <= PortId::MAX as usize,
+            "at most {} ports",
+            PortId::MAX
+        );
+        let mut flood = vec![Vec::new(); 4096];
+        for (id, p) in ports.iter().enumerate() {
+            if let Some(p) = p {
+                for vid in p.mode.member_vlans() {
+                    flood[vid as usize].push(id as PortId);
+                }
+            }
+        }
+        Snapshot {
+            ports,
+            flood,
+            aging_secs,
+        }
+    }
+
+    /// The port with id `id`, if present.
+    pub fn port(&self, id: PortId) -> Option<&PortEntry> {
+        self.ports.get(id as usize).and_then(|p| p.as_ref())
+    }
+
+    /// All port slots, indexed by id.
+    pub fn ports(&self) -> &[Option<PortEntry>] {
+        &self.ports
+    }
+
+    /// The members of `vlan`, ascending.
+    pub fn members(&self, vlan: u16) -> &[PortId] {
+        &self.flood[(vlan & 0x0fff) as usize]
+    }
+
+    /// How frames of `vlan` leave port `id`, or `None` if it is not a member.
+    pub fn egress(&self, id: PortId, vlan: u16) -> Option<EgressTag> {
+        self.port(id).and_then(|p| p.mode.egress(vlan))
+    }
+
+    /// The id of the port named `name`.
+    pub fn port_id(&self, name: &str) -> Option<PortId> {
+        self.ports
+            .iter()
+            .position(|p| p.as_ref().is_some_and(|p| p.name == name))
+            .map(|i| i as PortId)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vid_rules() {
+        assert_eq!(check_vid(0), Err(VidError::Priority));
+        assert_eq!(check_vid(4095), Err(VidError::Reserved));
+        assert_eq!(check_vid(5000), Err(VidError::OutOfRange(5000)));
+        assert_eq!(check_vid(1), Ok(1));
+        assert_eq!(check_vid(4094), Ok(4094));
+        assert_eq!(
+            VidError::Reserved.to_string(),
+            "4095 is reserved (valid 1-4094)"
+        );
+    }
+
+    #[test]
+    fn egress_by_mode() {
+        let access = PortMode::Access { vlan: 10 };
+        assert_eq!(access.egress(10), Some(EgressTag::Untagged));
+        assert_eq!(access.egress(20), None);
+        let trunk = PortMode::trunk([10, 20], Some(1));
+        assert_eq!(trunk.egress(10), Some(EgressTag::Tagged));
+        assert_eq!(trunk.egress(1), Some(EgressTag::Untagged));
+        assert_eq!(trunk.egress(30), None);
+        assert_eq!(trunk.member_vlans(), vec![1, 10, 20]);
+        // native also listed as allowed: still untagged on egress
+        let t2 = PortMode::trunk([10, 20], Some(10));
+        assert_eq!(t2.egress(10), Some(EgressTag::Untagged));
+        assert_eq!(t2.member_vlans(), vec![10, 20]);
+    }
+
+    #[test]
+    fn flood_lists_follow_membership() {
+        let e = |name: &str, mode| {
+            Some(PortEntry {
+                name: name.into(),
+                mode,
+                port: None,
+            })
+        };
+        let s = Snapshot::new(
+            vec![
+                e("a", PortMode::Access { vlan: 10 }),
+                None,
+                e("b", PortMode::trunk([10, 20], None)),
+                e("c", PortMode::Access { vlan: 20 }),
+            ],
+            300,
+        );
+        assert_eq!(s.members(10), &[0, 2]);
+        assert_eq!(s.members(20), &[2, 3]);
+        assert!(s.members(30).is_empty());
+        assert_eq!(s.port_id("c"), Some(3));
+        assert!(s.port(1).is_none());
+    }
+}

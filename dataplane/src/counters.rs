@@ -1,0 +1,152 @@
+//! Per-port counters: atomics shared by all workers, read by the control side.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Why a frame was dropped (or, for [`DropReason::NoRoom`], why its source was not learned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Too short to be an Ethernet (or 802.1Q) frame.
+    BadFrame,
+    /// The frame's VLAN is not carried by the ingress port (untagged on a trunk without a native
+    /// VLAN, or a VID not in the trunk's list).
+    VlanNotAllowed,
+    /// A tagged frame (VID 1-4095) on an access port.
+    TaggedOnAccess,
+    /// The FDB was full, so the source MAC was not learned. The frame itself was still
+    /// forwarded (flooded); this counts learning that did not happen.
+    NoRoom,
+    /// Writing to the egress port failed (link down, queue full).
+    TxError,
+    /// The ingress port was removed from the configuration while the frame was in flight.
+    NoSuchPort,
+}
+
+impl DropReason {
+    /// All reasons, in counter order.
+    pub const ALL: [DropReason; 6] = [
+        DropReason::BadFrame,
+        DropReason::VlanNotAllowed,
+        DropReason::TaggedOnAccess,
+        DropReason::NoRoom,
+        DropReason::TxError,
+        DropReason::NoSuchPort,
+    ];
+
+    /// A stable snake_case name for logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::BadFrame => "bad_frame",
+            DropReason::VlanNotAllowed => "vlan_not_allowed",
+            DropReason::TaggedOnAccess => "tagged_on_access",
+            DropReason::NoRoom => "fdb_no_room",
+            DropReason::TxError => "tx_error",
+            DropReason::NoSuchPort => "no_such_port",
+        }
+    }
+}
+
+/// Counters of one port. All updates are `Relaxed` atomic adds.
+#[derive(Debug, Default)]
+pub struct PortCounters {
+    /// Frames received.
+    pub rx_packets: AtomicU64,
+    /// Bytes received (Ethernet frame bytes, without the vnet header).
+    pub rx_bytes: AtomicU64,
+    /// Frames sent.
+    pub tx_packets: AtomicU64,
+    /// Bytes sent.
+    pub tx_bytes: AtomicU64,
+    drops: [AtomicU64; DropReason::ALL.len()],
+}
+
+/// A plain copy of [`PortCounters`] at one instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CounterValues {
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames sent.
+    pub tx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Drops, indexed like [`DropReason::ALL`].
+    pub drops: [u64; DropReason::ALL.len()],
+}
+
+impl CounterValues {
+    /// The drop count for `r`.
+    pub fn drop_count(&self, r: DropReason) -> u64 {
+        self.drops[r as usize]
+    }
+}
+
+impl std::fmt::Display for CounterValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "rx_packets={} rx_bytes={} tx_packets={} tx_bytes={}",
+            self.rx_packets, self.rx_bytes, self.tx_packets, self.tx_bytes
+        )?;
+        for r in DropReason::ALL {
+            write!(f, " drop_{}={}", r.name(), self.drop_count(r))?;
+        }
+        Ok(())
+    }
+}
+
+impl PortCounters {
+    /// Counts one received frame of `bytes` bytes.
+    #[inline]
+    pub fn rx(&self, bytes: usize) {
+        self.rx_packets.fetch_add(1, Relaxed);
+        self.rx_bytes.fetch_add(bytes as u64, Relaxed);
+    }
+
+    /// Counts one sent frame of `bytes` bytes.
+    #[inline]
+    pub fn tx(&self, bytes: usize) {
+        self.tx_packets.fetch_add(1, Relaxed);
+        self.tx_bytes.fetch_add(bytes as u64, Relaxed);
+    }
+
+    /// Counts one drop.
+    #[inline]
+    pub fn drop(&self, r: DropReason) {
+        self.drops[r as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Reads all counters.
+    pub fn values(&self) -> CounterValues {
+        let mut drops = [0; DropReason::ALL.len()];
+        for (d, a) in drops.iter_mut().zip(&self.drops) {
+            *d = a.load(Relaxed);
+        }
+        CounterValues {
+            rx_packets: self.rx_packets.load(Relaxed),
+            rx_bytes: self.rx_bytes.load(Relaxed),
+            tx_packets: self.tx_packets.load(Relaxed),
+            tx_bytes: self.tx_bytes.load(Relaxed),
+            drops,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_formats() {
+        let c = PortCounters::default();
+        c.rx(60);
+        c.rx(1500);
+        c.tx(64);
+        c.drop(DropReason::TaggedOnAccess);
+        let v = c.values();
+        assert_eq!((v.rx_packets, v.rx_bytes, v.tx_packets), (2, 1560, 1));
+        assert_eq!(v.drop_count(DropReason::TaggedOnAccess), 1);
+        assert_eq!(v.drop_count(DropReason::BadFrame), 0);
+        assert!(v.to_string().contains("drop_tagged_on_access=1"));
+    }
+}

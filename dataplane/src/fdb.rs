@@ -1,0 +1,534 @@
+//! The forwarding database: a bounded, lock-free MAC table keyed by (VLAN, MAC).
+//!
+//! An open-addressing table of `(key, value)` pairs of `AtomicU64`, linear probing, at most
+//! [`MAX_PROBE`] slots from a key's home. Workers learn and look up concurrently without any lock:
+//! a new key claims an empty (or deleted) slot with one compare-and-swap, an existing entry is
+//! refreshed with one store, and only when something changed (port or second), so a steady flow
+//! does not bounce the cache line between cores.
+//!
+//! Time is an argument everywhere (`now`, in seconds from any fixed origin); nothing here reads a
+//! clock. Entries are removed by [`Fdb::age`] and the flush calls, which the control side runs
+//! off the per-frame path.
+//!
+//! Races that are tolerated by design, each costing at most one extra flood:
+//! two workers learning the same new key at the same instant may both insert it (lookups find the
+//! first; the second ages out); an entry refreshed while the ager removes it is learned again by
+//! the next frame.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+use crate::config::PortId;
+use crate::wire::MacAddr;
+
+/// Longest probe sequence; a key that finds no slot within it is not learned.
+pub const MAX_PROBE: usize = 64;
+/// Default capacity in entries.
+pub const DEFAULT_MAX_ENTRIES: usize = 65536;
+
+const EMPTY: u64 = 0;
+/// A deleted slot: probing continues past it, inserts may reuse it. VLAN bits 0xffff never
+/// occur in a real key.
+const TOMBSTONE: u64 = u64::MAX;
+
+const VAL_VALID: u64 = 1 << 16;
+const VAL_STATIC: u64 = 1 << 17;
+
+#[inline]
+fn key(vlan: u16, mac: MacAddr) -> u64 {
+    ((vlan as u64) << 48) | mac.to_u64()
+}
+
+#[inline]
+fn value(port: PortId, is_static: bool, now: u32) -> u64 {
+    port as u64 | VAL_VALID | if is_static { VAL_STATIC } else { 0 } | ((now as u64) << 32)
+}
+
+#[inline]
+fn val_port(v: u64) -> PortId {
+    (v & 0xffff) as PortId
+}
+
+#[inline]
+fn val_time(v: u64) -> u32 {
+    (v >> 32) as u32
+}
+
+/// What [`Fdb::learn`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learned {
+    /// The entry already pointed at this port; at most its timestamp changed.
+    Refreshed,
+    /// A new entry.
+    New,
+    /// The MAC moved from `from` to the learning port.
+    Moved {
+        /// The port the MAC was on before.
+        from: PortId,
+    },
+    /// A static entry points elsewhere; static entries never move.
+    StaticConflict,
+    /// The table is full (or the key's probe window is): not learned.
+    NoRoom,
+}
+
+/// One entry, as listed by [`Fdb::entries`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdbEntry {
+    /// VLAN id.
+    pub vlan: u16,
+    /// MAC address.
+    pub mac: MacAddr,
+    /// Port the MAC was learned on (or configured on).
+    pub port: PortId,
+    /// Never ages, never moves.
+    pub is_static: bool,
+    /// When it was last seen, in the caller's seconds.
+    pub last_seen: u32,
+}
+
+/// Which entries a flush removes; `None` fields match everything.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushFilter {
+    /// Only this VLAN.
+    pub vlan: Option<u16>,
+    /// Only entries on this port.
+    pub port: Option<PortId>,
+    /// Also remove static entries (default: dynamic only).
+    pub include_static: bool,
+}
+
+#[derive(Default)]
+#[repr(C)]
+struct Slot {
+    key: AtomicU64,
+    val: AtomicU64,
+}
+
+/// Counters kept by the table itself.
+#[derive(Debug, Default)]
+pub struct FdbCounters {
+    /// New entries learned.
+    pub learned: AtomicU64,
+    /// MAC moves between ports.
+    pub moves: AtomicU64,
+    /// Source MACs not learned because the table was full.
+    pub no_room: AtomicU64,
+    /// Entries removed by aging.
+    pub aged: AtomicU64,
+}
+
+/// The MAC table. Shared by reference between all workers; every method takes `&self`.
+pub struct Fdb {
+    slots: Box<[Slot]>,
+    mask: usize,
+    shift: u32,
+    max_entries: usize,
+    len: AtomicUsize,
+    /// Table counters.
+    pub counters: FdbCounters,
+}
+
+impl std::fmt::Debug for Fdb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fdb")
+            .field("len", &self.len())
+            .field("max_entries", &self.max_entries)
+            .field("slots", &self.slots.len())
+            .finish()
+    }
+}
+
+impl Fdb {
+    /// A table that holds at most `max_entries` entries (at least 1), with twice as many slots
+    /// so that probes stay short.
+    pub fn new(max_entries: usize) -> Self {
+        let max_entries = max_entries.max(1);
+        let n = (max_entries * 2).next_power_of_two().max(MAX_PROBE);
+        let slots: Box<[Slot]> = (0..n).map(|_| Slot::default()).collect();
+        Fdb {
+            slots,
+            mask: n - 1,
+            shift: 64 - n.trailing_zeros(),
+            max_entries,
+            len: AtomicUsize::new(0),
+            counters: FdbCounters::default(),
+        }
+    }
+
+    /// Number of entries (including ones that expired but were not swept yet).
+    pub fn len(&self) -> usize {
+        self.len.load(Relaxed)
+    }
+
+    /// True when there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The configured capacity.
+    pub fn max_entries(&self) -> usize {
+        self.max_entries
+    }
+
+    #[inline]
+    fn home(&self, k: u64) -> usize {
+        // Fibonacci hashing: the multiply spreads the low (vendor-specific) MAC bytes and the
+        // VLAN over the high bits, which pick the slot.
+        (k.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+    }
+
+    #[inline]
+    fn is_live(v: u64, now: u32, aging: u32) -> bool {
+        v & VAL_VALID != 0 && (v & VAL_STATIC != 0 || now.wrapping_sub(val_time(v)) < aging)
+    }
+
+    /// Finds the slot holding `k`, if any.
+    #[inline]
+    fn find(&self, k: u64) -> Option<&Slot> {
+        let h = self.home(k);
+        for i in 0..MAX_PROBE {
+            let s = &self.slots[(h + i) & self.mask];
+            match s.key.load(Relaxed) {
+                x if x == k => return Some(s),
+                EMPTY => return None,
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// The port `mac` was last seen on in `vlan`, unless the entry has aged out
+    /// (`now - last_seen >= aging`).
+    #[inline]
+    pub fn lookup(&self, vlan: u16, mac: MacAddr, now: u32, aging: u32) -> Option<PortId> {
+        let s = self.find(key(vlan, mac))?;
+        let v = s.val.load(Relaxed);
+        Self::is_live(v, now, aging).then(|| val_port(v))
+    }
+
+    /// Records that `mac` was seen in `vlan` on `port` at `now`.
+    #[inline]
+    pub fn learn(&self, vlan: u16, mac: MacAddr, port: PortId, now: u32, aging: u32) -> Learned {
+        let k = key(vlan, mac);
+        let h = self.home(k);
+        let mut reuse: Option<usize> = None;
+        for i in 0..MAX_PROBE {
+            let idx = (h + i) & self.mask;
+            let s = &self.slots[idx];
+            let sk = s.key.load(Relaxed);
+            if sk == k {
+                return self.update(s, port, now, aging);
+            }
+            if sk == TOMBSTONE {
+                reuse.get_or_insert(idx);
+                continue;
+            }
+            if sk == EMPTY {
+                return self.insert(k, reuse.unwrap_or(idx), h, port, now);
+            }
+        }
+        match reuse {
+            Some(idx) => self.insert(k, idx, h, port, now),
+            None => self.no_room(),
+        }
+    }
+
+    fn update(&self, s: &Slot, port: PortId, now: u32, aging: u32) -> Learned {
+        let old = s.val.load(Relaxed);
+        if old & VAL_VALID == 0 {
+            // Being inserted by another worker right now; it will have the right port.
+            return Learned::Refreshed;
+        }
+        if old & VAL_STATIC != 0 {
+            return if val_port(old) == port {
+                Learned::Refreshed
+            } else {
+                Learned::StaticConflict
+            };
+        }
+        let new = value(port, false, now);
+        if old == new {
+            return Learned::Refreshed;
+        }
+        s.val.store(new, Relaxed);
+        let from = val_port(old);
+        if from != port && Self::is_live(old, now, aging) {
+            self.counters.moves.fetch_add(1, Relaxed);
+            Learned::Moved { from }
+        } else if from != port {
+            // An expired entry not swept yet: a fresh learn, not a move.
+            self.counters.learned.fetch_add(1, Relaxed);
+            Learned::New
+        } else {
+            Learned::Refreshed
+        }
+    }
+
+    fn no_room(&self) -> Learned {
+        self.counters.no_room.fetch_add(1, Relaxed);
+        Learned::NoRoom
+    }
+
+    /// Claims slot `idx` (empty or tombstone) for `k`; on a lost race, probes again from `h`.
+    fn insert(&self, k: u64, mut idx: usize, h: usize, port: PortId, now: u32) -> Learned {
+        if self.len.fetch_add(1, Relaxed) >= self.max_entries {
+            self.len.fetch_sub(1, Relaxed);
+            return self.no_room();
+        }
+        let val = value(port, false, now);
+        let mut i = idx.wrapping_sub(h) & self.mask;
+        loop {
+            let s = &self.slots[idx];
+            let cur = s.key.load(Relaxed);
+            if (cur == EMPTY || cur == TOMBSTONE)
+                && s.key.compare_exchange(cur, k, Relaxed, Relaxed).is_ok()
+            {
+                // Published key first, value second: a reader that sees the key with an
+                // invalid value treats it as a miss until the store lands.
+                s.val.store(val, Relaxed);
+                self.counters.learned.fetch_add(1, Relaxed);
+                return Learned::New;
+            }
+            if cur == k {
+                // Someone inserted the same key meanwhile.
+                self.len.fetch_sub(1, Relaxed);
+                return Learned::Refreshed;
+            }
+            i += 1;
+            if i >= MAX_PROBE {
+                self.len.fetch_sub(1, Relaxed);
+                return self.no_room();
+            }
+            idx = (h + i) & self.mask;
+        }
+    }
+
+    /// Adds or replaces a static entry: it never ages and never moves. Returns false when the
+    /// table has no room for it.
+    pub fn add_static(&self, vlan: u16, mac: MacAddr, port: PortId) -> bool {
+        let k = key(vlan, mac);
+        if let Some(s) = self.find(k) {
+            s.val.store(value(port, true, 0), Relaxed);
+            return true;
+        }
+        match self.learn(vlan, mac, port, 0, u32::MAX) {
+            Learned::New | Learned::Refreshed | Learned::Moved { .. } => {
+                if let Some(s) = self.find(k) {
+                    s.val.store(value(port, true, 0), Relaxed);
+                }
+                true
+            }
+            Learned::StaticConflict | Learned::NoRoom => false,
+        }
+    }
+
+    fn remove_where(&self, mut pred: impl FnMut(u64, u64) -> bool) -> usize {
+        let mut n = 0;
+        for s in self.slots.iter() {
+            let k = s.key.load(Relaxed);
+            if k == EMPTY || k == TOMBSTONE {
+                continue;
+            }
+            let v = s.val.load(Relaxed);
+            if pred(k, v)
+                && s.key
+                    .compare_exchange(k, TOMBSTONE, Relaxed, Relaxed)
+                    .is_ok()
+            {
+                s.val.store(0, Relaxed);
+                self.len.fetch_sub(1, Relaxed);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Removes dynamic entries not seen for `aging` seconds. Returns how many.
+    pub fn age(&self, now: u32, aging: u32) -> usize {
+        let n = self.remove_where(|_, v| v & VAL_VALID != 0 && !Self::is_live(v, now, aging));
+        self.counters.aged.fetch_add(n as u64, Relaxed);
+        n
+    }
+
+    /// Removes the entries that match `f`. Returns how many.
+    pub fn flush(&self, f: FlushFilter) -> usize {
+        self.remove_where(|k, v| {
+            v & VAL_VALID != 0
+                && (f.include_static || v & VAL_STATIC == 0)
+                && f.vlan.is_none_or(|vl| (k >> 48) as u16 == vl)
+                && f.port.is_none_or(|p| val_port(v) == p)
+        })
+    }
+
+    /// Removes one entry (static or dynamic). Returns whether it existed.
+    pub fn remove(&self, vlan: u16, mac: MacAddr) -> bool {
+        let k = key(vlan, mac);
+        self.remove_where(|kk, _| kk == k) > 0
+    }
+
+    /// A copy of all live entries (control plane; walks the whole table).
+    pub fn entries(&self, now: u32, aging: u32) -> Vec<FdbEntry> {
+        let mut out = Vec::new();
+        for s in self.slots.iter() {
+            let k = s.key.load(Relaxed);
+            if k == EMPTY || k == TOMBSTONE {
+                continue;
+            }
+            let v = s.val.load(Relaxed);
+            if Self::is_live(v, now, aging) {
+                out.push(FdbEntry {
+                    vlan: (k >> 48) as u16,
+                    mac: MacAddr::from_u64(k),
+                    port: val_port(v),
+                    is_static: v & VAL_STATIC != 0,
+                    last_seen: val_time(v),
+                });
+            }
+        }
+        out.sort_by_key(|e| (e.vlan, e.mac));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mac(n: u64) -> MacAddr {
+        MacAddr::from_u64(0x0200_0000_0000 | n)
+    }
+
+    #[test]
+    fn learn_then_lookup_per_vlan() {
+        let f = Fdb::new(16);
+        assert_eq!(f.learn(10, mac(1), 3, 100, 300), Learned::New);
+        assert_eq!(f.lookup(10, mac(1), 100, 300), Some(3));
+        // the same MAC in another VLAN is another entry
+        assert_eq!(f.lookup(20, mac(1), 100, 300), None);
+        assert_eq!(f.learn(20, mac(1), 4, 100, 300), Learned::New);
+        assert_eq!(f.lookup(20, mac(1), 100, 300), Some(4));
+        assert_eq!(f.lookup(10, mac(1), 100, 300), Some(3));
+        assert_eq!(f.len(), 2);
+    }
+
+    #[test]
+    fn refresh_move_and_counters() {
+        let f = Fdb::new(16);
+        f.learn(10, mac(1), 3, 100, 300);
+        assert_eq!(f.learn(10, mac(1), 3, 150, 300), Learned::Refreshed);
+        assert_eq!(f.learn(10, mac(1), 5, 151, 300), Learned::Moved { from: 3 });
+        assert_eq!(f.lookup(10, mac(1), 151, 300), Some(5));
+        assert_eq!(f.counters.moves.load(Relaxed), 1);
+        assert_eq!(f.counters.learned.load(Relaxed), 1);
+        assert_eq!(f.len(), 1);
+    }
+
+    #[test]
+    fn aging_uses_the_time_passed_in() {
+        let f = Fdb::new(16);
+        f.learn(10, mac(1), 3, 1000, 300);
+        assert_eq!(f.lookup(10, mac(1), 1299, 300), Some(3));
+        assert_eq!(f.lookup(10, mac(1), 1300, 300), None);
+        // learning an expired, unswept entry on another port is a new learn, not a move
+        assert_eq!(f.learn(10, mac(1), 4, 1400, 300), Learned::New);
+        assert_eq!(f.counters.moves.load(Relaxed), 0);
+        assert_eq!(f.age(1699, 300), 0);
+        assert_eq!(f.age(1700, 300), 1);
+        assert!(f.is_empty());
+        assert_eq!(f.lookup(10, mac(1), 1700, 300), None);
+    }
+
+    #[test]
+    fn static_entries_never_age_or_move() {
+        let f = Fdb::new(16);
+        assert!(f.add_static(10, mac(9), 2));
+        assert_eq!(f.learn(10, mac(9), 7, 5, 300), Learned::StaticConflict);
+        assert_eq!(f.lookup(10, mac(9), 1_000_000, 300), Some(2));
+        assert_eq!(f.age(1_000_000, 300), 0);
+        assert_eq!(f.flush(FlushFilter::default()), 0);
+        assert_eq!(
+            f.flush(FlushFilter {
+                include_static: true,
+                ..Default::default()
+            }),
+            1
+        );
+    }
+
+    #[test]
+    fn full_table_stops_learning_and_counts() {
+        let f = Fdb::new(4);
+        for i in 0..4 {
+            assert_eq!(f.learn(10, mac(i), 1, 0, 300), Learned::New);
+        }
+        assert_eq!(f.learn(10, mac(99), 1, 0, 300), Learned::NoRoom);
+        assert_eq!(f.counters.no_room.load(Relaxed), 1);
+        assert_eq!(f.lookup(10, mac(99), 0, 300), None);
+        // known MACs still refresh and move when full
+        assert_eq!(f.learn(10, mac(0), 2, 1, 300), Learned::Moved { from: 1 });
+        // room again after a flush
+        assert_eq!(
+            f.flush(FlushFilter {
+                port: Some(2),
+                ..Default::default()
+            }),
+            1
+        );
+        assert_eq!(f.learn(10, mac(99), 1, 1, 300), Learned::New);
+    }
+
+    #[test]
+    fn flush_by_vlan_and_port() {
+        let f = Fdb::new(64);
+        for i in 0..10 {
+            f.learn(10, mac(i), (i % 2) as PortId, 0, 300);
+            f.learn(20, mac(i), (i % 2) as PortId, 0, 300);
+        }
+        let n = f.flush(FlushFilter {
+            vlan: Some(10),
+            port: Some(1),
+            include_static: false,
+        });
+        assert_eq!(n, 5);
+        assert_eq!(f.len(), 15);
+        assert_eq!(f.lookup(10, mac(1), 0, 300), None);
+        assert_eq!(f.lookup(20, mac(1), 0, 300), Some(1));
+        assert!(f.remove(20, mac(1)));
+        assert!(!f.remove(20, mac(1)));
+        assert_eq!(f.entries(0, 300).len(), 14);
+    }
+
+    #[test]
+    fn tombstones_are_reused_and_probing_passes_them() {
+        let f = Fdb::new(1000);
+        for round in 0..20u32 {
+            for i in 0..500 {
+                f.learn(1, mac(i), 1, round * 1000, 300);
+            }
+            for i in 0..500 {
+                assert_eq!(f.lookup(1, mac(i), round * 1000, 300), Some(1));
+            }
+            f.age(round * 1000 + 999, 300);
+            assert!(f.is_empty());
+        }
+    }
+
+    #[test]
+    fn concurrent_learning_keeps_every_key_findable() {
+        let f = Fdb::new(1 << 14);
+        std::thread::scope(|s| {
+            for t in 0..2u64 {
+                let f = &f;
+                s.spawn(move || {
+                    for i in 0..8000u64 {
+                        f.learn(1, mac(i * 2 + t), t as PortId, 1, 300);
+                    }
+                });
+            }
+        });
+        for i in 0..16000u64 {
+            assert_eq!(f.lookup(1, mac(i), 1, 300), Some((i % 2) as PortId));
+        }
+        assert_eq!(f.len(), 16000);
+    }
+}

@@ -1,0 +1,170 @@
+//! The running switch: the published snapshot, the FDB, the worker threads.
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+
+use crate::config::{PortEntry, PortId, Snapshot};
+use crate::fdb::Fdb;
+use crate::port::sys::{Epoll, EventFd};
+use crate::worker;
+
+/// Errors starting or stopping the switch.
+#[derive(Debug, thiserror::Error)]
+pub enum SwitchError {
+    /// An epoll or eventfd could not be made.
+    #[error("cannot set up worker wakeups")]
+    Wakeup(#[source] std::io::Error),
+    /// A port's fd could not be watched.
+    #[error("cannot watch port {port}")]
+    Watch {
+        /// The port.
+        port: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A worker thread could not be started.
+    #[error("cannot start worker thread")]
+    Spawn(#[source] std::io::Error),
+}
+
+/// Result alias for this module.
+pub type Result<T> = std::result::Result<T, SwitchError>;
+
+/// Switch-wide settings.
+#[derive(Debug, Clone, Copy)]
+pub struct SwitchOptions {
+    /// Worker threads (at least 1).
+    pub workers: usize,
+    /// FDB capacity in entries.
+    pub fdb_max_entries: usize,
+}
+
+/// State shared by the workers and the control side.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) snapshot: ArcSwap<Snapshot>,
+    pub(crate) fdb: Fdb,
+    epoch: Instant,
+    /// Frames forwarded or dropped after parsing (for a quick liveness view).
+    pub(crate) frames: AtomicU64,
+}
+
+impl Shared {
+    /// Seconds since the switch started: the FDB's clock.
+    pub(crate) fn now(&self) -> u32 {
+        self.epoch.elapsed().as_secs() as u32
+    }
+}
+
+/// A running switch. Dropping it without [`Switch::stop`] leaves the workers running.
+#[derive(Debug)]
+pub struct Switch {
+    shared: Arc<Shared>,
+    stop: EventFd,
+    epolls: Vec<Arc<Epoll>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Switch {
+    /// Starts the workers with `snapshot`. Ports are spread over the workers round-robin.
+    pub fn start(opts: SwitchOptions, snapshot: Snapshot) -> Result<Switch> {
+        let shared = Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            fdb: Fdb::new(opts.fdb_max_entries),
+            epoch: Instant::now(),
+            frames: AtomicU64::new(0),
+        });
+        let stop = EventFd::new().map_err(SwitchError::Wakeup)?;
+        let n = opts.workers.max(1);
+        let mut epolls = Vec::with_capacity(n);
+        for _ in 0..n {
+            let ep = Epoll::new().map_err(SwitchError::Wakeup)?;
+            ep.add(stop.as_raw_fd(), worker::STOP_TOKEN)
+                .map_err(SwitchError::Wakeup)?;
+            epolls.push(Arc::new(ep));
+        }
+        let snap = shared.snapshot.load_full();
+        for (i, entry) in snap.ports().iter().enumerate() {
+            let Some(PortEntry {
+                name,
+                port: Some(port),
+                ..
+            }) = entry
+            else {
+                continue;
+            };
+            if let Some(fd) = port.fd() {
+                epolls[i % n]
+                    .add(fd, i as u64)
+                    .map_err(|source| SwitchError::Watch {
+                        port: name.clone(),
+                        source,
+                    })?;
+            }
+        }
+        let mut threads = Vec::with_capacity(n);
+        for (i, ep) in epolls.iter().enumerate() {
+            let (shared, ep) = (shared.clone(), ep.clone());
+            let t = std::thread::Builder::new()
+                .name(format!("worker-{i}"))
+                .spawn(move || worker::run(shared, ep, i))
+                .map_err(SwitchError::Spawn)?;
+            threads.push(t);
+        }
+        Ok(Switch {
+            shared,
+            stop,
+            epolls,
+            threads,
+        })
+    }
+
+    /// The current configuration.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.snapshot.load_full()
+    }
+
+    /// The MAC table.
+    pub fn fdb(&self) -> &Fdb {
+        &self.shared.fdb
+    }
+
+    /// The FDB's clock: seconds since start.
+    pub fn now(&self) -> u32 {
+        self.shared.now()
+    }
+
+    /// Number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.epolls.len()
+    }
+
+    /// Removes FDB entries older than the configured aging time; returns how many. Call about
+    /// once a second from the control side.
+    pub fn age(&self) -> usize {
+        let aging = self.shared.snapshot.load().aging_secs;
+        self.shared.fdb.age(self.now(), aging)
+    }
+
+    /// The id of port `name`, if configured.
+    pub fn port_id(&self, name: &str) -> Option<PortId> {
+        self.shared.snapshot.load().port_id(name)
+    }
+
+    /// Stops the workers and waits for them. The ports close when the last snapshot holding
+    /// them is dropped (taps the switch created disappear then).
+    pub fn stop(self) {
+        if let Err(e) = self.stop.signal() {
+            tracing::error!(error = %e, "cannot signal workers to stop");
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
