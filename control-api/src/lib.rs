@@ -13,8 +13,13 @@
 //!   (`ports[2].vlan`) and the reason.
 //! - [`Topology::to_yaml`] produces a file that reads back to an equal topology.
 //!
+//! - [`build_snapshot`] turns a validated topology into the dataplane's configuration.
+//!
 //! The REST API (and the topology's diff/apply) will be added to this crate later.
 
+pub mod build;
 pub mod topology;
+
+pub use build::{build_snapshot, port_mode};
 
 pub use topology::{FieldError, Port, PortKind, PortMode, Topology, TopologyError, Vlan};
