@@ -50,8 +50,9 @@ pub fn check(files: &[PathBuf]) -> Result<ExitCode> {
 pub fn run(path: &Path, workers: u16) -> Result<ExitCode> {
     let topo = Topology::from_path(path).with_context(|| format!("{}", path.display()))?;
     tracing::info!(topology = %path.display(), "loaded topology");
+    let stop = install_stop_handlers()?;
     let switch = start(&topo, workers)?;
-    wait_for_stop_signal(&switch)?;
+    wait_for_stop(&switch, &stop);
     shutdown(switch);
     Ok(ExitCode::SUCCESS)
 }
@@ -95,12 +96,18 @@ pub fn start(topo: &Topology, workers: u16) -> Result<Switch> {
     Ok(switch)
 }
 
-/// Blocks until SIGINT or SIGTERM, aging the FDB once a second meanwhile.
-pub fn wait_for_stop_signal(switch: &Switch) -> Result<()> {
+/// Makes SIGINT and SIGTERM set the returned flag instead of killing the process. Installed
+/// before any port exists, so that a signal never leaves a half-started switch behind.
+pub fn install_stop_handlers() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
+    Ok(stop)
+}
+
+/// Blocks until `stop` is set (by SIGINT or SIGTERM), aging the FDB once a second meanwhile.
+pub fn wait_for_stop(switch: &Switch, stop: &AtomicBool) {
     let mut last_age = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(200));
@@ -113,7 +120,6 @@ pub fn wait_for_stop_signal(switch: &Switch) -> Result<()> {
         }
     }
     tracing::info!("stopping");
-    Ok(())
 }
 
 /// Stops the workers, logs the final counters and closes the ports (taps the switch created

@@ -63,6 +63,7 @@ pub fn run(workers: u16) -> Result<ExitCode> {
         .enumerate()
         .map(|(i, p)| (p, format!("{SUBNET}.{}", i + 1)))
         .collect();
+    let stop = daemon::install_stop_handlers()?;
     // Namespaces first, so a clash is reported before any tap exists.
     let mut namespaces = Vec::new();
     for (p, _) in &hosts {
@@ -110,7 +111,7 @@ pub fn run(workers: u16) -> Result<ExitCode> {
         );
     }
     println!("\nPress Ctrl-C to stop; the taps and namespaces are removed.");
-    daemon::wait_for_stop_signal(&switch)?;
+    daemon::wait_for_stop(&switch, &stop);
     daemon::shutdown(switch);
     drop(namespaces);
     Ok(ExitCode::SUCCESS)

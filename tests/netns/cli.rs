@@ -1,0 +1,87 @@
+//! The daemon's command line: `check`, clean shutdown, errors.
+
+use std::process::Command;
+
+use crate::harness::{link_exists, unique_id, Switchd, SWITCHD};
+
+#[test]
+fn every_topology_file_checks_ok() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies");
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("topologies/")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    assert!(!files.is_empty(), "no topology files in {}", dir.display());
+    let out = Command::new(SWITCHD)
+        .arg("check")
+        .args(&files)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert_eq!(stdout.matches(": ok").count(), files.len(), "{stdout}");
+}
+
+#[test]
+fn check_names_the_field_and_the_reason() {
+    let path = std::env::temp_dir().join(format!("vlanswitch-bad-{}.yaml", unique_id()));
+    std::fs::write(
+        &path,
+        "vlans: [{ id: 10 }]\nports:\n  - { name: a, kind: tap, mode: access, vlan: 10 }\n  - { name: b, kind: tap, mode: access, vlan: 10 }\n  - { name: c, kind: tap, mode: access, vlan: 4095 }\n",
+    )
+    .unwrap();
+    let out = Command::new(SWITCHD)
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("ports[2].vlan: 4095 is reserved (valid 1-4094)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bad_topology_fails_startup_with_the_reason() {
+    let path = std::env::temp_dir().join(format!("vlanswitch-bad-{}.yaml", unique_id()));
+    std::fs::write(
+        &path,
+        "ports:\n  - { name: a, kind: tap, mode: access, vlan: 10, colour: red }\n",
+    )
+    .unwrap();
+    let out = Command::new(SWITCHD)
+        .arg("--topology")
+        .arg(&path)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("unknown field `colour`"), "{stderr}");
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_removes_the_taps() {
+    let id = unique_id();
+    let (p, q) = (format!("{id}p"), format!("{id}q"));
+    let sw = Switchd::start(
+        &format!(
+            "ports:\n  - {{ name: {p}, kind: tap, mode: access, vlan: 1 }}\n  - {{ name: {q}, kind: tap, mode: trunk, vlans: [1] }}\n"
+        ),
+        1,
+    );
+    assert!(
+        link_exists(&p) && link_exists(&q),
+        "taps exist while running"
+    );
+    let log = sw.stop();
+    assert!(
+        log.contains("mode=access vlan 1"),
+        "startup logs each port's mode:\n{log}"
+    );
+    assert!(!link_exists(&p) && !link_exists(&q), "taps removed on exit");
+}

@@ -1,0 +1,351 @@
+//! The test harness: network namespaces as hosts, the real `switchd` binary, raw frames.
+//!
+//! Everything made here is removed in `Drop`, also when a test panics. Names carry the test
+//! process id and a counter, so tests run in parallel and never meet each other's leftovers.
+//! These tests need root; without it (or without `ip netns`) they fail loudly, never skip.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Path of the switchd binary cargo built for this test run.
+pub const SWITCHD: &str = env!("CARGO_BIN_EXE_switchd");
+
+/// A short id unique to this test process and call: `{pid:04x}{n}`.
+pub fn unique_id() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{:04x}{}",
+        std::process::id() & 0xffff,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Panics with a clear message unless we are root and can make namespaces and taps.
+pub fn require_privileges() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "the network-namespace tests need root (they create namespaces and taps); run them as root"
+    );
+    assert!(
+        std::path::Path::new("/dev/net/tun").exists(),
+        "/dev/net/tun is missing: the tun module is needed for tap ports"
+    );
+}
+
+/// Runs `ip args...`, panicking with its stderr on failure.
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("cannot run `ip` (install iproute2)");
+    assert!(
+        out.status.success(),
+        "`ip {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+}
+
+/// A network namespace; deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(name: &str) -> Netns {
+        require_privileges();
+        ip(&["netns", "add", name]);
+        let ns = Netns {
+            name: name.to_string(),
+        };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip -n NAME args...`
+    pub fn ip(&self, args: &[&str]) {
+        let mut a = vec!["-n", self.name.as_str()];
+        a.extend_from_slice(args);
+        ip(&a);
+    }
+
+    /// Runs a command inside the namespace; returns whether it exited 0.
+    pub fn exec_ok(&self, cmd: &[&str]) -> bool {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(cmd)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("cannot run `ip netns exec`")
+            .success()
+    }
+
+    /// Runs `f` on a thread that has entered this namespace: sockets it opens live there.
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let ns = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+                // SAFETY: setns on a valid namespace fd; it changes only this thread's network
+                // namespace, and this scoped thread ends with `f`.
+                let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(
+                    r,
+                    0,
+                    "setns into {path}: {}",
+                    std::io::Error::last_os_error()
+                );
+                f()
+            })
+            .join()
+            .expect("thread in namespace panicked")
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A host: a namespace whose NIC is the kernel side of one of the switch's taps.
+pub struct Host {
+    pub ns: Netns,
+    pub ifname: String,
+    pub addr: String,
+}
+
+impl Host {
+    /// Moves interface `ifname` into a new namespace and gives it `addr`/24.
+    pub fn attach(ifname: &str, addr: &str) -> Host {
+        let ns = Netns::new(&format!("vs-{ifname}"));
+        ip(&["link", "set", ifname, "netns", &ns.name]);
+        ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", ifname]);
+        ns.ip(&["link", "set", ifname, "up"]);
+        Host {
+            ns,
+            ifname: ifname.to_string(),
+            addr: addr.to_string(),
+        }
+    }
+
+    /// True if `addr` answers a ping within a few tries.
+    pub fn reaches(&self, addr: &str) -> bool {
+        (0..3).any(|_| self.ns.exec_ok(&["ping", "-c", "1", "-W", "1", addr]))
+    }
+
+    /// True if `addr` answers none of 3 pings.
+    pub fn cannot_reach(&self, addr: &str) -> bool {
+        !self
+            .ns
+            .exec_ok(&["ping", "-c", "3", "-i", "0.2", "-W", "1", addr])
+    }
+
+    /// A raw layer-2 socket on the host's NIC.
+    pub fn raw(&self) -> Raw {
+        let name = self.ifname.clone();
+        let (tx, rx) = self.ns.run(move || {
+            let iface = pnet_datalink::interfaces()
+                .into_iter()
+                .find(|i| i.name == name)
+                .unwrap_or_else(|| panic!("no interface {name} in the namespace"));
+            let cfg = pnet_datalink::Config {
+                read_timeout: Some(Duration::from_millis(50)),
+                read_buffer_size: 65536,
+                ..Default::default()
+            };
+            match pnet_datalink::channel(&iface, cfg).expect("raw socket") {
+                pnet_datalink::Channel::Ethernet(tx, rx) => (tx, rx),
+                _ => panic!("unexpected channel type"),
+            }
+        });
+        Raw { tx, rx }
+    }
+
+    /// The host NIC's MAC address.
+    pub fn mac(&self) -> [u8; 6] {
+        let name = self.ifname.clone();
+        let mac = self.ns.run(move || {
+            pnet_datalink::interfaces()
+                .into_iter()
+                .find(|i| i.name == name)
+                .and_then(|i| i.mac)
+                .expect("interface MAC")
+        });
+        mac.octets()
+    }
+}
+
+/// A raw AF_PACKET socket bound to one host NIC (pnet).
+pub struct Raw {
+    tx: Box<dyn pnet_datalink::DataLinkSender>,
+    rx: Box<dyn pnet_datalink::DataLinkReceiver>,
+}
+
+impl Raw {
+    pub fn send(&mut self, frame: &[u8]) {
+        self.tx
+            .send_to(frame, None)
+            .expect("send_to returned None")
+            .expect("raw send");
+    }
+
+    /// Frames received within `window` that contain `marker`.
+    pub fn capture(&mut self, marker: &[u8], window: Duration) -> Vec<Vec<u8>> {
+        let end = Instant::now() + window;
+        let mut seen = Vec::new();
+        while Instant::now() < end {
+            if let Ok(f) = self.rx.next() {
+                if f.windows(marker.len()).any(|w| w == marker) {
+                    seen.push(f.to_vec());
+                }
+            }
+        }
+        seen
+    }
+}
+
+/// A test frame: `dst`, `src`, optional 802.1Q tags (outermost first), the local experimental
+/// EtherType 0x88b5 and `marker` as payload, padded to 60 bytes.
+pub fn frame(dst: [u8; 6], src: [u8; 6], tags: &[u16], marker: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(64);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    for vid in tags {
+        f.extend_from_slice(&[0x81, 0x00]);
+        f.extend_from_slice(&vid.to_be_bytes());
+    }
+    f.extend_from_slice(&[0x88, 0xb5]);
+    f.extend_from_slice(marker);
+    if f.len() < 60 {
+        f.resize(60, 0);
+    }
+    f
+}
+
+pub const BROADCAST: [u8; 6] = [0xff; 6];
+
+/// A running `switchd` with a topology; stopped (SIGTERM) on drop.
+pub struct Switchd {
+    child: Option<Child>,
+    log: Arc<Mutex<String>>,
+    topology: PathBuf,
+}
+
+impl Switchd {
+    /// Starts switchd on `yaml` and waits for its "switch ready" line.
+    pub fn start(yaml: &str, workers: u16) -> Switchd {
+        require_privileges();
+        let topology = std::env::temp_dir().join(format!("vlanswitch-test-{}.yaml", unique_id()));
+        std::fs::write(&topology, yaml).expect("write topology");
+        let mut child = Command::new(SWITCHD)
+            .arg("--topology")
+            .arg(&topology)
+            .args(["--workers", &workers.to_string()])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {SWITCHD}: {e}"));
+        let log = Arc::new(Mutex::new(String::new()));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr");
+        let l = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("switch ready") {
+                    let _ = ready_tx.send(());
+                }
+                let mut l = l.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let mut sw = Switchd {
+            child: Some(child),
+            log,
+            topology,
+        };
+        if ready_rx.recv_timeout(Duration::from_secs(20)).is_err() {
+            let status = sw.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            panic!(
+                "switchd did not become ready (exit: {status:?}); its log:\n{}",
+                sw.log()
+            );
+        }
+        sw
+    }
+
+    /// What switchd logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Stops switchd with SIGTERM and returns its whole log; panics if it does not exit 0.
+    pub fn stop(mut self) -> String {
+        let status = self.terminate();
+        let log = self.log();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "switchd did not exit cleanly ({status:?}); log:\n{log}"
+        );
+        log
+    }
+
+    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        // SAFETY: kill with a pid we spawned and have not reaped yet.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if let Ok(Some(st)) = child.try_wait() {
+                // let the reader thread drain the last lines
+                std::thread::sleep(Duration::from_millis(100));
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+}
+
+impl Drop for Switchd {
+    fn drop(&mut self) {
+        self.terminate();
+        let _ = std::fs::remove_file(&self.topology);
+    }
+}
+
+/// Counters switchd logged for `port` at shutdown, as `key -> value`.
+pub fn port_stats(log: &str, port: &str) -> std::collections::HashMap<String, u64> {
+    let line = log
+        .lines()
+        .find(|l| l.contains(" stats ") && l.ends_with(&format!("port={port}")))
+        .unwrap_or_else(|| panic!("no stats line for port {port} in log:\n{log}"));
+    line.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(k, v)| v.parse().ok().map(|v| (k.to_string(), v)))
+        .collect()
+}
+
+/// True once `/sys/class/net/NAME` exists in the test's own namespace.
+pub fn link_exists(name: &str) -> bool {
+    std::path::Path::new("/sys/class/net").join(name).exists()
+}

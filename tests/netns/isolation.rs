@@ -1,0 +1,109 @@
+//! VLAN isolation: reachability within a VLAN, none across, broadcasts and forged tags stay in
+//! their VLAN.
+
+use std::time::Duration;
+
+use crate::harness::{frame, port_stats, BROADCAST};
+use crate::lab::Lab;
+
+#[test]
+fn hosts_reach_their_vlan_and_nothing_else() {
+    let lab = Lab::new();
+    assert!(lab.a1.reaches(&lab.a2.addr), "a1 -> a2 (both VLAN 10)");
+    assert!(lab.b1.reaches(&lab.b2.addr), "b1 -> b2 (both VLAN 20)");
+    assert!(
+        lab.a1.cannot_reach(&lab.b1.addr),
+        "a1 (VLAN 10) reached b1 (VLAN 20)"
+    );
+    assert!(
+        lab.a2.cannot_reach(&lab.b2.addr),
+        "a2 (VLAN 10) reached b2 (VLAN 20)"
+    );
+    assert!(
+        lab.b2.cannot_reach(&lab.a1.addr),
+        "b2 (VLAN 20) reached a1 (VLAN 10)"
+    );
+    // the switch learned MACs and forwarded known unicast: still reachable after the misses
+    assert!(
+        lab.a2.reaches(&lab.a1.addr),
+        "a2 -> a1 after the cross-VLAN attempts"
+    );
+}
+
+#[test]
+fn broadcast_in_vlan_10_never_reaches_vlan_20() {
+    let lab = Lab::new();
+    let (mut a1, mut a2, mut b1, mut b2) = (lab.a1.raw(), lab.a2.raw(), lab.b1.raw(), lab.b2.raw());
+    let marker = b"vlanswitch-bcast-10";
+    let f = frame(BROADCAST, lab.a1.mac(), &[], marker);
+    std::thread::scope(|s| {
+        let on_a2 = s.spawn(|| a2.capture(marker, Duration::from_secs(2)));
+        let on_b1 = s.spawn(|| b1.capture(marker, Duration::from_secs(2)));
+        let on_b2 = s.spawn(|| b2.capture(marker, Duration::from_secs(2)));
+        std::thread::sleep(Duration::from_millis(200));
+        for _ in 0..10 {
+            a1.send(&f);
+        }
+        let on_a2 = on_a2.join().unwrap();
+        assert_eq!(on_a2.len(), 10, "a2 (VLAN 10) must see every broadcast");
+        assert_eq!(on_a2[0][..60], f[..], "delivered unchanged");
+        assert!(
+            on_b1.join().unwrap().is_empty(),
+            "b1 (VLAN 20) saw a VLAN 10 broadcast"
+        );
+        assert!(
+            on_b2.join().unwrap().is_empty(),
+            "b2 (VLAN 20) saw a VLAN 10 broadcast"
+        );
+    });
+}
+
+#[test]
+fn forged_tag_from_an_access_port_never_reaches_the_tagged_vlan() {
+    let lab = Lab::new();
+    let (mut a1, mut a2, mut b1, mut b2) = (lab.a1.raw(), lab.a2.raw(), lab.b1.raw(), lab.b2.raw());
+    let forged = b"vlanswitch-forged-20";
+    let plain = b"vlanswitch-plain-10";
+    let mac = lab.a1.mac();
+    let hop = frame(BROADCAST, mac, &[20], forged);
+    let double = frame(BROADCAST, mac, &[10, 20], forged);
+    let control = frame(BROADCAST, mac, &[], plain);
+    std::thread::scope(|s| {
+        let b1_cap = s.spawn(|| b1.capture(forged, Duration::from_secs(2)));
+        let b2_cap = s.spawn(|| b2.capture(forged, Duration::from_secs(2)));
+        let a2_cap = s.spawn(|| {
+            let mut v = a2.capture(forged, Duration::from_millis(1200));
+            v.extend(a2.capture(plain, Duration::from_millis(800)));
+            v
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        for _ in 0..5 {
+            a1.send(&hop);
+            a1.send(&double);
+        }
+        std::thread::sleep(Duration::from_millis(1100));
+        a1.send(&control);
+        assert!(
+            b1_cap.join().unwrap().is_empty(),
+            "forged VLAN 20 frame reached b1"
+        );
+        assert!(
+            b2_cap.join().unwrap().is_empty(),
+            "forged VLAN 20 frame reached b2"
+        );
+        let a2_seen = a2_cap.join().unwrap();
+        assert_eq!(
+            a2_seen.len(),
+            1,
+            "a2 must see only the untagged control frame"
+        );
+        assert!(a2_seen[0].windows(plain.len()).any(|w| w == plain));
+    });
+    let log = lab.sw.stop();
+    let a1_port = &lab.a1.ifname;
+    let stats = port_stats(&log, a1_port);
+    assert!(
+        stats["drop_tagged_on_access"] >= 10,
+        "tagged frames on access port {a1_port} must be counted as drops: {stats:?}"
+    );
+}

@@ -1,0 +1,12 @@
+//! Network-namespace integration tests: the real `switchd` binary, tap ports whose kernel sides
+//! are hosts in their own namespaces, real traffic with the kernel's default offloads.
+//!
+//! Run as root: `cargo test --release --workspace` (see tests/README.md).
+
+mod harness;
+mod lab;
+
+mod cli;
+mod isolation;
+mod tcp;
+mod trunk;
