@@ -49,7 +49,11 @@ mod tests {
         )
         .unwrap();
         let s = build_snapshot(&t, |p| {
-            Ok::<_, ()>(Arc::new(dataplane::Port::detached(&p.name, "test")))
+            Ok::<_, ()>(Arc::new(dataplane::Port::detached(
+                &p.name,
+                "test",
+                Arc::default(),
+            )))
         })
         .unwrap();
         assert_eq!(s.egress(0, 10), Some(EgressTag::Untagged));

@@ -14,12 +14,16 @@
 //! - [`Topology::to_yaml`] produces a file that reads back to an equal topology.
 //!
 //! - [`build_snapshot`] turns a validated topology into the dataplane's configuration.
+//! - [`Controller`] runs a topology: attaches its ports, starts the switch, and re-attaches
+//!   netdev ports when their interfaces vanish and return.
 //!
 //! The REST API (and the topology's diff/apply) will be added to this crate later.
 
 pub mod build;
+pub mod controller;
 pub mod topology;
 
 pub use build::{build_snapshot, port_mode};
+pub use controller::{ControlError, Controller};
 
 pub use topology::{FieldError, Port, PortKind, PortMode, Topology, TopologyError, Vlan};

@@ -84,7 +84,8 @@ pub struct Port {
     /// Trunk ports only: the VLAN carried untagged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub native_vlan: Option<u16>,
-    /// Administrative state; absent means up.
+    /// `true`: the switch sets the interface up when it attaches the port (and logs that it
+    /// did). Absent or `false`: the interface's own state is left alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_up: Option<bool>,
 }
@@ -311,9 +312,9 @@ impl Port {
         }
     }
 
-    /// Whether the port is administratively up (the default when `admin_up` is absent).
-    pub fn is_admin_up(&self) -> bool {
-        self.admin_up.unwrap_or(true)
+    /// Whether the switch should set the interface up when attaching it.
+    pub fn brings_link_up(&self) -> bool {
+        self.admin_up == Some(true)
     }
 }
 
@@ -525,7 +526,7 @@ ports:
         assert_eq!(*up0, trunk("up0", Some(vec![10, 20]), Some(1)));
         assert_eq!(up0.member_vlans(), [1, 10, 20]);
         assert_eq!(up0.untagged_vlan(), Some(1));
-        assert!(up0.is_admin_up());
+        assert!(!up0.brings_link_up());
         assert_eq!(t.vlan_ids(), [1, 10, 20]);
     }
 

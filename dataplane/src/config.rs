@@ -232,6 +232,15 @@ impl Snapshot {
         self.port(id).and_then(|p| p.mode.egress(vlan))
     }
 
+    /// A copy of this snapshot with port `id`'s I/O handle replaced (its mode unchanged).
+    pub fn with_port(&self, id: PortId, port: Arc<Port>) -> Snapshot {
+        let mut ports = self.ports.clone();
+        if let Some(Some(e)) = ports.get_mut(id as usize) {
+            e.port = Some(port);
+        }
+        Snapshot::new(ports, self.aging_secs)
+    }
+
     /// The id of the port named `name`.
     pub fn port_id(&self, name: &str) -> Option<PortId> {
         self.ports

@@ -112,7 +112,7 @@ impl PortCounters {
 
     /// Counts one drop.
     #[inline]
-    pub fn drop(&self, r: DropReason) {
+    pub fn count_drop(&self, r: DropReason) {
         self.drops[r as usize].fetch_add(1, Relaxed);
     }
 
@@ -142,7 +142,7 @@ mod tests {
         c.rx(60);
         c.rx(1500);
         c.tx(64);
-        c.drop(DropReason::TaggedOnAccess);
+        c.count_drop(DropReason::TaggedOnAccess);
         let v = c.values();
         assert_eq!((v.rx_packets, v.rx_bytes, v.tx_packets), (2, 1560, 1));
         assert_eq!(v.drop_count(DropReason::TaggedOnAccess), 1);

@@ -1,19 +1,24 @@
 //! The running switch: the published snapshot, the FDB, the worker threads.
+//!
+//! The control side changes the configuration with [`Switch::update`]: it builds a whole new
+//! [`Snapshot`], publishes it atomically and then adjusts which worker waits on which port fd.
+//! Workers never wait for the control side.
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
-use crate::config::{PortEntry, PortId, Snapshot};
+use crate::config::{PortId, Snapshot};
 use crate::fdb::Fdb;
 use crate::port::sys::{Epoll, EventFd};
+use crate::port::Port;
 use crate::worker;
 
-/// Errors starting or stopping the switch.
+/// Errors starting or changing the switch.
 #[derive(Debug, thiserror::Error)]
 pub enum SwitchError {
     /// An epoll or eventfd could not be made.
@@ -51,7 +56,7 @@ pub(crate) struct Shared {
     pub(crate) snapshot: ArcSwap<Snapshot>,
     pub(crate) fdb: Fdb,
     epoch: Instant,
-    /// Frames forwarded or dropped after parsing (for a quick liveness view).
+    /// Frames that were parsed and decided on (a cheap liveness figure).
     pub(crate) frames: AtomicU64,
 }
 
@@ -62,6 +67,13 @@ impl Shared {
     }
 }
 
+/// A port fd some worker waits on.
+#[derive(Debug)]
+struct Watched {
+    port: Arc<Port>,
+    worker: usize,
+}
+
 /// A running switch. Dropping it without [`Switch::stop`] leaves the workers running.
 #[derive(Debug)]
 pub struct Switch {
@@ -69,13 +81,15 @@ pub struct Switch {
     stop: EventFd,
     epolls: Vec<Arc<Epoll>>,
     threads: Vec<JoinHandle<()>>,
+    /// Control side only: serializes updates and remembers fd placement.
+    watched: Mutex<Vec<Watched>>,
 }
 
 impl Switch {
-    /// Starts the workers with `snapshot`. Ports are spread over the workers round-robin.
+    /// Starts the workers with `snapshot`. Ports go to the worker with the fewest ports.
     pub fn start(opts: SwitchOptions, snapshot: Snapshot) -> Result<Switch> {
         let shared = Arc::new(Shared {
-            snapshot: ArcSwap::from_pointee(snapshot),
+            snapshot: ArcSwap::from_pointee(Snapshot::new(Vec::new(), snapshot.aging_secs)),
             fdb: Fdb::new(opts.fdb_max_entries),
             epoch: Instant::now(),
             frames: AtomicU64::new(0),
@@ -89,25 +103,6 @@ impl Switch {
                 .map_err(SwitchError::Wakeup)?;
             epolls.push(Arc::new(ep));
         }
-        let snap = shared.snapshot.load_full();
-        for (i, entry) in snap.ports().iter().enumerate() {
-            let Some(PortEntry {
-                name,
-                port: Some(port),
-                ..
-            }) = entry
-            else {
-                continue;
-            };
-            if let Some(fd) = port.fd() {
-                epolls[i % n]
-                    .add(fd, i as u64)
-                    .map_err(|source| SwitchError::Watch {
-                        port: name.clone(),
-                        source,
-                    })?;
-            }
-        }
         let mut threads = Vec::with_capacity(n);
         for (i, ep) in epolls.iter().enumerate() {
             let (shared, ep) = (shared.clone(), ep.clone());
@@ -117,12 +112,64 @@ impl Switch {
                 .map_err(SwitchError::Spawn)?;
             threads.push(t);
         }
-        Ok(Switch {
+        let switch = Switch {
             shared,
             stop,
             epolls,
             threads,
-        })
+            watched: Mutex::new(Vec::new()),
+        };
+        switch.update(|_| snapshot)?;
+        Ok(switch)
+    }
+
+    /// Replaces the configuration with `f(current)`: publishes it to the workers atomically,
+    /// then makes the workers wait on the fds of ports that are new and stop waiting on those
+    /// that are gone. Ports that stay (the same `Arc<Port>`) are not touched, so their traffic
+    /// never pauses.
+    pub fn update(&self, f: impl FnOnce(&Snapshot) -> Snapshot) -> Result<()> {
+        let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        let old = self.shared.snapshot.load_full();
+        let new = Arc::new(f(&old));
+        self.shared.snapshot.store(new.clone());
+        // Stop watching fds of ports no longer present. Their fds are still open: `watched`
+        // holds the ports until after the delete.
+        watched.retain(|w| {
+            let keep = new
+                .ports()
+                .iter()
+                .flatten()
+                .any(|e| e.port.as_ref().is_some_and(|p| Arc::ptr_eq(p, &w.port)));
+            if !keep {
+                if let Some(fd) = w.port.fd() {
+                    let _ = self.epolls[w.worker].delete(fd);
+                }
+            }
+            keep
+        });
+        for (id, entry) in new.ports().iter().enumerate() {
+            let Some(port) = entry.as_ref().and_then(|e| e.port.as_ref()) else {
+                continue;
+            };
+            let Some(fd) = port.fd() else { continue };
+            if watched.iter().any(|w| Arc::ptr_eq(&w.port, port)) {
+                continue;
+            }
+            let worker = (0..self.epolls.len())
+                .min_by_key(|i| watched.iter().filter(|w| w.worker == *i).count())
+                .unwrap_or(0);
+            self.epolls[worker]
+                .add(fd, id as u64)
+                .map_err(|source| SwitchError::Watch {
+                    port: port.name().to_string(),
+                    source,
+                })?;
+            watched.push(Watched {
+                port: port.clone(),
+                worker,
+            });
+        }
+        Ok(())
     }
 
     /// The current configuration.

@@ -22,8 +22,9 @@ use crate::wire::{EgressFrame, EthernetFrame, VnetHdr};
 pub(crate) const STOP_TOKEN: u64 = u64::MAX;
 /// Frames read from one port before the worker looks at the next ready port.
 pub const BATCH: usize = 64;
-/// Receive buffer: a 64 KiB GSO frame plus Ethernet and VLAN headers, with room to spare.
-pub const RX_BUF_LEN: usize = 65536 + 1024;
+/// Receive buffer: a 64 KiB GSO frame plus Ethernet and VLAN headers, with room to spare, and
+/// headroom for a VLAN tag that a packet socket hands over separately.
+pub const RX_BUF_LEN: usize = 65536 + 1024 + crate::port::packet::RX_HEADROOM;
 
 pub(crate) fn run(shared: Arc<Shared>, epoll: Arc<Epoll>, index: usize) {
     let mut events: [Event; 64] = [Event { events: 0, u64: 0 }; 64];
@@ -52,8 +53,17 @@ pub(crate) fn run(shared: Arc<Shared>, epoll: Arc<Epoll>, index: usize) {
             };
             for _ in 0..BATCH {
                 match port.recv(&mut hdr, &mut buf) {
-                    Ok(len) => forward_one(&shared, &snap, id, port, &hdr, &buf[..len], now),
+                    Ok((start, len)) => {
+                        let frame = &buf[start..start + len];
+                        forward_one(&shared, &snap, id, port, &hdr, frame, now)
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    // A packet socket reports its interface going down once; it keeps working
+                    // when the link comes back, so this is not fatal.
+                    Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
+                        tracing::debug!(port = port.name(), "link went down");
+                        break;
+                    }
                     Err(e) => {
                         // The interface is gone or broken: stop waiting on it so that a
                         // level-triggered error does not spin this worker.
@@ -81,18 +91,18 @@ fn forward_one(
 ) {
     port.counters.rx(bytes.len());
     let Ok(frame) = EthernetFrame::parse(bytes) else {
-        port.counters.drop(DropReason::BadFrame);
+        port.counters.count_drop(DropReason::BadFrame);
         return;
     };
     let d = match decide(snap, &shared.fdb, &frame, ingress, now) {
         Ok(d) => d,
         Err(r) => {
-            port.counters.drop(r);
+            port.counters.count_drop(r);
             return;
         }
     };
     if d.learned == Some(Learned::NoRoom) {
-        port.counters.drop(DropReason::NoRoom);
+        port.counters.count_drop(DropReason::NoRoom);
     }
     let vh = VnetHdr::from_bytes(hdr);
     for (p, how) in egress_ports(snap, &d, ingress) {
@@ -105,7 +115,7 @@ fn forward_one(
         let e = EgressFrame::render(&frame, d.vlan, how);
         match out.send(&vh.shifted(e.len_delta(&frame)), &e) {
             Ok(()) => out.counters.tx(e.len()),
-            Err(_) => out.counters.drop(DropReason::TxError),
+            Err(_) => out.counters.count_drop(DropReason::TxError),
         }
     }
     shared.frames.fetch_add(1, Relaxed);

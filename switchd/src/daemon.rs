@@ -1,4 +1,5 @@
-//! Running the switch from a topology: attach ports, start workers, age the FDB, stop cleanly.
+//! Running the switch from a topology: start the controller, follow link events, age the FDB,
+//! stop cleanly on SIGINT/SIGTERM.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use control_api::{PortKind, Topology};
-use dataplane::{Port, Switch, SwitchOptions};
+use control_api::{Controller, Topology};
+use dataplane::port::netlink::LinkMonitor;
 use tracing_subscriber::EnvFilter;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
@@ -51,49 +52,24 @@ pub fn run(path: &Path, workers: u16) -> Result<ExitCode> {
     let topo = Topology::from_path(path).with_context(|| format!("{}", path.display()))?;
     tracing::info!(topology = %path.display(), "loaded topology");
     let stop = install_stop_handlers()?;
-    let switch = start(&topo, workers)?;
-    wait_for_stop(&switch, &stop);
-    shutdown(switch);
+    let ctl = start(topo, workers)?;
+    wait_for_stop(&ctl, &stop)?;
+    shutdown(ctl);
     Ok(ExitCode::SUCCESS)
 }
 
 /// Attaches every port of `topo` and starts the workers.
-pub fn start(topo: &Topology, workers: u16) -> Result<Switch> {
-    let snapshot = control_api::build_snapshot(topo, |p| -> Result<Arc<Port>> {
-        let mode = control_api::port_mode(p).describe();
-        let port = match p.kind {
-            PortKind::Tap => {
-                let port = Port::tap(&p.name).with_context(|| format!("port {}", p.name))?;
-                let how = match port.io() {
-                    dataplane::port::PortIo::Tap(t) if !t.created() => "opened existing tap",
-                    _ => "created tap",
-                };
-                tracing::info!(port = %p.name, kind = "tap", %mode, "{how}");
-                port
-            }
-            PortKind::Netdev => {
-                tracing::warn!(
-                    port = %p.name, kind = "netdev", %mode,
-                    "netdev ports are not supported yet; port is configured but not attached"
-                );
-                Port::detached(&p.name, "netdev ports are not supported yet")
-            }
-        };
-        Ok(Arc::new(port))
-    })?;
-    let opts = SwitchOptions {
-        workers: workers as usize,
-        fdb_max_entries: topo.fdb_max_entries,
-    };
-    let switch = Switch::start(opts, snapshot).context("starting the switch")?;
+pub fn start(topo: Topology, workers: u16) -> Result<Controller> {
+    let (ports, fdb_max, aging) = (topo.ports.len(), topo.fdb_max_entries, topo.mac_aging_secs);
+    let ctl = Controller::start(topo, workers as usize)?;
     tracing::info!(
-        ports = topo.ports.len(),
-        workers = switch.workers(),
-        fdb_max_entries = topo.fdb_max_entries,
-        mac_aging_secs = topo.mac_aging_secs,
+        ports,
+        workers = ctl.switch().workers(),
+        fdb_max_entries = fdb_max,
+        mac_aging_secs = aging,
         "switch ready"
     );
-    Ok(switch)
+    Ok(ctl)
 }
 
 /// Makes SIGINT and SIGTERM set the returned flag instead of killing the process. Installed
@@ -106,27 +82,34 @@ pub fn install_stop_handlers() -> Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-/// Blocks until `stop` is set (by SIGINT or SIGTERM), aging the FDB once a second meanwhile.
-pub fn wait_for_stop(switch: &Switch, stop: &AtomicBool) {
+/// Blocks until `stop` is set (by SIGINT or SIGTERM). Meanwhile follows link events (netdev
+/// ports re-attach as interfaces come and go) and ages the FDB once a second.
+pub fn wait_for_stop(ctl: &Controller, stop: &AtomicBool) -> Result<()> {
+    let mut links = LinkMonitor::open().context("subscribing to link events (rtnetlink)")?;
+    // An interface may have appeared between attaching the ports and subscribing.
+    ctl.on_link_events(&[Default::default()]);
     let mut last_age = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(200));
+        let events = links.wait(200).context("reading link events")?;
+        if !events.is_empty() {
+            ctl.on_link_events(&events);
+        }
         if last_age.elapsed() >= Duration::from_secs(1) {
             last_age = Instant::now();
-            let n = switch.age();
+            let n = ctl.switch().age();
             if n > 0 {
                 tracing::debug!(entries = n, "aged out FDB entries");
             }
         }
     }
     tracing::info!("stopping");
+    Ok(())
 }
 
 /// Stops the workers, logs the final counters and closes the ports (taps the switch created
 /// disappear with them).
-pub fn shutdown(switch: Switch) {
-    let snap = switch.snapshot();
-    let fdb = switch.fdb();
+pub fn shutdown(ctl: Controller) {
+    let fdb = ctl.switch().fdb();
     let c = &fdb.counters;
     tracing::info!(
         entries = fdb.len(),
@@ -135,12 +118,8 @@ pub fn shutdown(switch: Switch) {
         no_room = c.no_room.load(Ordering::Relaxed),
         "fdb stats"
     );
-    switch.stop();
-    for entry in snap.ports().iter().flatten() {
-        if let Some(p) = &entry.port {
-            tracing::info!(port = %entry.name, "stats {}", p.counters.values());
-        }
+    for (port, values) in ctl.shutdown() {
+        tracing::info!(port = %port, "stats {values}");
     }
-    drop(snap);
     tracing::info!("stopped");
 }

@@ -69,7 +69,7 @@ pub fn run(workers: u16) -> Result<ExitCode> {
     for (p, _) in &hosts {
         namespaces.push(Netns::create(&p.name)?);
     }
-    let switch = daemon::start(&topo, workers)?;
+    let switch = daemon::start(topo.clone(), workers)?;
     let setup = || -> Result<()> {
         for (p, addr) in &hosts {
             let n = p.name.as_str();
@@ -111,8 +111,9 @@ pub fn run(workers: u16) -> Result<ExitCode> {
         );
     }
     println!("\nPress Ctrl-C to stop; the taps and namespaces are removed.");
-    daemon::wait_for_stop(&switch, &stop);
+    let waited = daemon::wait_for_stop(&switch, &stop);
     daemon::shutdown(switch);
+    waited?;
     drop(namespaces);
     Ok(ExitCode::SUCCESS)
 }

@@ -142,6 +142,38 @@ impl Host {
         }
     }
 
+    /// A host behind a veth pair: `port` stays in the test's namespace (for a netdev port), its
+    /// peer `{port}p` goes into the host's namespace with `addr`/24. `port` is left down.
+    pub fn veth(port: &str, addr: &str) -> Host {
+        let ns = Netns::new(&format!("vs-{port}"));
+        let peer = format!("{port}p");
+        ip(&[
+            "link", "add", port, "type", "veth", "peer", "name", &peer, "netns", &ns.name,
+        ]);
+        ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", &peer]);
+        ns.ip(&["link", "set", &peer, "up"]);
+        Host {
+            ns,
+            ifname: peer,
+            addr: addr.to_string(),
+        }
+    }
+
+    /// Forgets learned neighbours (after a peer changed its MAC).
+    pub fn flush_neighbours(&self) {
+        self.ns.ip(&["neigh", "flush", "all"]);
+    }
+
+    /// A tag-aware capture on the host's NIC: the project's own packet socket, which puts back
+    /// the VLAN tag the kernel strips on receive (pnet cannot).
+    pub fn tagged_capture(&self) -> TaggedCapture {
+        let name = self.ifname.clone();
+        let sock = self.ns.run(move || {
+            dataplane::port::packet::PacketSocket::open(&name).expect("packet socket")
+        });
+        TaggedCapture { sock }
+    }
+
     /// True if `addr` answers a ping within a few tries.
     pub fn reaches(&self, addr: &str) -> bool {
         (0..3).any(|_| self.ns.exec_ok(&["ping", "-c", "1", "-W", "1", addr]))
@@ -237,6 +269,47 @@ pub fn frame(dst: [u8; 6], src: [u8; 6], tags: &[u16], marker: &[u8]) -> Vec<u8>
 }
 
 pub const BROADCAST: [u8; 6] = [0xff; 6];
+
+/// Frames as they were on the wire, tags included.
+pub struct TaggedCapture {
+    sock: dataplane::port::packet::PacketSocket,
+}
+
+impl TaggedCapture {
+    /// Frames received within `window` that contain `marker`.
+    pub fn capture(&mut self, marker: &[u8], window: Duration) -> Vec<Vec<u8>> {
+        let mut hdr = [0u8; 10];
+        let mut buf = vec![0u8; 70000];
+        let end = Instant::now() + window;
+        let mut seen = Vec::new();
+        while Instant::now() < end {
+            match self.sock.recv(&mut hdr, &mut buf) {
+                Ok((start, len)) => {
+                    let f = &buf[start..start + len];
+                    if f.windows(marker.len()).any(|w| w == marker) {
+                        seen.push(f.to_vec());
+                    }
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+        seen
+    }
+}
+
+/// Polls `cond` every 20 ms for up to `limit`; true once it holds.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 /// A running `switchd` with a topology; stopped (SIGTERM) on drop.
 pub struct Switchd {

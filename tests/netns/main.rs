@@ -8,5 +8,6 @@ mod lab;
 
 mod cli;
 mod isolation;
+mod netdev;
 mod tcp;
 mod trunk;

@@ -1,14 +1,18 @@
 //! Port I/O. All syscalls and all `unsafe` of the dataplane live below this module.
 //!
 //! - [`tap::Tap`]: a tap the switch creates and holds, with vnet headers.
-//! - netdev ports (existing interfaces over AF_PACKET) are not built yet: such a port is
-//!   configured but [`PortIo::Detached`].
+//! - [`packet::PacketSocket`]: an existing interface (netdev port) over AF_PACKET.
+//! - [`PortIo::Detached`]: configured, but no interface behind it right now (a netdev whose
+//!   interface does not exist yet or vanished).
 
+pub mod netlink;
+pub mod packet;
 pub mod sys;
 pub mod tap;
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
 
 use crate::counters::PortCounters;
 use crate::wire::{EgressFrame, VnetHdr};
@@ -26,6 +30,9 @@ pub enum PortError {
         #[source]
         source: io::Error,
     },
+    /// A netdev port's interface does not exist.
+    #[error("interface {0} does not exist")]
+    NoSuchInterface(String),
     /// An ioctl on the port failed.
     #[error("port {port}: {op} failed")]
     Ioctl {
@@ -47,6 +54,8 @@ pub type Result<T> = std::result::Result<T, PortError>;
 pub enum PortIo {
     /// A tap with vnet headers.
     Tap(tap::Tap),
+    /// An existing interface over AF_PACKET with vnet headers.
+    Packet(packet::PacketSocket),
     /// Configured but not attached to any interface; frames to it are not sent.
     Detached {
         /// Why, for logs and state.
@@ -59,8 +68,8 @@ pub enum PortIo {
 pub struct Port {
     name: String,
     io: PortIo,
-    /// Traffic and drop counters.
-    pub counters: PortCounters,
+    /// Traffic and drop counters; kept when a port is re-attached.
+    pub counters: Arc<PortCounters>,
 }
 
 impl Port {
@@ -69,18 +78,27 @@ impl Port {
         Ok(Port {
             name: name.to_string(),
             io: PortIo::Tap(tap::Tap::open(name)?),
-            counters: PortCounters::default(),
+            counters: Arc::default(),
+        })
+    }
+
+    /// Attaches to the existing interface `name` (a netdev port), keeping `counters`.
+    pub fn netdev(name: &str, counters: Arc<PortCounters>) -> Result<Port> {
+        Ok(Port {
+            name: name.to_string(),
+            io: PortIo::Packet(packet::PacketSocket::open(name)?),
+            counters,
         })
     }
 
     /// A port with no interface behind it.
-    pub fn detached(name: &str, reason: impl Into<String>) -> Port {
+    pub fn detached(name: &str, reason: impl Into<String>, counters: Arc<PortCounters>) -> Port {
         Port {
             name: name.to_string(),
             io: PortIo::Detached {
                 reason: reason.into(),
             },
-            counters: PortCounters::default(),
+            counters,
         }
     }
 
@@ -98,6 +116,7 @@ impl Port {
     pub fn fd(&self) -> Option<RawFd> {
         match &self.io {
             PortIo::Tap(t) => Some(t.as_raw_fd()),
+            PortIo::Packet(p) => Some(p.as_raw_fd()),
             PortIo::Detached { .. } => None,
         }
     }
@@ -107,11 +126,13 @@ impl Port {
         self.fd().is_some()
     }
 
-    /// Reads one frame (see [`tap::Tap::recv`]).
+    /// Reads one frame; returns its (start, length) in `buf`. `buf` must have
+    /// [`packet::RX_HEADROOM`] bytes to spare in front of the largest frame.
     #[inline]
-    pub fn recv(&self, hdr: &mut [u8; VnetHdr::LEN], buf: &mut [u8]) -> io::Result<usize> {
+    pub fn recv(&self, hdr: &mut [u8; VnetHdr::LEN], buf: &mut [u8]) -> io::Result<(usize, usize)> {
         match &self.io {
             PortIo::Tap(t) => t.recv(hdr, buf),
+            PortIo::Packet(p) => p.recv(hdr, buf),
             PortIo::Detached { .. } => Err(io::ErrorKind::NotConnected.into()),
         }
     }
@@ -121,7 +142,42 @@ impl Port {
     pub fn send(&self, hdr: &VnetHdr, frame: &EgressFrame<'_>) -> io::Result<()> {
         match &self.io {
             PortIo::Tap(t) => t.send(hdr, frame),
+            PortIo::Packet(p) => p.send(hdr, frame),
             PortIo::Detached { .. } => Err(io::ErrorKind::NotConnected.into()),
         }
     }
+}
+
+/// Writes `hdr` and the pieces of `frame` to `fd` with one `writev` (taps and packet sockets
+/// take a vnet header in front of each frame the same way).
+#[inline]
+pub(crate) fn writev_frame(fd: RawFd, hdr: &VnetHdr, frame: &EgressFrame<'_>) -> io::Result<()> {
+    let h = hdr.to_bytes();
+    let tag = frame.tag.unwrap_or([0; 4]);
+    let tag_len = if frame.tag.is_some() { tag.len() } else { 0 };
+    let iov = [
+        libc::iovec {
+            iov_base: h.as_ptr() as *mut libc::c_void,
+            iov_len: h.len(),
+        },
+        libc::iovec {
+            iov_base: frame.addrs.as_ptr() as *mut libc::c_void,
+            iov_len: frame.addrs.len(),
+        },
+        libc::iovec {
+            iov_base: tag.as_ptr() as *mut libc::c_void,
+            iov_len: tag_len,
+        },
+        libc::iovec {
+            iov_base: frame.rest.as_ptr() as *mut libc::c_void,
+            iov_len: frame.rest.len(),
+        },
+    ];
+    // SAFETY: every iovec points at memory borrowed for the whole call with its true length;
+    // writev only reads through them despite the `*mut` in the type.
+    let n = unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -10,7 +10,6 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
-use super::sys::cvt;
 use super::{PortError, Result};
 use crate::wire::{EgressFrame, VnetHdr};
 
@@ -107,10 +106,10 @@ impl Tap {
         self.created
     }
 
-    /// Reads one frame: its vnet header into `hdr`, the frame into `buf`. Returns the frame
-    /// length. `WouldBlock` when nothing is queued.
+    /// Reads one frame: its vnet header into `hdr`, the frame into `buf`. Returns the frame's
+    /// (start, length) in `buf`; the start is always 0. `WouldBlock` when nothing is queued.
     #[inline]
-    pub fn recv(&self, hdr: &mut [u8; VnetHdr::LEN], buf: &mut [u8]) -> io::Result<usize> {
+    pub fn recv(&self, hdr: &mut [u8; VnetHdr::LEN], buf: &mut [u8]) -> io::Result<(usize, usize)> {
         let iov = [
             libc::iovec {
                 iov_base: hdr.as_mut_ptr().cast(),
@@ -134,38 +133,13 @@ impl Tap {
                 "short read: no vnet header",
             ));
         }
-        Ok(n - VnetHdr::LEN)
+        Ok((0, n - VnetHdr::LEN))
     }
 
     /// Writes one frame, given as pieces, behind `hdr`, with one `writev`.
     #[inline]
     pub fn send(&self, hdr: &VnetHdr, frame: &EgressFrame<'_>) -> io::Result<()> {
-        let h = hdr.to_bytes();
-        let tag = frame.tag.unwrap_or([0; 4]);
-        let tag_len = if frame.tag.is_some() { 4 } else { 0 };
-        let iov = [
-            libc::iovec {
-                iov_base: h.as_ptr() as *mut libc::c_void,
-                iov_len: h.len(),
-            },
-            libc::iovec {
-                iov_base: frame.addrs.as_ptr() as *mut libc::c_void,
-                iov_len: frame.addrs.len(),
-            },
-            libc::iovec {
-                iov_base: tag.as_ptr() as *mut libc::c_void,
-                iov_len: tag_len,
-            },
-            libc::iovec {
-                iov_base: frame.rest.as_ptr() as *mut libc::c_void,
-                iov_len: frame.rest.len(),
-            },
-        ];
-        // SAFETY: every iovec points at memory borrowed for the whole call with its true
-        // length; writev only reads through them despite the `*mut` in the type.
-        let n = unsafe { libc::writev(self.file.as_raw_fd(), iov.as_ptr(), iov.len() as i32) };
-        cvt(if n < 0 { -1 } else { 0 })?;
-        Ok(())
+        super::writev_frame(self.file.as_raw_fd(), hdr, frame)
     }
 }
 

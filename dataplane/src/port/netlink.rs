@@ -1,0 +1,216 @@
+//! Link events from the kernel (rtnetlink, `RTMGRP_LINK`): which interfaces appear and vanish,
+//! so netdev ports re-attach when a VM restarts without any polling.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use super::sys::cvt;
+
+const RTMGRP_LINK: u32 = 1;
+const RTM_NEWLINK: u16 = 16;
+const RTM_DELLINK: u16 = 17;
+const IFLA_IFNAME: u16 = 3;
+const NLMSG_HDRLEN: usize = 16;
+const IFINFOMSG_LEN: usize = 16;
+
+/// One link change. The default value (empty name) means "events were lost; recheck all".
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LinkEvent {
+    /// Interface name.
+    pub name: String,
+    /// Interface index.
+    pub ifindex: u32,
+    /// True for RTM_DELLINK (the interface is gone), false for RTM_NEWLINK (appeared or
+    /// changed).
+    pub deleted: bool,
+}
+
+/// A netlink socket subscribed to link changes (non-blocking).
+#[derive(Debug)]
+pub struct LinkMonitor {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+}
+
+impl LinkMonitor {
+    /// Subscribes to link events in the current network namespace.
+    pub fn open() -> io::Result<LinkMonitor> {
+        // SAFETY: socket takes no pointers; the result is checked.
+        let fd = cvt(unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        })?;
+        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: sockaddr_nl is plain data; all-zero is a valid value.
+        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        sa.nl_family = libc::AF_NETLINK as u16;
+        sa.nl_groups = RTMGRP_LINK;
+        // SAFETY: binds to a sockaddr_nl we own, passing its true size.
+        cvt(unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sa as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as u32,
+            )
+        })?;
+        Ok(LinkMonitor {
+            fd,
+            buf: vec![0; 64 * 1024],
+        })
+    }
+
+    /// Waits up to `timeout_ms` for events and returns those that arrived (possibly none).
+    pub fn wait(&mut self, timeout_ms: i32) -> io::Result<Vec<LinkEvent>> {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd we own, for the duration of the call.
+        let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(Vec::new())
+            } else {
+                Err(e)
+            };
+        }
+        let mut events = Vec::new();
+        loop {
+            // SAFETY: reads into our buffer with its true length.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    self.buf.as_mut_ptr().cast(),
+                    self.buf.len(),
+                    0,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EAGAIN) => break,
+                    // The kernel dropped events for us: report that the caller must recheck
+                    // everything.
+                    Some(libc::ENOBUFS) => {
+                        events.push(LinkEvent::default());
+                        continue;
+                    }
+                    _ => return Err(e),
+                }
+            }
+            parse(&self.buf[..n as usize], &mut events);
+        }
+        Ok(events)
+    }
+}
+
+impl AsRawFd for LinkMonitor {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Parses a datagram of netlink messages into link events (pure; tested below).
+pub fn parse(mut b: &[u8], out: &mut Vec<LinkEvent>) {
+    let u16_at = |b: &[u8], i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
+    let u32_at = |b: &[u8], i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    while b.len() >= NLMSG_HDRLEN {
+        let len = u32_at(b, 0) as usize;
+        if len < NLMSG_HDRLEN || len > b.len() {
+            return;
+        }
+        let ty = u16_at(b, 4);
+        let msg = &b[..len];
+        if (ty == RTM_NEWLINK || ty == RTM_DELLINK) && len >= NLMSG_HDRLEN + IFINFOMSG_LEN {
+            let ifindex = u32_at(msg, NLMSG_HDRLEN + 4);
+            let mut attrs = &msg[NLMSG_HDRLEN + IFINFOMSG_LEN..];
+            while attrs.len() >= 4 {
+                let alen = u16_at(attrs, 0) as usize;
+                let aty = u16_at(attrs, 2);
+                if alen < 4 || alen > attrs.len() {
+                    break;
+                }
+                if aty == IFLA_IFNAME {
+                    let v = &attrs[4..alen];
+                    let v = v.split(|c| *c == 0).next().unwrap_or(v);
+                    out.push(LinkEvent {
+                        name: String::from_utf8_lossy(v).into_owned(),
+                        ifindex,
+                        deleted: ty == RTM_DELLINK,
+                    });
+                }
+                let step = (alen + 3) & !3;
+                attrs = &attrs[step.min(attrs.len())..];
+            }
+        }
+        let step = (len + 3) & !3;
+        b = &b[step.min(b.len())..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(ty: u16, ifindex: u32, name: &str) -> Vec<u8> {
+        let mut attr = Vec::new();
+        let alen = 4 + name.len() + 1;
+        attr.extend_from_slice(&(alen as u16).to_ne_bytes());
+        attr.extend_from_slice(&IFLA_IFNAME.to_ne_bytes());
+        attr.extend_from_slice(name.as_bytes());
+        attr.push(0);
+        while attr.len() % 4 != 0 {
+            attr.push(0);
+        }
+        let mut ifi = vec![0u8; IFINFOMSG_LEN];
+        ifi[4..8].copy_from_slice(&ifindex.to_ne_bytes());
+        let len = NLMSG_HDRLEN + ifi.len() + attr.len();
+        let mut m = Vec::new();
+        m.extend_from_slice(&(len as u32).to_ne_bytes());
+        m.extend_from_slice(&ty.to_ne_bytes());
+        m.extend_from_slice(&[0u8; 10]);
+        m.extend(ifi);
+        m.extend(attr);
+        m
+    }
+
+    #[test]
+    fn parses_new_and_del_link() {
+        let mut b = msg(RTM_NEWLINK, 7, "vm1");
+        b.extend(msg(RTM_DELLINK, 8, "veth-a"));
+        b.extend(msg(20, 9, "not-a-link")); // RTM_NEWADDR: ignored
+        let mut out = Vec::new();
+        parse(&b, &mut out);
+        assert_eq!(
+            out,
+            vec![
+                LinkEvent {
+                    name: "vm1".into(),
+                    ifindex: 7,
+                    deleted: false
+                },
+                LinkEvent {
+                    name: "veth-a".into(),
+                    ifindex: 8,
+                    deleted: true
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn truncated_input_is_ignored() {
+        let b = msg(RTM_NEWLINK, 7, "vm1");
+        for cut in 0..b.len() {
+            let mut out = Vec::new();
+            parse(&b[..cut], &mut out);
+            assert!(out.is_empty(), "cut at {cut}");
+        }
+    }
+}
