@@ -1,0 +1,164 @@
+//! Microbenchmarks of the per-frame work: the forwarding decision (parse, classify, learn,
+//! look up, egress selection, tag render, vnet header shift) and the FDB alone, at 4k and 1M
+//! learned MACs, on one thread and on two threads sharing one FDB.
+//!
+//! `cargo bench -p dataplane` for figures; `cargo bench -p dataplane -- --test` runs each once
+//! (CI's smoke mode).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use dataplane::fdb::Fdb;
+use dataplane::forward::{decide, egress_ports};
+use dataplane::wire::{EgressFrame, EthernetFrame, MacAddr, VnetHdr};
+use dataplane::{PortEntry, PortMode, Snapshot};
+
+const PORTS: u16 = 8;
+
+/// 8 ports: 0-5 access VLAN 10, 6-7 trunks carrying VLAN 10 tagged.
+fn snapshot() -> Snapshot {
+    let ports = (0..PORTS)
+        .map(|i| {
+            Some(PortEntry {
+                name: format!("p{i}"),
+                mode: if i < 6 {
+                    PortMode::Access { vlan: 10 }
+                } else {
+                    PortMode::trunk([10], None)
+                },
+                port: None,
+            })
+        })
+        .collect();
+    Snapshot::new(ports, 300)
+}
+
+fn mac(i: u64) -> MacAddr {
+    // Locally administered unicast, spread like real NIC addresses.
+    MacAddr::from_u64(0x0200_0000_0000 | (i.wrapping_mul(0x9e37_79b9) & 0xff_ffff_ffff))
+}
+
+/// Untagged 64-byte frames between `macs` known hosts, arriving on their learned ports.
+fn frames(macs: u64, n: usize) -> Vec<([u8; 64], u16)> {
+    (0..n as u64)
+        .map(|i| {
+            let src = (i * 7919) % macs;
+            let dst = (i * 104_729 + 1) % macs;
+            let mut f = [0u8; 64];
+            f[..6].copy_from_slice(&mac(dst).0);
+            f[6..12].copy_from_slice(&mac(src).0);
+            f[12..14].copy_from_slice(&[0x08, 0x00]);
+            (f, (src % 6) as u16)
+        })
+        .collect()
+}
+
+fn learned_fdb(macs: u64) -> Fdb {
+    let fdb = Fdb::new((macs as usize * 5 / 4).max(4096));
+    for i in 0..macs {
+        fdb.learn(10, mac(i), (i % 6) as u16, 0, 300);
+    }
+    fdb
+}
+
+/// The whole per-frame decision and rendering, as a worker does it minus the syscalls.
+#[inline]
+fn forward(snap: &Snapshot, fdb: &Fdb, bytes: &[u8], ingress: u16) -> usize {
+    let f = EthernetFrame::parse(bytes).expect("valid frame");
+    let d = decide(snap, fdb, &f, ingress, 1).expect("forwarded");
+    let vh = VnetHdr::default();
+    let mut out = 0;
+    for (_, how) in egress_ports(snap, &d, ingress) {
+        let e = EgressFrame::render(&f, d.vlan, how);
+        let h = vh.shifted(e.len_delta(&f));
+        out += e.len() + h.csum_start as usize;
+    }
+    out
+}
+
+fn bench_decision(c: &mut Criterion) {
+    let snap = snapshot();
+    let mut g = c.benchmark_group("decision");
+    g.throughput(Throughput::Elements(1));
+    for macs in [4096u64, 1 << 20] {
+        let fdb = learned_fdb(macs);
+        let fs = frames(macs, 1 << 16);
+        let label = if macs == 4096 { "4k" } else { "1M" };
+        g.bench_with_input(BenchmarkId::new("1 thread", label), &fs, |b, fs| {
+            let mut i = 0;
+            b.iter(|| {
+                let (f, port) = &fs[i & (fs.len() - 1)];
+                i += 1;
+                black_box(forward(&snap, &fdb, f, *port))
+            })
+        });
+        // Two threads on one shared FDB: each measures its own frames; the figure is the
+        // time per frame of the pair (total frames / wall time), comparable to 1 thread.
+        g.bench_with_input(BenchmarkId::new("2 threads", label), &fs, |b, fs| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                std::thread::scope(|s| {
+                    for t in 0..2u64 {
+                        let (snap, fdb) = (&snap, &fdb);
+                        s.spawn(move || {
+                            let half = iters / 2 + t * (iters % 2);
+                            let off = (t as usize) * fs.len() / 2;
+                            for i in 0..half as usize {
+                                let (f, port) = &fs[(i + off) & (fs.len() - 1)];
+                                black_box(forward(snap, fdb, f, *port));
+                            }
+                        });
+                    }
+                });
+                start.elapsed()
+            })
+        });
+    }
+    g.finish();
+}
+
+fn bench_fdb(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fdb");
+    g.throughput(Throughput::Elements(1));
+    for macs in [4096u64, 1 << 20] {
+        let fdb = learned_fdb(macs);
+        let label = if macs == 4096 { "4k" } else { "1M" };
+        // (MAC, the port it was learned on)
+        let keys: Vec<(MacAddr, u16)> = (0..1u64 << 16)
+            .map(|i| {
+                let m = (i * 104_729) % macs;
+                (mac(m), (m % 6) as u16)
+            })
+            .collect();
+        g.bench_function(BenchmarkId::new("lookup", label), |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i += 1;
+                black_box(fdb.lookup(10, keys[i & 0xffff].0, 1, 300))
+            })
+        });
+        g.bench_function(BenchmarkId::new("learn (refresh)", label), |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i += 1;
+                let (m, port) = keys[i & 0xffff];
+                black_box(fdb.learn(10, m, port, 0, 300))
+            })
+        });
+    }
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = bench_decision, bench_fdb
+}
+criterion_main!(benches);
