@@ -13,7 +13,11 @@
 //! Races that are tolerated by design, each costing at most one extra flood:
 //! two workers learning the same new key at the same instant may both insert it (lookups find the
 //! first; the second ages out); an entry refreshed while the ager removes it is learned again by
-//! the next frame.
+//! the next frame. Removal invalidates the value before it retires the key, so a slot reused
+//! right after removal always keeps its new value. All accesses are `Relaxed`: on x86 (TSO) a
+//! reader that sees a new key also sees its value; on weaker memory models the worst case is
+//! one frame flooded, or sent to a stale port of the same VLAN (never across VLANs: the decision
+//! checks the port is a member of the frame's VLAN).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
@@ -330,12 +334,12 @@ impl Fdb {
                 continue;
             }
             let v = s.val.load(Relaxed);
-            if pred(k, v)
-                && s.key
-                    .compare_exchange(k, TOMBSTONE, Relaxed, Relaxed)
-                    .is_ok()
-            {
-                s.val.store(0, Relaxed);
+            // Invalidate the value first (so a worker refreshing it meanwhile makes this fail
+            // and the entry stays), then retire the key. Doing it the other way round could
+            // wipe the value of a new entry inserted into the retired slot in between.
+            if pred(k, v) && s.val.compare_exchange(v, 0, Relaxed, Relaxed).is_ok() {
+                // Only the control side changes a live key, so this succeeds.
+                let _ = s.key.compare_exchange(k, TOMBSTONE, Relaxed, Relaxed);
                 self.len.fetch_sub(1, Relaxed);
                 n += 1;
             }
