@@ -1,19 +1,34 @@
-//! The controller: owns the running switch and the topology it runs, attaches ports, and keeps
-//! netdev ports attached as their interfaces come and go.
+//! The controller: owns the running switch and the topology it runs. Every change, whether from
+//! a topology file, the REST API or a link event, goes through here.
+//!
+//! A change is a whole desired [`Topology`]: it is validated, compared with the running one
+//! ([`crate::diff`]), new ports are attached, the result is persisted (when a state file is
+//! configured) and only then published to the workers as one new snapshot. A failure before
+//! publishing leaves the running switch and the state file as they were.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dataplane::counters::{CounterValues, PortCounters};
 use dataplane::fdb::FlushFilter;
 use dataplane::port::netlink::LinkEvent;
 use dataplane::port::{packet, Port, PortError, PortIo};
-use dataplane::{PortId, Switch, SwitchOptions};
+use dataplane::wire::MacAddr;
+use dataplane::{PortEntry, PortId, Snapshot, Switch, SwitchOptions};
 
-use crate::topology::{self, PortKind, Topology};
+use crate::diff::{diff, Change};
+use crate::topology::{self, PortKind, Topology, TopologyError};
 
-/// Errors starting the switch from a topology.
+/// Errors starting the switch or changing its configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
+    /// The desired topology breaks a rule.
+    #[error(transparent)]
+    Invalid(#[from] TopologyError),
+    /// The change cannot be made while running.
+    #[error("{0}")]
+    Conflict(String),
     /// A port could not be attached.
     #[error("port {port}")]
     Port {
@@ -23,8 +38,17 @@ pub enum ControlError {
         #[source]
         source: PortError,
     },
-    /// The switch could not start.
-    #[error("cannot start the switch")]
+    /// The state file could not be written; nothing was changed.
+    #[error("cannot write state file {path}")]
+    Persist {
+        /// The state file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The switch could not start or take the new configuration.
+    #[error("switch")]
     Switch(#[from] dataplane::switch::SwitchError),
 }
 
@@ -36,22 +60,34 @@ pub type Result<T> = std::result::Result<T, ControlError>;
 pub struct Controller {
     switch: Switch,
     topo: Topology,
+    state: Option<PathBuf>,
 }
 
 impl Controller {
-    /// Attaches every port of `topo` and starts `workers` worker threads.
+    /// Attaches every port of `topo` and starts `workers` worker threads. With `state`, every
+    /// later change is persisted there (and `topo` is written once at start).
     ///
     /// A tap port that cannot be created is an error. A netdev port whose interface does not
     /// exist yet is not: it waits, detached, and attaches when the interface appears
     /// ([`Controller::on_link_events`]).
-    pub fn start(topo: Topology, workers: usize) -> Result<Controller> {
+    pub fn start(topo: Topology, workers: usize, state: Option<PathBuf>) -> Result<Controller> {
+        topo.validate()?;
         let snapshot = crate::build_snapshot(&topo, |p| attach(p, Arc::default()))?;
+        if let Some(path) = &state {
+            persist(path, &topo)?;
+        }
         let opts = SwitchOptions {
             workers,
             fdb_max_entries: topo.fdb_max_entries,
         };
         let switch = Switch::start(opts, snapshot)?;
-        Ok(Controller { switch, topo })
+        let ctl = Controller {
+            switch,
+            topo,
+            state,
+        };
+        ctl.sync_static_macs(&[]);
+        Ok(ctl)
     }
 
     /// The running switch.
@@ -62,6 +98,142 @@ impl Controller {
     /// The topology being run.
     pub fn topology(&self) -> &Topology {
         &self.topo
+    }
+
+    /// Makes `desired` the running configuration, touching only what differs, and returns
+    /// the changes. With `dry_run`, only computes them.
+    pub fn apply(&mut self, desired: Topology, dry_run: bool) -> Result<Vec<Change>> {
+        desired.validate()?;
+        let changes = diff(&self.topo, &desired);
+        if let Some(Change::SetFdbMaxEntries { from, to }) = changes
+            .iter()
+            .find(|c| matches!(c, Change::SetFdbMaxEntries { .. }))
+        {
+            return Err(ControlError::Conflict(format!(
+                "fdb_max_entries cannot change while the switch runs ({from} -> {to}); \
+                 restart switchd with the new value"
+            )));
+        }
+        if dry_run || changes.is_empty() {
+            return Ok(changes);
+        }
+        let old_snap = self.switch.snapshot();
+        let mut slots: Vec<Option<PortEntry>> = old_snap.ports().to_vec();
+        drop(old_snap);
+        let id_of = |slots: &[Option<PortEntry>], name: &str| {
+            slots
+                .iter()
+                .position(|e| e.as_ref().is_some_and(|e| e.name == name))
+                .map(|i| i as PortId)
+        };
+        let mut flush: Vec<FlushFilter> = Vec::new();
+        let mut link_up: Vec<String> = Vec::new();
+        let free_before: Vec<usize> = (0..slots.len()).filter(|i| slots[*i].is_none()).collect();
+        let mut replaced = false;
+        for c in &changes {
+            if let Change::RemovePort { name } | Change::ReplacePort { name } = c {
+                if let Some(id) = id_of(&slots, name) {
+                    slots[id as usize] = None;
+                    flush.push(FlushFilter {
+                        port: Some(id),
+                        include_static: true,
+                        ..Default::default()
+                    });
+                }
+                replaced |= matches!(c, Change::ReplacePort { .. });
+            }
+        }
+        if replaced {
+            // A port whose kind changes must let go of its interface before it is attached
+            // anew under the same name: publish the removal first.
+            let aging = aging_secs(&self.topo);
+            self.switch
+                .update(|_| Snapshot::new(slots.clone(), aging))?;
+        }
+        let mut free = free_before.into_iter();
+        for c in &changes {
+            match c {
+                Change::AddPort { name } | Change::ReplacePort { name } => {
+                    let p = desired.port(name).expect("diff names ports of desired");
+                    let port = attach(p, Arc::default())?;
+                    let entry = Some(PortEntry {
+                        name: p.name.clone(),
+                        mode: crate::port_mode(p),
+                        port: Some(port),
+                    });
+                    match free.next() {
+                        Some(i) => slots[i] = entry,
+                        None => slots.push(entry),
+                    }
+                }
+                Change::UpdatePort { name, fields } => {
+                    let p = desired.port(name).expect("diff names ports of desired");
+                    let old = self.topo.port(name).expect("diff names ports of the old");
+                    let id = id_of(&slots, name).expect("a running port has an id");
+                    if let Some(Some(e)) = slots.get_mut(id as usize) {
+                        e.mode = crate::port_mode(p);
+                    }
+                    let new_members = p.member_vlans();
+                    for vlan in old.member_vlans() {
+                        if !new_members.contains(&vlan) {
+                            flush.push(FlushFilter {
+                                vlan: Some(vlan),
+                                port: Some(id),
+                                include_static: true,
+                            });
+                        }
+                    }
+                    if fields.iter().any(|f| f == "admin_up") && p.brings_link_up() {
+                        link_up.push(p.name.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(path) = &self.state {
+            persist(path, &desired)?;
+        }
+        let aging = aging_secs(&desired);
+        self.switch.update(|_| Snapshot::new(slots, aging))?;
+        for f in flush {
+            self.switch.fdb().flush(f);
+        }
+        for name in link_up {
+            match packet::set_link_up(&name) {
+                Ok(()) => tracing::info!(port = %name, "set the interface up (admin_up: true)"),
+                Err(e) => {
+                    tracing::warn!(port = %name, error = %ErrorChain(&e), "cannot set link up")
+                }
+            }
+        }
+        let old_topo = std::mem::replace(&mut self.topo, desired);
+        self.sync_static_macs(&old_topo.fdb);
+        for c in &changes {
+            tracing::info!(change = ?c, "applied");
+        }
+        Ok(changes)
+    }
+
+    /// Removes static MAC entries that are in `old` but no longer configured and installs
+    /// every configured one.
+    fn sync_static_macs(&self, old: &[topology::StaticMac]) {
+        let snap = self.switch.snapshot();
+        let fdb = self.switch.fdb();
+        for m in old {
+            if !self.topo.fdb.contains(m) {
+                if let Ok(mac) = m.mac.parse::<MacAddr>() {
+                    fdb.remove(m.vlan, mac);
+                }
+            }
+        }
+        for m in &self.topo.fdb {
+            let (Ok(mac), Some(id)) = (m.mac.parse::<MacAddr>(), snap.port_id(&m.port)) else {
+                continue;
+            };
+            if !fdb.add_static(m.vlan, mac, id) {
+                tracing::warn!(vlan = m.vlan, mac = %mac, "no room in the FDB for a static entry");
+            }
+        }
     }
 
     /// Re-checks the netdev ports named in `events` (all of them if an event has no name, as
@@ -114,43 +286,70 @@ impl Controller {
         if let Err(e) = self.switch.update(|s| s.with_port(id, new)) {
             tracing::error!(port = %p.name, error = %e, "cannot apply port change");
         }
-        self.flush_port(id);
-    }
-
-    fn flush_port(&self, id: PortId) {
         self.switch.fdb().flush(FlushFilter {
             port: Some(id),
             ..Default::default()
         });
+        self.sync_static_macs(&[]);
     }
 
-    /// Counters of every port, by name, in topology order.
+    /// Counters of every port, by name, in port order.
     pub fn port_counters(&self) -> Vec<(String, CounterValues)> {
-        let snap = self.switch.snapshot();
-        snap.ports()
-            .iter()
-            .flatten()
-            .filter_map(|e| Some((e.name.clone(), e.port.as_ref()?.counters.values())))
-            .collect()
+        counters_of(&self.switch.snapshot())
     }
 
     /// Stops the workers and closes the ports; returns the final counters.
     pub fn shutdown(self) -> Vec<(String, CounterValues)> {
         let snap = self.switch.snapshot();
         self.switch.stop();
-        let counters = snap
-            .ports()
-            .iter()
-            .flatten()
-            .filter_map(|e| Some((e.name.clone(), e.port.as_ref()?.counters.values())))
-            .collect();
-        drop(snap);
-        counters
+        counters_of(&snap)
     }
 }
 
+fn counters_of(snap: &Snapshot) -> Vec<(String, CounterValues)> {
+    snap.ports()
+        .iter()
+        .flatten()
+        .filter_map(|e| Some((e.name.clone(), e.port.as_ref()?.counters.values())))
+        .collect()
+}
+
+fn aging_secs(t: &Topology) -> u32 {
+    u32::try_from(t.mac_aging_secs).unwrap_or(u32::MAX)
+}
+
+/// Writes `topo` to `path` atomically: a temporary file beside it, fsync, rename, fsync of
+/// the directory. A crash at any point leaves either the old or the new file, whole.
+pub fn persist(path: &Path, topo: &Topology) -> Result<()> {
+    let err = |source| ControlError::Persist {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("state")
+    ));
+    let text = format!(
+        "# vlanswitch state: written by switchd after every change; restored on start.\n{}",
+        topo.to_yaml()
+    );
+    let mut f = std::fs::File::create(&tmp).map_err(err)?;
+    f.write_all(text.as_bytes()).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(err)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(err)?;
+    Ok(())
+}
+
 /// Formats an error with its sources, `a: b: c`.
-struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
 
 impl std::fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -19,11 +19,15 @@
 //!
 //! The REST API (and the topology's diff/apply) will be added to this crate later.
 
+pub mod api;
 pub mod build;
 pub mod controller;
+pub mod diff;
 pub mod topology;
 
 pub use build::{build_snapshot, port_mode};
 pub use controller::{ControlError, Controller};
 
-pub use topology::{FieldError, Port, PortKind, PortMode, Topology, TopologyError, Vlan};
+pub use topology::{
+    FieldError, Port, PortKind, PortMode, StaticMac, Topology, TopologyError, Vlan,
+};

@@ -30,7 +30,7 @@ pub const DEFAULT_FDB_MAX_ENTRIES: usize = 65_536;
 pub const MAX_FDB_ENTRIES: usize = 1 << 24;
 
 /// The whole configuration of one switch instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Topology {
     /// Seconds after which a learned MAC address that has not been seen is forgotten.
@@ -41,6 +41,9 @@ pub struct Topology {
     pub vlans: Vec<Vlan>,
     /// The switch ports, in file order.
     pub ports: Vec<Port>,
+    /// Static MAC table entries: they never age and never move.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fdb: Vec<StaticMac>,
 }
 
 impl Default for Topology {
@@ -50,12 +53,25 @@ impl Default for Topology {
             fdb_max_entries: DEFAULT_FDB_MAX_ENTRIES,
             vlans: Vec::new(),
             ports: Vec::new(),
+            fdb: Vec::new(),
         }
     }
 }
 
+/// A static MAC table entry: frames for `mac` in `vlan` always go to `port`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StaticMac {
+    /// The VLAN.
+    pub vlan: u16,
+    /// A unicast MAC address, `02:00:00:00:00:01`.
+    pub mac: String,
+    /// The port; it must be a member of `vlan`.
+    pub port: String,
+}
+
 /// A declared VLAN.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Vlan {
     /// The VLAN id (VID), 1-4094.
@@ -66,7 +82,7 @@ pub struct Vlan {
 }
 
 /// A switch port.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Port {
     /// The port's name, which is also the Linux interface name (at most 15 bytes).
@@ -91,7 +107,7 @@ pub struct Port {
 }
 
 /// What a port is attached to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PortKind {
     /// A tap the switch creates (or opens, if a persistent tap of that name exists) and holds.
@@ -101,7 +117,7 @@ pub enum PortKind {
 }
 
 /// How VLANs are carried on a port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PortMode {
     /// One VLAN, untagged on the wire.
@@ -143,7 +159,7 @@ impl fmt::Display for PortMode {
 }
 
 /// One problem in a topology: where it is and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error, utoipa::ToSchema)]
 #[error("{path}: {reason}")]
 pub struct FieldError {
     /// The field, written like `ports[2].vlans[0]`; `ports[2]` for the port as a whole.
@@ -261,6 +277,49 @@ impl Topology {
                 }
             }
             problems.check_port_vlans(i, port, &declared);
+        }
+
+        let mut seen_macs: HashMap<(u16, dataplane::wire::MacAddr), usize> = HashMap::new();
+        for (i, entry) in self.fdb.iter().enumerate() {
+            let mac = match entry.mac.parse::<dataplane::wire::MacAddr>() {
+                Ok(m) if m.is_multicast() || m.is_zero() => {
+                    problems.push(
+                        format!("fdb[{i}].mac"),
+                        format!("{m} is not a unicast address"),
+                    );
+                    None
+                }
+                Ok(m) => Some(m),
+                Err(e) => {
+                    problems.push(format!("fdb[{i}].mac"), e.to_string());
+                    None
+                }
+            };
+            match self.port(&entry.port) {
+                None => problems.push(
+                    format!("fdb[{i}].port"),
+                    format!("no port named {:?}", entry.port),
+                ),
+                Some(p) if !p.member_vlans().contains(&entry.vlan) => problems.push(
+                    format!("fdb[{i}].vlan"),
+                    format!(
+                        "port {:?} is not a member of VLAN {}",
+                        entry.port, entry.vlan
+                    ),
+                ),
+                Some(_) => {}
+            }
+            if let Some(m) = mac {
+                if let Some(first) = seen_macs.insert((entry.vlan, m), i) {
+                    problems.push(
+                        format!("fdb[{i}].mac"),
+                        format!(
+                            "{m} in VLAN {} is already listed at fdb[{first}]",
+                            entry.vlan
+                        ),
+                    );
+                }
+            }
         }
 
         problems.into_result()

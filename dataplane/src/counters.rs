@@ -132,6 +132,60 @@ impl PortCounters {
     }
 }
 
+/// Traffic of one VLAN as seen by one worker.
+#[derive(Debug, Default)]
+pub struct VlanCounter {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    flooded: AtomicU64,
+}
+
+/// Per-VLAN counters owned by one worker: a single writer, so an update is a plain load and
+/// store (no locked instruction); readers add up all workers' tables.
+#[derive(Debug)]
+pub struct VlanCounters(Box<[VlanCounter]>);
+
+impl Default for VlanCounters {
+    fn default() -> Self {
+        VlanCounters((0..4096).map(|_| VlanCounter::default()).collect())
+    }
+}
+
+/// Totals for one VLAN.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VlanValues {
+    /// Frames classified into the VLAN (after ingress checks).
+    pub packets: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Of those, frames flooded (unknown unicast, broadcast, multicast).
+    pub flooded: u64,
+}
+
+impl VlanCounters {
+    /// Counts a frame of `bytes` in `vlan`. Only the owning worker may call this.
+    #[inline]
+    pub fn count(&self, vlan: u16, bytes: usize, flooded: bool) {
+        let c = &self.0[(vlan & 0x0fff) as usize];
+        let bump = |a: &AtomicU64, n: u64| a.store(a.load(Relaxed).wrapping_add(n), Relaxed);
+        bump(&c.packets, 1);
+        bump(&c.bytes, bytes as u64);
+        if flooded {
+            bump(&c.flooded, 1);
+        }
+    }
+
+    /// This table's counts for `vlan`.
+    pub fn values(&self, vlan: u16) -> VlanValues {
+        let c = &self.0[(vlan & 0x0fff) as usize];
+        VlanValues {
+            packets: c.packets.load(Relaxed),
+            bytes: c.bytes.load(Relaxed),
+            flooded: c.flooded.load(Relaxed),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,5 +202,21 @@ mod tests {
         assert_eq!(v.drop_count(DropReason::TaggedOnAccess), 1);
         assert_eq!(v.drop_count(DropReason::BadFrame), 0);
         assert!(v.to_string().contains("drop_tagged_on_access=1"));
+    }
+
+    #[test]
+    fn vlan_counters() {
+        let v = VlanCounters::default();
+        v.count(10, 60, true);
+        v.count(10, 1500, false);
+        assert_eq!(
+            v.values(10),
+            VlanValues {
+                packets: 2,
+                bytes: 1560,
+                flooded: 1
+            }
+        );
+        assert_eq!(v.values(20), VlanValues::default());
     }
 }

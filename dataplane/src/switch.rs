@@ -13,6 +13,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 use crate::config::{PortId, Snapshot};
+use crate::counters::{VlanCounters, VlanValues};
 use crate::fdb::Fdb;
 use crate::port::sys::{Epoll, EventFd};
 use crate::port::Port;
@@ -58,6 +59,8 @@ pub(crate) struct Shared {
     epoch: Instant,
     /// Frames that were parsed and decided on (a cheap liveness figure).
     pub(crate) frames: AtomicU64,
+    /// Per-VLAN counters, one table per worker.
+    pub(crate) vlan_stats: Vec<VlanCounters>,
 }
 
 impl Shared {
@@ -93,6 +96,9 @@ impl Switch {
             fdb: Fdb::new(opts.fdb_max_entries),
             epoch: Instant::now(),
             frames: AtomicU64::new(0),
+            vlan_stats: (0..opts.workers.max(1))
+                .map(|_| VlanCounters::default())
+                .collect(),
         });
         let stop = EventFd::new().map_err(SwitchError::Wakeup)?;
         let n = opts.workers.max(1);
@@ -197,6 +203,18 @@ impl Switch {
     pub fn age(&self) -> usize {
         let aging = self.shared.snapshot.load().aging_secs;
         self.shared.fdb.age(self.now(), aging)
+    }
+
+    /// Traffic counters of `vlan`, summed over the workers.
+    pub fn vlan_counters(&self, vlan: u16) -> VlanValues {
+        let mut t = VlanValues::default();
+        for w in &self.shared.vlan_stats {
+            let v = w.values(vlan);
+            t.packets += v.packets;
+            t.bytes += v.bytes;
+            t.flooded += v.flooded;
+        }
+        t
     }
 
     /// The id of port `name`, if configured.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::config::{PortId, Snapshot};
 use crate::counters::DropReason;
 use crate::fdb::Learned;
-use crate::forward::{decide, egress_ports};
+use crate::forward::{decide, egress_ports, Out};
 use crate::port::sys::{Epoll, Event};
 use crate::port::Port;
 use crate::switch::Shared;
@@ -55,7 +55,7 @@ pub(crate) fn run(shared: Arc<Shared>, epoll: Arc<Epoll>, index: usize) {
                 match port.recv(&mut hdr, &mut buf) {
                     Ok((start, len)) => {
                         let frame = &buf[start..start + len];
-                        forward_one(&shared, &snap, id, port, &hdr, frame, now)
+                        forward_one(&shared, index, &snap, id, port, &hdr, frame, now)
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     // A packet socket reports its interface going down once; it keeps working
@@ -80,8 +80,10 @@ pub(crate) fn run(shared: Arc<Shared>, epoll: Arc<Epoll>, index: usize) {
 }
 
 #[inline]
+#[allow(clippy::too_many_arguments)]
 fn forward_one(
     shared: &Shared,
+    worker: usize,
     snap: &Snapshot,
     ingress: PortId,
     port: &Port,
@@ -104,6 +106,7 @@ fn forward_one(
     if d.learned == Some(Learned::NoRoom) {
         port.counters.count_drop(DropReason::NoRoom);
     }
+    shared.vlan_stats[worker].count(d.vlan, bytes.len(), d.out == Out::Flood);
     let vh = VnetHdr::from_bytes(hdr);
     for (p, how) in egress_ports(snap, &d, ingress) {
         let Some(out) = snap.port(p).and_then(|e| e.port.as_ref()) else {

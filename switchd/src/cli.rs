@@ -4,16 +4,27 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-/// A userspace 802.1Q VLAN switch: plugs taps into isolated VLANs, learns MACs per VLAN.
+/// A userspace 802.1Q VLAN switch: plugs taps and existing interfaces into isolated VLANs,
+/// learns MACs per VLAN, and is configured by topology files or its REST API.
 #[derive(Debug, Parser)]
 #[command(version, args_conflicts_with_subcommands = true)]
 pub struct Args {
-    /// Topology file (YAML) with the switch's VLANs and ports.
+    /// Topology file (YAML) with the switch's VLANs and ports. A state file that exists wins.
     #[arg(long, value_name = "FILE")]
     pub topology: Option<PathBuf>,
     /// Worker threads [default: number of cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,
+    /// Where the REST API listens: HOST:PORT, or unix:/PATH (mode 0600). A non-loopback
+    /// address needs --token-file.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7380")]
+    pub listen: String,
+    /// File holding the bearer token the REST API requires.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// State file: every change is written here atomically, and restored from here on start.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }

@@ -1,16 +1,18 @@
-//! Running the switch from a topology: start the controller, follow link events, age the FDB,
-//! stop cleanly on SIGINT/SIGTERM.
+//! Running the switch: choose the configuration (state file or topology file), start the
+//! controller and the REST API, follow link events, age the FDB, stop cleanly on SIGINT/SIGTERM.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use control_api::{Controller, Topology};
 use dataplane::port::netlink::LinkMonitor;
 use tracing_subscriber::EnvFilter;
+
+use crate::server;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_logging() {
@@ -47,28 +49,83 @@ pub fn check(files: &[PathBuf]) -> Result<ExitCode> {
     })
 }
 
-/// `switchd --topology FILE`
-pub fn run(path: &Path, workers: u16) -> Result<ExitCode> {
-    let topo = Topology::from_path(path).with_context(|| format!("{}", path.display()))?;
-    tracing::info!(topology = %path.display(), "loaded topology");
+/// What `switchd` runs with.
+pub struct RunOptions {
+    pub topology: Option<PathBuf>,
+    pub state: Option<PathBuf>,
+    pub workers: u16,
+    pub listen: String,
+    pub token_file: Option<PathBuf>,
+}
+
+/// The configuration to start with: the state file if it exists, else the topology file, else
+/// an empty switch.
+fn initial_topology(o: &RunOptions) -> Result<Topology> {
+    if let Some(state) = o.state.as_ref().filter(|p| p.exists()) {
+        let t = Topology::from_path(state)
+            .with_context(|| format!("state file {}", state.display()))?;
+        tracing::info!(state = %state.display(), "configuration restored from the state file");
+        if let Some(topo) = &o.topology {
+            tracing::info!(topology = %topo.display(), "topology file not used: the state file wins");
+        }
+        return Ok(t);
+    }
+    if let Some(path) = &o.topology {
+        let t = Topology::from_path(path).with_context(|| format!("{}", path.display()))?;
+        tracing::info!(topology = %path.display(), "configuration loaded from the topology file");
+        return Ok(t);
+    }
+    tracing::info!("no topology or state file: starting with no ports");
+    Ok(Topology::default())
+}
+
+/// `switchd [--topology FILE] [--state FILE] [--listen ADDR] ...`
+pub fn run(o: RunOptions) -> Result<ExitCode> {
+    let token = match &o.token_file {
+        Some(p) => {
+            let t = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read token file {}", p.display()))?;
+            let t = t.trim().to_string();
+            anyhow::ensure!(!t.is_empty(), "token file {} is empty", p.display());
+            Some(t)
+        }
+        None => None,
+    };
+    let topo = initial_topology(&o)?;
+    let listener = server::bind(&o.listen, token.as_deref())?;
     let stop = install_stop_handlers()?;
-    let ctl = start(topo, workers)?;
-    wait_for_stop(&ctl, &stop)?;
+    let ctl = Controller::start(topo, o.workers as usize, o.state.clone())?;
+    let ctl = Arc::new(Mutex::new(ctl));
+    let api_addr = listener.describe();
+    let api = server::spawn(listener, ctl.clone(), token)?;
+    log_ready(&ctl.lock().unwrap_or_else(|e| e.into_inner()), &api_addr);
+    let waited = wait_for_stop(&ctl, &stop);
+    api.stop();
+    let ctl = Arc::try_unwrap(ctl)
+        .map_err(|_| anyhow::anyhow!("API still holds the controller"))?
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
     shutdown(ctl);
+    waited?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Attaches every port of `topo` and starts the workers.
-pub fn start(topo: Topology, workers: u16) -> Result<Controller> {
-    let (ports, fdb_max, aging) = (topo.ports.len(), topo.fdb_max_entries, topo.mac_aging_secs);
-    let ctl = Controller::start(topo, workers as usize)?;
+fn log_ready(ctl: &Controller, api: &str) {
+    let t = ctl.topology();
     tracing::info!(
-        ports,
+        ports = t.ports.len(),
         workers = ctl.switch().workers(),
-        fdb_max_entries = fdb_max,
-        mac_aging_secs = aging,
+        fdb_max_entries = t.fdb_max_entries,
+        mac_aging_secs = t.mac_aging_secs,
+        api = %api,
         "switch ready"
     );
+}
+
+/// Starts a controller for `topo` without API or state (the demo).
+pub fn start(topo: Topology, workers: u16) -> Result<Controller> {
+    let ctl = Controller::start(topo, workers as usize, None)?;
+    log_ready(&ctl, "none");
     Ok(ctl)
 }
 
@@ -84,19 +141,20 @@ pub fn install_stop_handlers() -> Result<Arc<AtomicBool>> {
 
 /// Blocks until `stop` is set (by SIGINT or SIGTERM). Meanwhile follows link events (netdev
 /// ports re-attach as interfaces come and go) and ages the FDB once a second.
-pub fn wait_for_stop(ctl: &Controller, stop: &AtomicBool) -> Result<()> {
+pub fn wait_for_stop(ctl: &Mutex<Controller>, stop: &AtomicBool) -> Result<()> {
+    let lock = || ctl.lock().unwrap_or_else(|e| e.into_inner());
     let mut links = LinkMonitor::open().context("subscribing to link events (rtnetlink)")?;
     // An interface may have appeared between attaching the ports and subscribing.
-    ctl.on_link_events(&[Default::default()]);
+    lock().on_link_events(&[Default::default()]);
     let mut last_age = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let events = links.wait(200).context("reading link events")?;
         if !events.is_empty() {
-            ctl.on_link_events(&events);
+            lock().on_link_events(&events);
         }
         if last_age.elapsed() >= Duration::from_secs(1) {
             last_age = Instant::now();
-            let n = ctl.switch().age();
+            let n = lock().switch().age();
             if n > 0 {
                 tracing::debug!(entries = n, "aged out FDB entries");
             }

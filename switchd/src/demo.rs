@@ -111,8 +111,9 @@ pub fn run(workers: u16) -> Result<ExitCode> {
         );
     }
     println!("\nPress Ctrl-C to stop; the taps and namespaces are removed.");
-    let waited = daemon::wait_for_stop(&switch, &stop);
-    daemon::shutdown(switch);
+    let ctl = std::sync::Mutex::new(switch);
+    let waited = daemon::wait_for_stop(&ctl, &stop);
+    daemon::shutdown(ctl.into_inner().unwrap_or_else(|e| e.into_inner()));
     waited?;
     drop(namespaces);
     Ok(ExitCode::SUCCESS)

@@ -3,6 +3,7 @@
 mod cli;
 mod daemon;
 mod demo;
+mod server;
 
 use std::process::ExitCode;
 
@@ -11,17 +12,17 @@ use clap::Parser;
 fn main() -> ExitCode {
     let args = cli::Args::parse();
     daemon::init_logging();
+    let workers = |w: Option<u16>| w.unwrap_or_else(cli::default_workers);
     let result = match args.command {
         Some(cli::Command::Check { files }) => daemon::check(&files),
-        Some(cli::Command::Demo { workers }) => {
-            demo::run(workers.unwrap_or_else(cli::default_workers))
-        }
-        None => match args.topology {
-            Some(path) => daemon::run(&path, args.workers.unwrap_or_else(cli::default_workers)),
-            None => Err(anyhow::anyhow!(
-                "nothing to run: give --topology FILE, or try `switchd demo` (see --help)"
-            )),
-        },
+        Some(cli::Command::Demo { workers: w }) => demo::run(workers(w)),
+        None => daemon::run(daemon::RunOptions {
+            topology: args.topology,
+            state: args.state,
+            workers: workers(args.workers),
+            listen: args.listen,
+            token_file: args.token_file,
+        }),
     };
     match result {
         Ok(code) => code,

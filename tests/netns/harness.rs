@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 /// Path of the switchd binary cargo built for this test run.
 pub const SWITCHD: &str = env!("CARGO_BIN_EXE_switchd");
+/// Path of the switchctl binary.
+pub const SWITCHCTL: &str = env!("CARGO_BIN_EXE_switchctl");
 
 /// A short id unique to this test process and call: `{pid:04x}{n}`.
 pub fn unique_id() -> String {
@@ -316,18 +318,31 @@ pub struct Switchd {
     child: Option<Child>,
     log: Arc<Mutex<String>>,
     topology: PathBuf,
+    /// Where its REST API listens (`127.0.0.1:PORT`).
+    pub api: String,
 }
 
 impl Switchd {
     /// Starts switchd on `yaml` and waits for its "switch ready" line.
     pub fn start(yaml: &str, workers: u16) -> Switchd {
+        Self::start_with(yaml, workers, &[])
+    }
+
+    /// Like [`Switchd::start`], with extra arguments (`--state`, `--listen`, ...). The API
+    /// listens on a free loopback port unless `extra` has `--listen`.
+    pub fn start_with(yaml: &str, workers: u16, extra: &[&str]) -> Switchd {
         require_privileges();
         let topology = std::env::temp_dir().join(format!("vlanswitch-test-{}.yaml", unique_id()));
         std::fs::write(&topology, yaml).expect("write topology");
-        let mut child = Command::new(SWITCHD)
-            .arg("--topology")
+        let mut cmd = Command::new(SWITCHD);
+        cmd.arg("--topology")
             .arg(&topology)
             .args(["--workers", &workers.to_string()])
+            .args(extra);
+        if !extra.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        let mut child = cmd
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -341,18 +356,21 @@ impl Switchd {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                {
+                    let mut l = l.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
                 if line.contains("switch ready") {
                     let _ = ready_tx.send(());
                 }
-                let mut l = l.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
             }
         });
         let mut sw = Switchd {
             child: Some(child),
             log,
             topology,
+            api: String::new(),
         };
         if ready_rx.recv_timeout(Duration::from_secs(20)).is_err() {
             let status = sw.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
@@ -361,7 +379,45 @@ impl Switchd {
                 sw.log()
             );
         }
+        let log = sw.log();
+        sw.api = log
+            .lines()
+            .find(|l| l.contains("switch ready"))
+            .and_then(|l| l.split_whitespace().find_map(|kv| kv.strip_prefix("api=")))
+            .unwrap_or_default()
+            .to_string();
         sw
+    }
+
+    /// Runs `switchctl --server API args...`; returns (success, stdout, stderr).
+    pub fn ctl(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(SWITCHCTL)
+            .args(["--server", &self.api])
+            .args(args)
+            .output()
+            .expect("run switchctl");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs switchctl and panics unless it succeeds; returns stdout.
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.ctl(args);
+        assert!(ok, "switchctl {args:?} failed: {err}{out}");
+        out
+    }
+
+    /// Kills switchd with SIGKILL (no cleanup, as a crash would).
+    pub fn kill9(mut self) -> String {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        self.log()
     }
 
     /// What switchd logged so far.

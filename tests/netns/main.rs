@@ -6,6 +6,7 @@
 mod harness;
 mod lab;
 
+mod api;
 mod cli;
 mod isolation;
 mod netdev;

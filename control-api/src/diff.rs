@@ -1,0 +1,244 @@
+//! The difference between two topologies, as the list of changes that turns one into the
+//! other. Pure: no switch, no I/O. The controller applies these changes; `dry_run` returns them.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::topology::{Port, Topology};
+
+/// One change, named after what a user would do to get it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Change {
+    /// `mac_aging_secs` changed.
+    SetMacAging {
+        /// Old value.
+        from: u64,
+        /// New value.
+        to: u64,
+    },
+    /// `fdb_max_entries` changed (needs a restart; refused while running).
+    SetFdbMaxEntries {
+        /// Old value.
+        from: usize,
+        /// New value.
+        to: usize,
+    },
+    /// A VLAN was declared.
+    AddVlan {
+        /// VLAN id.
+        id: u16,
+    },
+    /// A VLAN declaration was removed.
+    RemoveVlan {
+        /// VLAN id.
+        id: u16,
+    },
+    /// A VLAN's name changed.
+    RenameVlan {
+        /// VLAN id.
+        id: u16,
+    },
+    /// A port was added.
+    AddPort {
+        /// Port name.
+        name: String,
+    },
+    /// A port was removed.
+    RemovePort {
+        /// Port name.
+        name: String,
+    },
+    /// A port's kind changed: it is detached and attached anew.
+    ReplacePort {
+        /// Port name.
+        name: String,
+    },
+    /// A port's mode, VLANs or admin state changed; it stays attached.
+    UpdatePort {
+        /// Port name.
+        name: String,
+        /// The fields that changed.
+        fields: Vec<String>,
+    },
+    /// A static MAC entry was added.
+    AddStaticMac {
+        /// VLAN.
+        vlan: u16,
+        /// MAC address.
+        mac: String,
+        /// Port.
+        port: String,
+    },
+    /// A static MAC entry was removed.
+    RemoveStaticMac {
+        /// VLAN.
+        vlan: u16,
+        /// MAC address.
+        mac: String,
+        /// Port.
+        port: String,
+    },
+}
+
+/// The changes from `old` to `new`, in a stable order: settings, VLANs, ports, static MACs.
+/// Empty when the two configure the same switch.
+pub fn diff(old: &Topology, new: &Topology) -> Vec<Change> {
+    let mut out = Vec::new();
+    if old.mac_aging_secs != new.mac_aging_secs {
+        out.push(Change::SetMacAging {
+            from: old.mac_aging_secs,
+            to: new.mac_aging_secs,
+        });
+    }
+    if old.fdb_max_entries != new.fdb_max_entries {
+        out.push(Change::SetFdbMaxEntries {
+            from: old.fdb_max_entries,
+            to: new.fdb_max_entries,
+        });
+    }
+    for v in &new.vlans {
+        match old.vlans.iter().find(|o| o.id == v.id) {
+            None => out.push(Change::AddVlan { id: v.id }),
+            Some(o) if o.name != v.name => out.push(Change::RenameVlan { id: v.id }),
+            Some(_) => {}
+        }
+    }
+    for o in &old.vlans {
+        if !new.vlans.iter().any(|v| v.id == o.id) {
+            out.push(Change::RemoveVlan { id: o.id });
+        }
+    }
+    for o in &old.ports {
+        if new.port(&o.name).is_none() {
+            out.push(Change::RemovePort {
+                name: o.name.clone(),
+            });
+        }
+    }
+    for p in &new.ports {
+        match old.port(&p.name) {
+            None => out.push(Change::AddPort {
+                name: p.name.clone(),
+            }),
+            Some(o) if o.kind != p.kind => out.push(Change::ReplacePort {
+                name: p.name.clone(),
+            }),
+            Some(o) => {
+                let fields = changed_fields(o, p);
+                if !fields.is_empty() {
+                    out.push(Change::UpdatePort {
+                        name: p.name.clone(),
+                        fields,
+                    });
+                }
+            }
+        }
+    }
+    let key = |m: &crate::topology::StaticMac| (m.vlan, m.mac.to_lowercase(), m.port.clone());
+    let old_macs: BTreeSet<_> = old.fdb.iter().map(key).collect();
+    let new_macs: BTreeSet<_> = new.fdb.iter().map(key).collect();
+    for (vlan, mac, port) in old_macs.difference(&new_macs) {
+        out.push(Change::RemoveStaticMac {
+            vlan: *vlan,
+            mac: mac.clone(),
+            port: port.clone(),
+        });
+    }
+    for (vlan, mac, port) in new_macs.difference(&old_macs) {
+        out.push(Change::AddStaticMac {
+            vlan: *vlan,
+            mac: mac.clone(),
+            port: port.clone(),
+        });
+    }
+    out
+}
+
+/// Fields of a port that differ in a way that changes forwarding or link state. Listing the
+/// same VLANs in another order is no change.
+fn changed_fields(o: &Port, p: &Port) -> Vec<String> {
+    let mut f = Vec::new();
+    if o.mode != p.mode {
+        f.push("mode".to_string());
+    }
+    if o.vlan != p.vlan {
+        f.push("vlan".to_string());
+    }
+    let set = |v: &Option<Vec<u16>>| v.iter().flatten().copied().collect::<BTreeSet<u16>>();
+    if set(&o.vlans) != set(&p.vlans) {
+        f.push("vlans".to_string());
+    }
+    if o.native_vlan != p.native_vlan {
+        f.push("native_vlan".to_string());
+    }
+    if o.admin_up != p.admin_up {
+        f.push("admin_up".to_string());
+    }
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topo(yaml: &str) -> Topology {
+        Topology::from_yaml(yaml).unwrap()
+    }
+
+    const BASE: &str = "vlans: [{id: 10, name: a}, {id: 20}]\nports:\n  - {name: p1, kind: tap, mode: access, vlan: 10}\n  - {name: p2, kind: tap, mode: trunk, vlans: [10, 20]}\n";
+
+    #[test]
+    fn same_topology_is_no_change() {
+        assert!(diff(&topo(BASE), &topo(BASE)).is_empty());
+        // VLAN order in a trunk does not matter
+        let reordered = BASE.replace("[10, 20]}", "[20, 10]}");
+        assert!(diff(&topo(BASE), &topo(&reordered)).is_empty());
+    }
+
+    #[test]
+    fn each_kind_of_change() {
+        let new = topo(
+            "mac_aging_secs: 60\nvlans: [{id: 10, name: b}, {id: 30}]\nports:\n  - {name: p1, kind: netdev, mode: access, vlan: 10}\n  - {name: p3, kind: tap, mode: access, vlan: 30}\nfdb: [{vlan: 30, mac: '02:00:00:00:00:01', port: p3}]\n",
+        );
+        assert_eq!(
+            diff(&topo(BASE), &new),
+            vec![
+                Change::SetMacAging { from: 300, to: 60 },
+                Change::RenameVlan { id: 10 },
+                Change::AddVlan { id: 30 },
+                Change::RemoveVlan { id: 20 },
+                Change::RemovePort { name: "p2".into() },
+                Change::ReplacePort { name: "p1".into() },
+                Change::AddPort { name: "p3".into() },
+                Change::AddStaticMac {
+                    vlan: 30,
+                    mac: "02:00:00:00:00:01".into(),
+                    port: "p3".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn port_updates_name_the_fields() {
+        let new = BASE.replace(
+            "{name: p1, kind: tap, mode: access, vlan: 10}",
+            "{name: p1, kind: tap, mode: trunk, vlans: [10], native_vlan: 20, admin_up: true}",
+        );
+        assert_eq!(
+            diff(&topo(BASE), &topo(&new)),
+            vec![Change::UpdatePort {
+                name: "p1".into(),
+                fields: vec![
+                    "mode".into(),
+                    "vlan".into(),
+                    "vlans".into(),
+                    "native_vlan".into(),
+                    "admin_up".into()
+                ]
+            }]
+        );
+    }
+}

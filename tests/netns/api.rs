@@ -1,0 +1,283 @@
+//! The REST control plane and switchctl against a running switchd: live reconfiguration,
+//! persistence across a crash, listeners and tokens.
+
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::harness::{unique_id, Switchd, SWITCHD};
+use crate::lab::Lab;
+
+#[test]
+fn patch_moves_a_host_to_another_vlan() {
+    let lab = Lab::new();
+    assert!(lab.a2.reaches(&lab.a1.addr));
+    assert!(lab.a2.cannot_reach(&lab.b1.addr));
+    let a2 = lab.a2.ifname.clone();
+    let out = lab.sw.ctl_ok(&["port", "set", &a2, "--access", "20"]);
+    assert!(out.contains("access  20"), "{out}");
+    // The MACs a2 had learned in VLAN 10 are gone.
+    let fdb = lab
+        .sw
+        .ctl_ok(&["--json", "fdb", "show", "--vlan", "10", "--port", &a2]);
+    assert_eq!(fdb.trim(), "[]", "entries of {a2} left in VLAN 10: {fdb}");
+    lab.a2.flush_neighbours();
+    lab.b1.flush_neighbours();
+    assert!(lab.a2.reaches(&lab.b1.addr), "a2 (now VLAN 20) -> b1");
+    assert!(
+        lab.a2.cannot_reach(&lab.a1.addr),
+        "a2 (now VLAN 20) still reached VLAN 10"
+    );
+}
+
+#[test]
+fn hundreds_of_changes_to_other_ports_lose_no_packet_of_a_stream() {
+    let lab = Lab::new();
+    assert!(lab.a1.reaches(&lab.a2.addr));
+    lab.sw.ctl_ok(&["vlan", "add", "30"]);
+    let sending = AtomicBool::new(true);
+    let dst = format!("{}:5002", lab.a2.addr);
+    let (sent, received) = std::thread::scope(|s| {
+        let rx = s.spawn(|| {
+            lab.a2.ns.run(|| {
+                let sock = UdpSocket::bind(&dst).expect("bind");
+                sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut seen = std::collections::BTreeSet::new();
+                let mut buf = [0u8; 64];
+                while let Ok(n) = sock.recv(&mut buf) {
+                    if n >= 8 {
+                        seen.insert(u64::from_le_bytes(buf[..8].try_into().unwrap()));
+                    }
+                }
+                seen
+            })
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        let tx = s.spawn(|| {
+            lab.a1.ns.run(|| {
+                let sock = UdpSocket::bind("0.0.0.0:0").expect("bind");
+                let mut seq = 0u64;
+                // About 2000 datagrams a second, for as long as the changes run.
+                while sending.load(Ordering::Relaxed) {
+                    sock.send_to(&seq.to_le_bytes(), &dst).expect("send");
+                    seq += 1;
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+                seq
+            })
+        });
+        let b1 = lab.b1.ifname.clone();
+        let extra = format!("{}x", unique_id());
+        let mut changes = 0;
+        for i in 0..60 {
+            let vid = if i % 2 == 0 { "30" } else { "20" };
+            lab.sw.ctl_ok(&["port", "set", &b1, "--access", vid]);
+            lab.sw
+                .ctl_ok(&["port", "add", &extra, "--kind", "tap", "--access", "10"]);
+            lab.sw
+                .ctl_ok(&["port", "set", &extra, "--trunk", "10,20,30"]);
+            lab.sw.ctl_ok(&["fdb", "flush", "--port", &b1]);
+            lab.sw.ctl_ok(&["port", "del", &extra]);
+            changes += 5;
+        }
+        assert!(changes >= 300);
+        sending.store(false, Ordering::Relaxed);
+        let sent = tx.join().unwrap();
+        (sent, rx.join().unwrap())
+    });
+    assert!(sent > 500, "the stream ran ({sent} datagrams)");
+    let lost: Vec<u64> = (0..sent)
+        .filter(|s| !received.contains(s))
+        .take(10)
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {sent} datagrams lost during reconfiguration, first: {lost:?}",
+        sent - received.len() as u64
+    );
+}
+
+#[test]
+fn state_file_survives_kill_9_in_a_burst_of_changes() {
+    let id = unique_id();
+    let state = std::env::temp_dir().join(format!("vlanswitch-state-{id}.yaml"));
+    let st = state.to_str().unwrap().to_string();
+    let sw = Switchd::start_with("vlans: [{ id: 10 }]\n", 1, &["--state", &st]);
+    // A burst of changes on one thread; SIGKILL lands in the middle of it.
+    let last_acked = std::sync::Mutex::new(None::<String>);
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..200 {
+                let name = format!("{id}p{i}");
+                let (ok, _, _) =
+                    sw.ctl(&["port", "add", &name, "--kind", "netdev", "--access", "10"]);
+                if !ok {
+                    break;
+                }
+                *last_acked.lock().unwrap() = Some(name);
+            }
+            done.store(true, Ordering::Relaxed);
+        });
+        let start = Instant::now();
+        while last_acked.lock().unwrap().is_none() && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    });
+    let api = sw.api.clone();
+    sw.kill9();
+    let acked = last_acked
+        .into_inner()
+        .unwrap()
+        .expect("some changes were acknowledged");
+    let n_acked: usize = acked.rsplit('p').next().unwrap().parse::<usize>().unwrap() + 1;
+    drop(api);
+
+    // The file parses (never torn) and restarts the switch; it holds every acknowledged change,
+    // and at most the one in flight when the kill landed.
+    let text = std::fs::read_to_string(&state).expect("state file exists");
+    let restored = control_api::Topology::from_yaml(&text).expect("state file loads");
+    let n = restored.ports.len();
+    assert!(
+        n == n_acked || n == n_acked + 1,
+        "state has {n} ports, {n_acked} were acknowledged"
+    );
+    let sw = Switchd::start_with("vlans: []\n", 1, &["--state", &st]);
+    assert!(
+        sw.log().contains("restored from the state file"),
+        "{}",
+        sw.log()
+    );
+    let exported = sw.ctl_ok(&["topology", "export"]);
+    assert_eq!(
+        control_api::Topology::from_yaml(&exported).unwrap(),
+        restored
+    );
+    sw.stop();
+    let _ = std::fs::remove_file(&state);
+}
+
+#[test]
+fn switchctl_speaks_for_people_and_scripts() {
+    let id = unique_id();
+    let (p, q) = (format!("{id}p"), format!("{id}q"));
+    let sw = Switchd::start("vlans: [{ id: 10, name: red }]\n", 1);
+    // The README's API examples.
+    sw.ctl_ok(&["vlan", "add", "20", "--name", "blue"]);
+    sw.ctl_ok(&["port", "add", &p, "--kind", "tap", "--access", "10"]);
+    sw.ctl_ok(&[
+        "port", "add", &q, "--kind", "netdev", "--trunk", "10,20", "--native", "1",
+    ]);
+    sw.ctl_ok(&["port", "set", &q, "--trunk", "20", "--native", "none"]);
+    let list = sw.ctl_ok(&["port", "list"]);
+    assert!(list.starts_with("NAME"), "{list}");
+    assert!(list.contains(&p) && list.contains(&q), "{list}");
+    let json: serde_json::Value =
+        serde_json::from_str(&sw.ctl_ok(&["--json", "port", "list"])).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2);
+    assert_eq!(json[1]["vlans"], serde_json::json!([20]));
+    assert!(json[1].get("native_vlan").is_none(), "{json}");
+    sw.ctl_ok(&[
+        "fdb",
+        "add",
+        "02:00:00:00:00:aa",
+        "--vlan",
+        "10",
+        "--port",
+        &p,
+    ]);
+    let fdb = sw.ctl_ok(&["fdb", "show", "--vlan", "10"]);
+    assert!(
+        fdb.contains("02:00:00:00:00:aa") && fdb.contains("static"),
+        "{fdb}"
+    );
+    let vlans = sw.ctl_ok(&["vlan", "list"]);
+    assert!(vlans.contains("blue"), "{vlans}");
+    let stats = sw.ctl_ok(&["stats"]);
+    assert!(stats.contains("PORT") && stats.contains("VLAN"), "{stats}");
+
+    // export -> apply changes nothing; a dry run reports without changing.
+    let exported = sw.ctl_ok(&["topology", "export"]);
+    let file = std::env::temp_dir().join(format!("vlanswitch-export-{id}.yaml"));
+    std::fs::write(&file, &exported).unwrap();
+    let f = file.to_str().unwrap();
+    assert_eq!(sw.ctl_ok(&["topology", "apply", f]).trim(), "no changes");
+    std::fs::write(&file, exported.replace("name: blue", "name: green")).unwrap();
+    let dry = sw.ctl_ok(&["topology", "apply", f, "--dry-run"]);
+    assert!(dry.contains("would rename_vlan"), "{dry}");
+    assert!(
+        sw.ctl_ok(&["vlan", "list"]).contains("blue"),
+        "dry run changed nothing"
+    );
+    assert!(sw
+        .ctl_ok(&["topology", "apply", f])
+        .contains("did rename_vlan"));
+    assert!(sw.ctl_ok(&["vlan", "list"]).contains("green"));
+    let _ = std::fs::remove_file(&file);
+
+    // Errors: non-zero exit and the server's reason.
+    let (ok, _, err) = sw.ctl(&["vlan", "del", "10"]);
+    assert!(!ok);
+    assert!(
+        err.contains(&format!("VLAN 10 is used by ports {p}")),
+        "{err}"
+    );
+    let (ok, _, err) = sw.ctl(&["port", "add", "x", "--access", "4095"]);
+    assert!(!ok);
+    assert!(
+        err.contains("vlan: 4095 is reserved (valid 1-4094)"),
+        "{err}"
+    );
+    let (ok, _, err) = sw.ctl(&["port", "del", "nope"]);
+    assert!(!ok && err.contains("no port named \"nope\""), "{err}");
+    sw.ctl_ok(&["port", "del", &p]);
+    assert!(
+        !crate::harness::link_exists(&p),
+        "deleting a tap port removes the tap"
+    );
+    sw.stop();
+}
+
+#[test]
+fn unix_socket_and_bearer_token() {
+    let id = unique_id();
+    let sock = std::env::temp_dir().join(format!("vlanswitch-{id}.sock"));
+    let sock_arg = format!("unix:{}", sock.display());
+    let sw = Switchd::start_with("", 1, &["--listen", &sock_arg]);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "API socket mode");
+    assert!(sw.ctl_ok(&["vlan", "list"]).contains("VLAN"));
+    sw.stop();
+
+    // A non-loopback listener without a token is refused at startup.
+    let out = std::process::Command::new(SWITCHD)
+        .args(["--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--token-file"));
+
+    // With a token, requests without it get 401.
+    let token = std::env::temp_dir().join(format!("vlanswitch-token-{id}"));
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let t = token.to_str().unwrap();
+    let sw = Switchd::start_with("", 1, &["--listen", "0.0.0.0:0", "--token-file", t]);
+    let port = sw.api.rsplit(':').next().unwrap().to_string();
+    let local = format!("127.0.0.1:{port}");
+    let run = |extra: &[&str]| {
+        std::process::Command::new(crate::harness::SWITCHCTL)
+            .args(["--server", &local])
+            .args(extra)
+            .args(["vlan", "list"])
+            .output()
+            .unwrap()
+    };
+    let denied = run(&[]);
+    assert!(!denied.status.success());
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("HTTP 401"));
+    assert!(run(&["--token-file", t]).status.success());
+    sw.stop();
+    let _ = std::fs::remove_file(&token);
+}
