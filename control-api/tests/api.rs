@@ -1,0 +1,726 @@
+//! Route tests: the real router and controller in-process (no server, no sockets for HTTP),
+//! with netdev ports whose interfaces do not exist, so nothing on the host is touched.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::{to_bytes, Body};
+use axum::http::{header, Method, Request, StatusCode};
+use control_api::api::{router, AppState};
+use control_api::{Controller, Topology};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const TOPO: &str = "vlans: [{ id: 10, name: red }, { id: 20 }]\nports:\n  - { name: nx-a, kind: netdev, mode: access, vlan: 10 }\n  - { name: nx-t, kind: netdev, mode: trunk, vlans: [10, 20], native_vlan: 1 }\n";
+
+fn app_with(token: Option<&str>) -> axum::Router {
+    let ctl = Controller::start(Topology::from_yaml(TOPO).unwrap(), 1, None).unwrap();
+    router(AppState {
+        ctl: Arc::new(Mutex::new(ctl)),
+        token: token.map(Arc::from),
+    })
+}
+
+fn app() -> axum::Router {
+    app_with(None)
+}
+
+async fn call(
+    app: &axum::Router,
+    method: Method,
+    uri: &str,
+    body: Option<&str>,
+) -> (StatusCode, String, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if body.is_some() {
+        req = req.header(header::CONTENT_TYPE, "application/json");
+    }
+    let req = req
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let ctype = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let bytes = to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+    let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, ctype, v)
+}
+
+/// Asserts a problem+json error with `status`, naming `field`, whose detail contains `text`.
+async fn problem(
+    app: &axum::Router,
+    method: Method,
+    uri: &str,
+    body: Option<&str>,
+    status: StatusCode,
+    field: Option<&str>,
+    text: &str,
+) {
+    let (s, ctype, v) = call(app, method.clone(), uri, body).await;
+    assert_eq!(s, status, "{method} {uri} {body:?}: {v}");
+    assert_eq!(ctype, "application/problem+json", "{method} {uri}");
+    assert_eq!(v["status"], status.as_u16());
+    if let Some(f) = field {
+        assert_eq!(v["field"], f, "{method} {uri}: {v}");
+    }
+    let detail = v["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains(text),
+        "{method} {uri}: {detail:?} lacks {text:?}"
+    );
+}
+
+#[tokio::test]
+async fn ports_crud() {
+    let app = app();
+    let (s, _, v) = call(&app, Method::GET, "/api/v1/ports", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert_eq!(v[0]["state"]["link"], "down");
+    assert_eq!(v[0]["state"]["reason"], "interface nx-a does not exist");
+    assert_eq!(v[0]["state"]["counters"]["drops"]["tagged_on_access"], 0);
+
+    let (s, _, v) = call(
+        &app,
+        Method::POST,
+        "/api/v1/ports",
+        Some(r#"{"name":"nx-b","kind":"netdev","mode":"access","vlan":20}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["vlan"], 20);
+    let (s, _, v) = call(&app, Method::GET, "/api/v1/ports/nx-b", None).await;
+    assert_eq!((s, v["name"].clone()), (StatusCode::OK, json!("nx-b")));
+
+    let (s, _, v) = call(
+        &app,
+        Method::PATCH,
+        "/api/v1/ports/nx-b",
+        Some(r#"{"mode":"trunk","vlans":[10,20]}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["mode"], "trunk");
+    assert!(
+        v.get("vlan").is_none(),
+        "access VLAN cleared by the mode change: {v}"
+    );
+    let (_, _, v) = call(
+        &app,
+        Method::PATCH,
+        "/api/v1/ports/nx-t",
+        Some(r#"{"native_vlan":null}"#),
+    )
+    .await;
+    assert!(v.get("native_vlan").is_none(), "{v}");
+
+    let (s, _, _) = call(&app, Method::DELETE, "/api/v1/ports/nx-b", None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _, _) = call(&app, Method::GET, "/api/v1/ports/nx-b", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn bad_port_requests_are_4xx_naming_the_field() {
+    let app = app();
+    let post = |b: &'static str| Some(b);
+    for (body, status, field, text) in [
+        (
+            post("{not json"),
+            StatusCode::BAD_REQUEST,
+            None,
+            "invalid JSON",
+        ),
+        (
+            post(r#"{"name":"p","kind":"tap","mode":"access","vlan":10,"colour":"red"}"#),
+            StatusCode::BAD_REQUEST,
+            Some("colour"),
+            "unknown field `colour`",
+        ),
+        (
+            post(r#"{"name":"p","kind":"tap","mode":"access","vlan":0}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("vlan"),
+            "0 is the priority tag",
+        ),
+        (
+            post(r#"{"name":"p","kind":"tap","mode":"access","vlan":4095}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("vlan"),
+            "4095 is reserved (valid 1-4094)",
+        ),
+        (
+            post(r#"{"name":"p","kind":"tap","mode":"access","vlan":5000}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("vlan"),
+            "5000 is out of range",
+        ),
+        (
+            post(r#"{"name":"p","kind":"tap","mode":"access","vlan":70000}"#),
+            StatusCode::BAD_REQUEST,
+            Some("vlan"),
+            "invalid value",
+        ),
+        (
+            post(r#"{"name":"p","kind":"tap","mode":"access","vlan":30}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("vlan"),
+            "VLAN 30 is not declared",
+        ),
+        (
+            post(r#"{"name":"a-name-longer-than-15","kind":"tap","mode":"access","vlan":10}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("name"),
+            "at most 15 bytes",
+        ),
+        (
+            post(r#"{"name":"nx-a","kind":"tap","mode":"access","vlan":10}"#),
+            StatusCode::CONFLICT,
+            Some("name"),
+            "already in use",
+        ),
+        (
+            post(r#"{"name":"p","kind":"bridge","mode":"access","vlan":10}"#),
+            StatusCode::BAD_REQUEST,
+            Some("kind"),
+            "unknown variant",
+        ),
+        (
+            post(r#"{"name":"p","kind":"tap","mode":"trunk"}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            None,
+            "a trunk needs vlans or native_vlan",
+        ),
+    ] {
+        problem(
+            &app,
+            Method::POST,
+            "/api/v1/ports",
+            body,
+            status,
+            field,
+            text,
+        )
+        .await;
+    }
+    problem(
+        &app,
+        Method::PATCH,
+        "/api/v1/ports/nope",
+        Some("{}"),
+        StatusCode::NOT_FOUND,
+        Some("name"),
+        "no port named",
+    )
+    .await;
+    problem(
+        &app,
+        Method::PATCH,
+        "/api/v1/ports/nx-a",
+        Some(r#"{"kind":"tap"}"#),
+        StatusCode::BAD_REQUEST,
+        Some("kind"),
+        "unknown field",
+    )
+    .await;
+    problem(
+        &app,
+        Method::PATCH,
+        "/api/v1/ports/nx-a",
+        Some(r#"{"vlan":4095}"#),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("vlan"),
+        "4095 is reserved",
+    )
+    .await;
+    problem(
+        &app,
+        Method::DELETE,
+        "/api/v1/ports/nope",
+        None,
+        StatusCode::NOT_FOUND,
+        Some("name"),
+        "no port named",
+    )
+    .await;
+    // nothing changed by any of the above
+    let (_, _, v) = call(&app, Method::GET, "/api/v1/topology", None).await;
+    assert_eq!(
+        serde_json::from_value::<Topology>(v).unwrap(),
+        Topology::from_yaml(TOPO).unwrap()
+    );
+}
+
+#[tokio::test]
+async fn vlans() {
+    let app = app();
+    let (_, _, v) = call(&app, Method::GET, "/api/v1/vlans", None).await;
+    assert_eq!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["id"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![1, 10, 20]
+    );
+    let (s, _, v) = call(
+        &app,
+        Method::POST,
+        "/api/v1/vlans",
+        Some(r#"{"id":30,"name":"blue"}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, _, v) = call(&app, Method::GET, "/api/v1/vlans/10", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["ports"], json!(["nx-a", "nx-t"]));
+    problem(
+        &app,
+        Method::DELETE,
+        "/api/v1/vlans/10",
+        None,
+        StatusCode::CONFLICT,
+        Some("id"),
+        "VLAN 10 is used by ports nx-a, nx-t",
+    )
+    .await;
+    problem(
+        &app,
+        Method::POST,
+        "/api/v1/vlans",
+        Some(r#"{"id":30}"#),
+        StatusCode::CONFLICT,
+        Some("id"),
+        "already declared",
+    )
+    .await;
+    problem(
+        &app,
+        Method::POST,
+        "/api/v1/vlans",
+        Some(r#"{"id":4095}"#),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("id"),
+        "4095 is reserved",
+    )
+    .await;
+    problem(
+        &app,
+        Method::GET,
+        "/api/v1/vlans/0",
+        None,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("id"),
+        "priority tag",
+    )
+    .await;
+    problem(
+        &app,
+        Method::GET,
+        "/api/v1/vlans/5000",
+        None,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("id"),
+        "out of range",
+    )
+    .await;
+    problem(
+        &app,
+        Method::GET,
+        "/api/v1/vlans/ten",
+        None,
+        StatusCode::BAD_REQUEST,
+        Some("id"),
+        "not a VLAN id",
+    )
+    .await;
+    problem(
+        &app,
+        Method::GET,
+        "/api/v1/vlans/40",
+        None,
+        StatusCode::NOT_FOUND,
+        Some("id"),
+        "not declared",
+    )
+    .await;
+    let (s, _, _) = call(&app, Method::DELETE, "/api/v1/vlans/30", None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn fdb() {
+    let app = app();
+    let (s, _, v) = call(
+        &app,
+        Method::POST,
+        "/api/v1/fdb",
+        Some(r#"{"vlan":10,"mac":"02:00:00:00:00:AA","port":"nx-a"}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["mac"], "02:00:00:00:00:aa");
+    let (_, _, v) = call(&app, Method::GET, "/api/v1/fdb?vlan=10&type=static", None).await;
+    assert_eq!(
+        v,
+        json!([{"vlan":10,"mac":"02:00:00:00:00:aa","port":"nx-a","type":"static","age_secs":0}])
+    );
+    let (_, _, v) = call(&app, Method::GET, "/api/v1/fdb?port=nx-t", None).await;
+    assert_eq!(v, json!([]));
+    // the static entry is configuration: it is exported
+    let (_, _, t) = call(&app, Method::GET, "/api/v1/topology", None).await;
+    assert_eq!(t["fdb"][0]["port"], "nx-a");
+    problem(
+        &app,
+        Method::POST,
+        "/api/v1/fdb",
+        Some(r#"{"vlan":10,"mac":"nonsense","port":"nx-a"}"#),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("mac"),
+        "is not a MAC address",
+    )
+    .await;
+    problem(
+        &app,
+        Method::POST,
+        "/api/v1/fdb",
+        Some(r#"{"vlan":10,"mac":"01:00:5e:00:00:01","port":"nx-a"}"#),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("mac"),
+        "not a unicast",
+    )
+    .await;
+    problem(
+        &app,
+        Method::POST,
+        "/api/v1/fdb",
+        Some(r#"{"vlan":20,"mac":"02:00:00:00:00:01","port":"nx-a"}"#),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("vlan"),
+        "not a member of VLAN 20",
+    )
+    .await;
+    problem(
+        &app,
+        Method::POST,
+        "/api/v1/fdb",
+        Some(r#"{"vlan":10,"mac":"02:00:00:00:00:01","port":"ghost"}"#),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("port"),
+        "no port named",
+    )
+    .await;
+    problem(
+        &app,
+        Method::GET,
+        "/api/v1/fdb?type=sometimes",
+        None,
+        StatusCode::BAD_REQUEST,
+        None,
+        "unknown variant",
+    )
+    .await;
+    problem(
+        &app,
+        Method::GET,
+        "/api/v1/fdb?vlan=x",
+        None,
+        StatusCode::BAD_REQUEST,
+        None,
+        "vlan",
+    )
+    .await;
+    problem(
+        &app,
+        Method::GET,
+        "/api/v1/fdb?port=ghost",
+        None,
+        StatusCode::NOT_FOUND,
+        Some("port"),
+        "no port named",
+    )
+    .await;
+    problem(
+        &app,
+        Method::DELETE,
+        "/api/v1/fdb/10/zz",
+        None,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("mac"),
+        "not a MAC",
+    )
+    .await;
+    problem(
+        &app,
+        Method::DELETE,
+        "/api/v1/fdb/4095/02:00:00:00:00:aa",
+        None,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("vlan"),
+        "reserved",
+    )
+    .await;
+    problem(
+        &app,
+        Method::DELETE,
+        "/api/v1/fdb/10/02:00:00:00:00:bb",
+        None,
+        StatusCode::NOT_FOUND,
+        None,
+        "no entry",
+    )
+    .await;
+    // dynamic flush leaves static entries; static flush removes them from the configuration
+    let (_, _, v) = call(&app, Method::DELETE, "/api/v1/fdb?vlan=10", None).await;
+    assert_eq!(v["removed"], 0);
+    let (_, _, v) = call(
+        &app,
+        Method::DELETE,
+        "/api/v1/fdb?vlan=10&type=static",
+        None,
+    )
+    .await;
+    assert_eq!(v["removed"], 1);
+    let (_, _, t) = call(&app, Method::GET, "/api/v1/topology", None).await;
+    assert!(t.get("fdb").is_none(), "{t}");
+    call(
+        &app,
+        Method::POST,
+        "/api/v1/fdb",
+        Some(r#"{"vlan":10,"mac":"02:00:00:00:00:cc","port":"nx-t"}"#),
+    )
+    .await;
+    let (s, _, _) = call(
+        &app,
+        Method::DELETE,
+        "/api/v1/fdb/10/02:00:00:00:00:cc",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn topology_export_apply_and_dry_run() {
+    let app = app();
+    let (_, _, exported) = call(&app, Method::GET, "/api/v1/topology", None).await;
+    let (s, _, v) = call(
+        &app,
+        Method::PUT,
+        "/api/v1/topology",
+        Some(&exported.to_string()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["changes"], json!([]), "round trip changes nothing");
+
+    let mut desired = exported.clone();
+    desired["ports"][0]["vlan"] = json!(20);
+    desired["vlans"] = json!([{"id": 10}, {"id": 20}]);
+    let (s, _, v) = call(
+        &app,
+        Method::PUT,
+        "/api/v1/topology?dry_run=true",
+        Some(&desired.to_string()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["dry_run"], true);
+    assert_eq!(
+        v["changes"],
+        json!([{"op":"rename_vlan","id":10},{"op":"update_port","name":"nx-a","fields":["vlan"]}])
+    );
+    let (_, _, now) = call(&app, Method::GET, "/api/v1/topology", None).await;
+    assert_eq!(now, exported, "dry run changed nothing");
+    let (_, _, v) = call(
+        &app,
+        Method::PUT,
+        "/api/v1/topology",
+        Some(&desired.to_string()),
+    )
+    .await;
+    assert_eq!(v["changes"].as_array().unwrap().len(), 2);
+    let (_, _, now) = call(&app, Method::GET, "/api/v1/topology", None).await;
+    assert_eq!(now["ports"][0]["vlan"], 20);
+
+    // YAML bodies
+    let req = Request::builder()
+        .method(Method::PUT)
+        .uri("/api/v1/topology?dry_run=true")
+        .header(header::CONTENT_TYPE, "application/yaml")
+        .body(Body::from(TOPO))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    let mut bad = exported.clone();
+    bad["ports"][1]["vlans"] = json!([10, 4095]);
+    problem(
+        &app,
+        Method::PUT,
+        "/api/v1/topology",
+        Some(&bad.to_string()),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("ports[1].vlans[1]"),
+        "4095 is reserved",
+    )
+    .await;
+    let mut bigger = exported.clone();
+    bigger["fdb_max_entries"] = json!(1000);
+    problem(
+        &app,
+        Method::PUT,
+        "/api/v1/topology",
+        Some(&bigger.to_string()),
+        StatusCode::CONFLICT,
+        None,
+        "restart",
+    )
+    .await;
+    problem(
+        &app,
+        Method::PUT,
+        "/api/v1/topology?dry_run=maybe",
+        Some("{}"),
+        StatusCode::BAD_REQUEST,
+        None,
+        "dry_run",
+    )
+    .await;
+    let huge = format!("{{\"vlans\": [{}]}}", "{\"id\": 10},".repeat(200_000));
+    problem(
+        &app,
+        Method::PUT,
+        "/api/v1/topology",
+        Some(&huge),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        None,
+        "larger than",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn stats_metrics_health_openapi() {
+    let app = app();
+    let (s, _, v) = call(&app, Method::GET, "/api/v1/stats", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["ports"]["nx-a"]["drops"]["vlan_not_allowed"], 0);
+    assert_eq!(v["vlans"].as_array().unwrap().len(), 3);
+    assert_eq!(v["fdb"]["max_entries"], 65536);
+
+    let resp = app
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8(
+        to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        text.contains("vlanswitch_port_drops_total{port=\"nx-a\",reason=\"tagged_on_access\"} 0"),
+        "{text}"
+    );
+    let resp = app
+        .clone()
+        .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    problem(
+        &app,
+        Method::GET,
+        "/api/v1/nothing",
+        None,
+        StatusCode::NOT_FOUND,
+        None,
+        "no such route",
+    )
+    .await;
+
+    let (s, _, doc) = call(&app, Method::GET, "/api/v1/openapi.json", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for (path, methods) in [
+        ("/api/v1/ports", &["get", "post"][..]),
+        ("/api/v1/ports/{name}", &["get", "patch", "delete"]),
+        ("/api/v1/vlans", &["get", "post"]),
+        ("/api/v1/vlans/{id}", &["get", "delete"]),
+        ("/api/v1/fdb", &["get", "post", "delete"]),
+        ("/api/v1/fdb/{vlan}/{mac}", &["delete"]),
+        ("/api/v1/topology", &["get", "put"]),
+        ("/api/v1/stats", &["get"]),
+    ] {
+        for m in methods {
+            let op = &doc["paths"][path][m];
+            assert!(op.is_object(), "OpenAPI lacks {m} {path}");
+            assert!(
+                op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+                "{m} {path}"
+            );
+        }
+    }
+    for schema in [
+        "Problem",
+        "Port",
+        "PortView",
+        "Topology",
+        "Change",
+        "Stats",
+        "FdbEntryView",
+    ] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "schema {schema} missing"
+        );
+    }
+}
+
+#[tokio::test]
+async fn token_is_required_when_configured() {
+    let app = app_with(Some("s3cret"));
+    problem(
+        &app,
+        Method::GET,
+        "/api/v1/ports",
+        None,
+        StatusCode::UNAUTHORIZED,
+        None,
+        "bearer token",
+    )
+    .await;
+    let req = |auth: &str| {
+        Request::get("/api/v1/ports")
+            .header(header::AUTHORIZATION, auth)
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(
+        app.clone()
+            .oneshot(req("Bearer wrong"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.clone()
+            .oneshot(req("Bearer s3cret"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let health = Request::get("/healthz").body(Body::empty()).unwrap();
+    assert_eq!(
+        app.clone().oneshot(health).await.unwrap().status(),
+        StatusCode::OK
+    );
+}
