@@ -5,7 +5,6 @@
 //! Workers never wait for the control side.
 
 use std::os::fd::AsRawFd;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -57,8 +56,6 @@ pub(crate) struct Shared {
     pub(crate) snapshot: ArcSwap<Snapshot>,
     pub(crate) fdb: Fdb,
     epoch: Instant,
-    /// Frames that were parsed and decided on (a cheap liveness figure).
-    pub(crate) frames: AtomicU64,
     /// Per-VLAN counters, one table per worker.
     pub(crate) vlan_stats: Vec<VlanCounters>,
 }
@@ -95,7 +92,6 @@ impl Switch {
             snapshot: ArcSwap::from_pointee(Snapshot::new(Vec::new(), snapshot.aging_secs)),
             fdb: Fdb::new(opts.fdb_max_entries),
             epoch: Instant::now(),
-            frames: AtomicU64::new(0),
             vlan_stats: (0..opts.workers.max(1))
                 .map(|_| VlanCounters::default())
                 .collect(),
