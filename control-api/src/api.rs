@@ -73,6 +73,12 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route",
+            )
+        })
         .layer(middleware::from_fn(timeout))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
@@ -496,7 +502,25 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
 // ---------------------------------------------------------------------------------------------
 // Handlers
 
+/// MAC table entries per port id, from one walk of the table.
+fn macs_per_port(ctl: &Controller) -> BTreeMap<dataplane::PortId, usize> {
+    let sw = ctl.switch();
+    let mut m = BTreeMap::new();
+    for e in sw.fdb().entries(sw.now(), sw.snapshot().aging_secs) {
+        *m.entry(e.port).or_insert(0) += 1;
+    }
+    m
+}
+
 fn port_view(ctl: &Controller, p: &Port) -> PortView {
+    port_view_with(ctl, p, &macs_per_port(ctl))
+}
+
+fn port_view_with(
+    ctl: &Controller,
+    p: &Port,
+    macs: &BTreeMap<dataplane::PortId, usize>,
+) -> PortView {
     let sw = ctl.switch();
     let snap = sw.snapshot();
     let id = snap.port_id(&p.name);
@@ -506,13 +530,7 @@ fn port_view(ctl: &Controller, p: &Port) -> PortView {
         Some(_) => ("up", None),
         None => ("down", Some("not attached".to_string())),
     };
-    let learned_macs = id.map_or(0, |id| {
-        sw.fdb()
-            .entries(sw.now(), snap.aging_secs)
-            .iter()
-            .filter(|e| e.port == id)
-            .count()
-    });
+    let learned_macs = id.and_then(|id| macs.get(&id).copied()).unwrap_or(0);
     PortView {
         config: p.clone(),
         state: PortState {
@@ -728,11 +746,21 @@ fn scoped(mut e: ApiError, prefix: &str) -> ApiError {
             fe.path = rest.trim_start_matches('.').to_string();
         }
     }
-    e.1.field = e.1.errors.first().map(|f| f.path.clone());
+    e.1.field =
+        e.1.errors
+            .first()
+            .map(|f| f.path.clone())
+            .filter(|p| !p.is_empty());
     e.1.detail =
         e.1.errors
             .iter()
-            .map(|f| f.to_string())
+            .map(|f| {
+                if f.path.is_empty() {
+                    f.reason.clone()
+                } else {
+                    f.to_string()
+                }
+            })
             .collect::<Vec<_>>()
             .join("; ");
     e
@@ -980,7 +1008,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
     let per_port = |f: &dyn Fn(&Counters) -> u64| {
         s.ports
             .iter()
-            .map(|(n, c)| (format!("{{port=\"{n}\"}}"), f(c)))
+            .map(|(n, c)| (format!("{{port=\"{}\"}}", label(n)), f(c)))
             .collect::<Vec<_>>()
     };
     metric(
@@ -1013,7 +1041,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
         .flat_map(|(n, c)| {
             c.drops
                 .iter()
-                .map(move |(r, v)| (format!("{{port=\"{n}\",reason=\"{r}\"}}"), *v))
+                .map(move |(r, v)| (format!("{{port=\"{}\",reason=\"{r}\"}}", label(n)), *v))
         })
         .collect();
     metric(
@@ -1059,6 +1087,13 @@ async fn metrics(State(st): State<AppState>) -> Response {
         vec![(String::new(), s.fdb.no_room)],
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// The OpenAPI document.

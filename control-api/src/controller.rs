@@ -120,16 +120,10 @@ impl Controller {
         let old_snap = self.switch.snapshot();
         let mut slots: Vec<Option<PortEntry>> = old_snap.ports().to_vec();
         drop(old_snap);
-        let id_of = |slots: &[Option<PortEntry>], name: &str| {
-            slots
-                .iter()
-                .position(|e| e.as_ref().is_some_and(|e| e.name == name))
-                .map(|i| i as PortId)
-        };
         let mut flush: Vec<FlushFilter> = Vec::new();
         let mut link_up: Vec<String> = Vec::new();
         let free_before: Vec<usize> = (0..slots.len()).filter(|i| slots[*i].is_none()).collect();
-        let mut replaced = false;
+        let mut replaced: Vec<(String, PortId)> = Vec::new();
         for c in &changes {
             if let Change::RemovePort { name } | Change::ReplacePort { name } = c {
                 if let Some(id) = id_of(&slots, name) {
@@ -139,19 +133,83 @@ impl Controller {
                         include_static: true,
                         ..Default::default()
                     });
+                    if matches!(c, Change::ReplacePort { .. }) {
+                        replaced.push((name.clone(), id));
+                    }
                 }
-                replaced |= matches!(c, Change::ReplacePort { .. });
             }
         }
-        if replaced {
+        if !replaced.is_empty() {
             // A port whose kind changes must let go of its interface before it is attached
-            // anew under the same name: publish the removal first.
+            // anew under the same name: publish the removal first. If anything below fails,
+            // `restore` attaches the old ports again, so a failed apply changes nothing.
             let aging = aging_secs(&self.topo);
             self.switch
                 .update(|_| Snapshot::new(slots.clone(), aging))?;
         }
-        let mut free = free_before.into_iter();
+        let staged = self
+            .stage_ports(
+                &changes,
+                &desired,
+                slots,
+                free_before,
+                &mut flush,
+                &mut link_up,
+            )
+            .and_then(|slots| {
+                if let Some(path) = &self.state {
+                    persist(path, &desired)?;
+                }
+                Ok(slots)
+            });
+        let slots = match staged {
+            Ok(slots) => slots,
+            Err(e) => {
+                self.restore(&replaced);
+                return Err(e);
+            }
+        };
+        let aging = aging_secs(&desired);
+        if let Err(e) = self.switch.update(|_| Snapshot::new(slots, aging)) {
+            if let Some(path) = &self.state {
+                // Best effort: the state file goes back to what still runs.
+                let _ = persist(path, &self.topo);
+            }
+            self.restore(&replaced);
+            return Err(e.into());
+        }
+        for f in flush {
+            self.switch.fdb().flush(f);
+        }
+        for name in link_up {
+            match packet::set_link_up(&name) {
+                Ok(()) => tracing::info!(port = %name, "set the interface up (admin_up: true)"),
+                Err(e) => {
+                    tracing::warn!(port = %name, error = %ErrorChain(&e), "cannot set link up")
+                }
+            }
+        }
+        let old_topo = std::mem::replace(&mut self.topo, desired);
+        self.sync_static_macs(&old_topo.fdb);
         for c in &changes {
+            tracing::info!(change = ?c, "applied");
+        }
+        Ok(changes)
+    }
+
+    /// Builds the new port table: attaches added and replaced ports, sets new modes, and
+    /// notes which FDB entries to flush and which links to bring up.
+    fn stage_ports(
+        &self,
+        changes: &[Change],
+        desired: &Topology,
+        mut slots: Vec<Option<PortEntry>>,
+        free: Vec<usize>,
+        flush: &mut Vec<FlushFilter>,
+        link_up: &mut Vec<String>,
+    ) -> Result<Vec<Option<PortEntry>>> {
+        let mut free = free.into_iter();
+        for c in changes {
             match c {
                 Change::AddPort { name } | Change::ReplacePort { name } => {
                     let p = desired.port(name).expect("diff names ports of desired");
@@ -190,28 +248,37 @@ impl Controller {
                 _ => {}
             }
         }
-        if let Some(path) = &self.state {
-            persist(path, &desired)?;
+        Ok(slots)
+    }
+
+    /// After a failed apply that had already detached `replaced` ports (kind changes): attach
+    /// them again as the running topology has them.
+    fn restore(&self, replaced: &[(String, PortId)]) {
+        if replaced.is_empty() {
+            return;
         }
-        let aging = aging_secs(&desired);
-        self.switch.update(|_| Snapshot::new(slots, aging))?;
-        for f in flush {
-            self.switch.fdb().flush(f);
-        }
-        for name in link_up {
-            match packet::set_link_up(&name) {
-                Ok(()) => tracing::info!(port = %name, "set the interface up (admin_up: true)"),
+        let mut slots = self.switch.snapshot().ports().to_vec();
+        for (name, id) in replaced {
+            let Some(p) = self.topo.port(name) else {
+                continue;
+            };
+            match attach(p, Arc::default()) {
+                Ok(port) => {
+                    slots[*id as usize] = Some(PortEntry {
+                        name: name.clone(),
+                        mode: crate::port_mode(p),
+                        port: Some(port),
+                    })
+                }
                 Err(e) => {
-                    tracing::warn!(port = %name, error = %ErrorChain(&e), "cannot set link up")
+                    tracing::error!(port = %name, error = %ErrorChain(&e), "cannot restore port")
                 }
             }
         }
-        let old_topo = std::mem::replace(&mut self.topo, desired);
-        self.sync_static_macs(&old_topo.fdb);
-        for c in &changes {
-            tracing::info!(change = ?c, "applied");
+        let aging = aging_secs(&self.topo);
+        if let Err(e) = self.switch.update(|_| Snapshot::new(slots, aging)) {
+            tracing::error!(error = %e, "cannot restore the previous configuration");
         }
-        Ok(changes)
     }
 
     /// Removes static MAC entries that are in `old` but no longer configured and installs
@@ -312,6 +379,13 @@ fn counters_of(snap: &Snapshot) -> Vec<(String, CounterValues)> {
         .flatten()
         .filter_map(|e| Some((e.name.clone(), e.port.as_ref()?.counters.values())))
         .collect()
+}
+
+fn id_of(slots: &[Option<PortEntry>], name: &str) -> Option<PortId> {
+    slots
+        .iter()
+        .position(|e| e.as_ref().is_some_and(|e| e.name == name))
+        .map(|i| i as PortId)
 }
 
 fn aging_secs(t: &Topology) -> u32 {

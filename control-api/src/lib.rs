@@ -1,23 +1,22 @@
-//! The vlanswitch control plane.
+//! The vlanswitch control plane: the topology model, the controller that runs it, and the
+//! REST API.
 //!
-//! Today this crate provides the topology model ([`topology`]): the types of a topology file
-//! (VLANs and ports), reading them from YAML or JSON, writing them back as YAML, and their
-//! validation. What it guarantees:
-//!
-//! - A [`Topology`] returned by [`Topology::from_yaml`] or [`Topology::from_path`] has passed
-//!   [`Topology::validate`]: every VLAN id is in 1-4094, every VLAN a port uses is declared
-//!   (or is VLAN 1, which always exists), port names are unique valid Linux interface names,
-//!   and each port has exactly the fields its mode calls for.
-//! - Unknown fields are rejected, never ignored; parse errors name the field path and line.
-//! - Validation reports every problem at once, each as a [`FieldError`] naming the field
-//!   (`ports[2].vlan`) and the reason.
-//! - [`Topology::to_yaml`] produces a file that reads back to an equal topology.
-//!
-//! - [`build_snapshot`] turns a validated topology into the dataplane's configuration.
-//! - [`Controller`] runs a topology: attaches its ports, starts the switch, and re-attaches
+//! - [`topology`]: the types of a topology file (VLANs, ports, static MACs), read from YAML or
+//!   JSON and written back as YAML. A [`Topology`] returned by [`Topology::from_yaml`] or
+//!   [`Topology::from_path`] has passed [`Topology::validate`]: every VLAN id is in 1-4094,
+//!   every VLAN a port uses is declared (or is VLAN 1, which always exists), port names are
+//!   unique valid Linux interface names, each port has exactly the fields its mode calls for.
+//!   Unknown fields are rejected, never ignored; every problem is reported at once, each as a
+//!   [`FieldError`] naming the field (`ports[2].vlan`) and the reason. [`Topology::to_yaml`]
+//!   reads back to an equal topology.
+//! - [`diff`]: the changes between two topologies (pure).
+//! - [`Controller`]: runs a topology. Every change is a whole desired topology, validated,
+//!   diffed, persisted atomically when a state file is set, and published to the dataplane as
+//!   one snapshot; a failed change leaves the running switch as it was. It also re-attaches
 //!   netdev ports when their interfaces vanish and return.
-//!
-//! The REST API (and the topology's diff/apply) will be added to this crate later.
+//! - [`api`]: the REST API (axum) over the controller, with its OpenAPI document. Client
+//!   mistakes are 4xx `application/problem+json`; no request makes it panic.
+//! - [`build_snapshot`] turns a validated topology into the dataplane's configuration.
 
 pub mod api;
 pub mod build;

@@ -919,4 +919,36 @@ ports:
         );
         assert_eq!(trunk("t", Some(vec![30]), None).untagged_vlan(), None);
     }
+
+    #[test]
+    fn static_mac_rules() {
+        let base = "vlans: [{id: 10}, {id: 20}]\nports:\n  - {name: a, kind: tap, mode: access, vlan: 10}\nfdb:\n";
+        let ok = format!("{base}  - {{vlan: 10, mac: '02:00:00:00:00:01', port: a}}\n");
+        assert_eq!(Topology::from_yaml(&ok).unwrap().fdb.len(), 1);
+        for (entries, expect) in [
+            (
+                "  - {vlan: 10, mac: '02:00:00:00:00:01', port: a}\n  - {vlan: 10, mac: '02:00:00:00:00:01', port: a}\n",
+                "fdb[1].mac: 02:00:00:00:00:01 in VLAN 10 is already listed at fdb[0]",
+            ),
+            (
+                "  - {vlan: 10, mac: 'ff:ff:ff:ff:ff:ff', port: a}\n",
+                "fdb[0].mac: ff:ff:ff:ff:ff:ff is not a unicast address",
+            ),
+            (
+                "  - {vlan: 10, mac: '02:00:00', port: a}\n",
+                "fdb[0].mac: \"02:00:00\" is not a MAC address",
+            ),
+            (
+                "  - {vlan: 10, mac: '02:00:00:00:00:01', port: b}\n",
+                "fdb[0].port: no port named \"b\"",
+            ),
+            (
+                "  - {vlan: 20, mac: '02:00:00:00:00:01', port: a}\n",
+                "fdb[0].vlan: port \"a\" is not a member of VLAN 20",
+            ),
+        ] {
+            let err = Topology::from_yaml(&format!("{base}{entries}")).unwrap_err();
+            assert!(err.to_string().contains(expect), "{err} lacks {expect}");
+        }
+    }
 }

@@ -206,6 +206,16 @@ async fn bad_port_requests_are_4xx_naming_the_field() {
         )
         .await;
     }
+    // A problem with the port as a whole names no field and has no stray prefix.
+    let (_, _, v) = call(
+        &app,
+        Method::POST,
+        "/api/v1/ports",
+        Some(r#"{"name":"p","kind":"tap","mode":"trunk"}"#),
+    )
+    .await;
+    assert!(v.get("field").is_none(), "{v}");
+    assert_eq!(v["detail"], "a trunk needs vlans or native_vlan");
     problem(
         &app,
         Method::PATCH,

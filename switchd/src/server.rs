@@ -21,21 +21,7 @@ pub enum Listener {
 /// Binds `addr` (`HOST:PORT` or `unix:/PATH`). A non-loopback TCP address needs a token.
 pub fn bind(addr: &str, token: Option<&str>) -> Result<Listener> {
     if let Some(path) = addr.strip_prefix("unix:") {
-        let path = Path::new(path);
-        if path.exists() {
-            // A socket left by an earlier run; refuse to remove anything else.
-            let meta = std::fs::symlink_metadata(path)?;
-            use std::os::unix::fs::FileTypeExt;
-            if !meta.file_type().is_socket() {
-                bail!("{} exists and is not a socket", path.display());
-            }
-            std::fs::remove_file(path)?;
-        }
-        let l = std::os::unix::net::UnixListener::bind(path)
-            .with_context(|| format!("cannot listen on {}", path.display()))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        l.set_nonblocking(true)?;
-        return Ok(Listener::Unix(l, path.to_path_buf()));
+        return bind_unix(Path::new(path));
     }
     let sa: SocketAddr = addr
         .parse()
@@ -46,6 +32,43 @@ pub fn bind(addr: &str, token: Option<&str>) -> Result<Listener> {
     let l = std::net::TcpListener::bind(sa).with_context(|| format!("cannot listen on {sa}"))?;
     l.set_nonblocking(true)?;
     Ok(Listener::Tcp(l))
+}
+
+/// Binds a unix socket that is never reachable by others: it is created with mode 0600 inside
+/// a fresh 0700 directory and then renamed into place. A socket left by a dead switchd is
+/// replaced; one that a live process still serves is not.
+fn bind_unix(path: &Path) -> Result<Listener> {
+    use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            bail!("{} exists and is not a socket", path.display());
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("{} is in use by another process", path.display());
+        }
+        std::fs::remove_file(path)?;
+    }
+    let dir = path.with_file_name(format!(
+        ".{}.{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("api"),
+        std::process::id()
+    ));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let tmp = dir.join("sock");
+    let bound = std::os::unix::net::UnixListener::bind(&tmp)
+        .and_then(|l| {
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+            std::fs::rename(&tmp, path)?;
+            Ok(l)
+        })
+        .with_context(|| format!("cannot listen on {}", path.display()));
+    let _ = std::fs::remove_dir(&dir);
+    let l = bound?;
+    l.set_nonblocking(true)?;
+    Ok(Listener::Unix(l, path.to_path_buf()))
 }
 
 impl Listener {
@@ -64,6 +87,7 @@ impl Listener {
 pub struct Server {
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    socket: Option<PathBuf>,
 }
 
 /// Serves the API on `listener` in its own thread.
@@ -73,6 +97,10 @@ pub fn spawn(
     token: Option<String>,
 ) -> Result<Server> {
     let (tx, rx) = oneshot::channel::<()>();
+    let socket = match &listener {
+        Listener::Unix(_, p) => Some(p.clone()),
+        Listener::Tcp(_) => None,
+    };
     let state = AppState {
         ctl,
         token: token.map(Arc::from),
@@ -114,6 +142,7 @@ pub fn spawn(
     Ok(Server {
         stop: Some(tx),
         thread: Some(thread),
+        socket,
     })
 }
 
@@ -125,6 +154,9 @@ impl Server {
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+        if let Some(p) = self.socket.take() {
+            let _ = std::fs::remove_file(p);
         }
     }
 }

@@ -105,11 +105,12 @@ fn state_file_survives_kill_9_in_a_burst_of_changes() {
     let sw = Switchd::start_with("vlans: [{ id: 10 }]\n", 1, &["--state", &st]);
     // A burst of changes on one thread; SIGKILL lands in the middle of it.
     let last_acked = std::sync::Mutex::new(None::<String>);
-    let done = AtomicBool::new(false);
+    let attempts = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
         s.spawn(|| {
-            for i in 0..200 {
+            for i in 0..1000 {
                 let name = format!("{id}p{i}");
+                attempts.store(i + 1, Ordering::Relaxed);
                 let (ok, _, _) =
                     sw.ctl(&["port", "add", &name, "--kind", "netdev", "--access", "10"]);
                 if !ok {
@@ -117,22 +118,24 @@ fn state_file_survives_kill_9_in_a_burst_of_changes() {
                 }
                 *last_acked.lock().unwrap() = Some(name);
             }
-            done.store(true, Ordering::Relaxed);
         });
         let start = Instant::now();
-        while last_acked.lock().unwrap().is_none() && start.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(5));
+        while attempts.load(Ordering::Relaxed) < 30 && start.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(1));
         }
-        std::thread::sleep(Duration::from_millis(150));
+        sw.kill9_now();
     });
-    let api = sw.api.clone();
+    let attempted = attempts.load(Ordering::Relaxed);
+    assert!(
+        attempted < 1000,
+        "the kill landed after the burst had ended"
+    );
     sw.kill9();
     let acked = last_acked
         .into_inner()
         .unwrap()
         .expect("some changes were acknowledged");
     let n_acked: usize = acked.rsplit('p').next().unwrap().parse::<usize>().unwrap() + 1;
-    drop(api);
 
     // The file parses (never torn) and restarts the switch; it holds every acknowledged change,
     // and at most the one in flight when the kill landed.

@@ -410,7 +410,15 @@ impl Switchd {
         out
     }
 
-    /// Kills switchd with SIGKILL (no cleanup, as a crash would).
+    /// Sends SIGKILL now, from any thread (no cleanup, as a crash would).
+    pub fn kill9_now(&self) {
+        if let Some(c) = &self.child {
+            // SAFETY: kill with the pid of a child we spawned and have not reaped.
+            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGKILL) };
+        }
+    }
+
+    /// Kills switchd with SIGKILL (no cleanup, as a crash would) and reaps it.
     pub fn kill9(mut self) -> String {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();

@@ -200,10 +200,24 @@ impl Client {
     }
 }
 
+/// Percent-encodes one path segment or query value (interface names may hold any byte but
+/// '/', NUL and whitespace).
+fn enc(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn query(pairs: &[(&str, Option<String>)]) -> String {
     let q: Vec<String> = pairs
         .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", enc(v))))
         .collect();
     if q.is_empty() {
         String::new()
@@ -344,7 +358,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             let v = c.json(
                 "PATCH",
-                &format!("/api/v1/ports/{name}"),
+                &format!("/api/v1/ports/{}", enc(&name)),
                 &Value::Object(body),
             )?;
             if cli.json {
@@ -354,7 +368,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Port(PortCmd::Del { name }) => {
-            c.call("DELETE", &format!("/api/v1/ports/{name}"), None)?;
+            c.call("DELETE", &format!("/api/v1/ports/{}", enc(&name)), None)?;
         }
         Cmd::Port(PortCmd::List) => {
             let v = c.call("GET", "/api/v1/ports", None)?;
@@ -365,7 +379,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Port(PortCmd::Show { name }) => {
-            let v = c.call("GET", &format!("/api/v1/ports/{name}"), None)?;
+            let v = c.call("GET", &format!("/api/v1/ports/{}", enc(&name)), None)?;
             print(&v)
         }
         Cmd::Vlan(VlanCmd::Add { id, name }) => {
@@ -439,7 +453,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Fdb(FdbCmd::Del { mac, vlan }) => {
-            c.call("DELETE", &format!("/api/v1/fdb/{vlan}/{mac}"), None)?;
+            c.call("DELETE", &format!("/api/v1/fdb/{vlan}/{}", enc(&mac)), None)?;
         }
         Cmd::Fdb(FdbCmd::Flush {
             vlan,
