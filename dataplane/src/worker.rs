@@ -25,56 +25,115 @@ pub const BATCH: usize = 64;
 /// headroom for a VLAN tag that a packet socket hands over separately.
 pub const RX_BUF_LEN: usize = 65536 + 1024 + crate::port::packet::RX_HEADROOM;
 
+/// Egress ports remembered per wakeup for the opportunistic drain (more are not drained).
+const TOUCHED_MAX: usize = 8;
+
+/// One worker's reusable state: allocated once, reused for every frame.
+struct Worker {
+    shared: Arc<Shared>,
+    epoll: Arc<Epoll>,
+    index: usize,
+    hdr: [u8; VnetHdr::LEN],
+    buf: Vec<u8>,
+    /// Ports this wakeup sent frames to (deduplicated, at most [`TOUCHED_MAX`]).
+    touched: [PortId; TOUCHED_MAX],
+    n_touched: usize,
+}
+
 pub(crate) fn run(shared: Arc<Shared>, epoll: Arc<Epoll>, index: usize) {
     let mut events: [Event; 64] = [Event { events: 0, u64: 0 }; 64];
-    let mut hdr = [0u8; VnetHdr::LEN];
-    let mut buf = vec![0u8; RX_BUF_LEN];
+    let mut w = Worker {
+        shared,
+        epoll,
+        index,
+        hdr: [0u8; VnetHdr::LEN],
+        buf: vec![0u8; RX_BUF_LEN],
+        touched: [0; TOUCHED_MAX],
+        n_touched: 0,
+    };
     tracing::debug!(worker = index, "worker started");
     loop {
-        let n = match epoll.wait(&mut events, -1) {
+        let n = match w.epoll.wait(&mut events, -1) {
             Ok(n) => n,
             Err(e) => {
                 tracing::error!(worker = index, error = %e, "epoll_wait failed; worker stops");
                 return;
             }
         };
-        let snap = shared.snapshot.load();
-        let now = shared.now();
+        let snap = w.shared.snapshot.load();
+        let now = w.shared.now();
+        w.n_touched = 0;
         for ev in &events[..n] {
             let token = ev.u64;
             if token == STOP_TOKEN {
                 tracing::debug!(worker = index, "worker stopped");
                 return;
             }
-            let id = token as PortId;
-            let Some(port) = snap.port(id).and_then(|p| p.port.as_ref()) else {
-                continue;
-            };
-            for _ in 0..BATCH {
-                match port.recv(&mut hdr, &mut buf) {
-                    Ok((start, len)) => {
-                        let frame = &buf[start..start + len];
-                        forward_one(&shared, index, &snap, id, port, &hdr, frame, now)
+            w.drain(&snap, token as PortId, now);
+        }
+        // Opportunistic drain: a frame written to a local endpoint (tap, veth) is often
+        // answered within the write itself (the receiving stack runs in our syscall), so the
+        // reply already waits on the egress port. Reading it here, instead of waking the
+        // worker that owns that port, saves a cross-core wakeup per round trip.
+        let mut i = 0;
+        while i < w.n_touched {
+            let id = w.touched[i];
+            w.drain(&snap, id, now);
+            i += 1;
+        }
+    }
+}
+
+impl Worker {
+    /// Reads and forwards up to [`BATCH`] frames from port `id`, unless another worker is
+    /// reading it right now (then that worker drains it; frames of one port are never read by
+    /// two workers at once, so their order is kept).
+    fn drain(&mut self, snap: &Snapshot, id: PortId, now: u32) {
+        let Some(port) = snap.port(id).and_then(|p| p.port.as_ref()) else {
+            return;
+        };
+        if !port.try_begin_rx() {
+            return;
+        }
+        for _ in 0..BATCH {
+            match port.recv(&mut self.hdr, &mut self.buf) {
+                Ok((start, len)) => {
+                    let frame = &self.buf[start..start + len];
+                    let hdr = self.hdr;
+                    let sent =
+                        forward_one(&self.shared, self.index, snap, id, port, &hdr, frame, now);
+                    if let Some(out) = sent {
+                        self.touch(out);
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    // A packet socket reports its interface going down once; it keeps working
-                    // when the link comes back, so this is not fatal.
-                    Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
-                        tracing::debug!(port = port.name(), "link went down");
-                        break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // A packet socket reports its interface going down once; it keeps working
+                // when the link comes back, so this is not fatal.
+                Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
+                    tracing::debug!(port = port.name(), "link went down");
+                    break;
+                }
+                Err(e) => {
+                    // The interface is gone or broken: stop waiting on it so that a
+                    // level-triggered error does not spin this worker.
+                    tracing::warn!(port = port.name(), error = %e, "receive failed; port stops receiving");
+                    if let Some(fd) = port.fd() {
+                        let _ = self.epoll.delete(fd);
                     }
-                    Err(e) => {
-                        // The interface is gone or broken: stop waiting on it so that a
-                        // level-triggered error does not spin this worker.
-                        tracing::warn!(port = port.name(), error = %e, "receive failed; port stops receiving");
-                        if let Some(fd) = port.fd() {
-                            let _ = epoll.delete(fd);
-                        }
-                        break;
-                    }
+                    break;
                 }
             }
         }
+        port.end_rx();
+    }
+
+    #[inline]
+    fn touch(&mut self, id: PortId) {
+        if self.touched[..self.n_touched].contains(&id) || self.n_touched == TOUCHED_MAX {
+            return;
+        }
+        self.touched[self.n_touched] = id;
+        self.n_touched += 1;
     }
 }
 
@@ -89,17 +148,17 @@ fn forward_one(
     hdr: &[u8; VnetHdr::LEN],
     bytes: &[u8],
     now: u32,
-) {
+) -> Option<PortId> {
     port.counters.rx(bytes.len());
     let Ok(frame) = EthernetFrame::parse(bytes) else {
         port.counters.count_drop(DropReason::BadFrame);
-        return;
+        return None;
     };
     let d = match decide(snap, &shared.fdb, &frame, ingress, now) {
         Ok(d) => d,
         Err(r) => {
             port.counters.count_drop(r);
-            return;
+            return None;
         }
     };
     if d.learned == Some(Learned::NoRoom) {
@@ -119,5 +178,9 @@ fn forward_one(
             Ok(()) => out.counters.tx(e.len()),
             Err(_) => out.counters.count_drop(DropReason::TxError),
         }
+    }
+    match d.out {
+        Out::Unicast(p) => Some(p),
+        _ => None,
     }
 }

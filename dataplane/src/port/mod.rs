@@ -12,6 +12,7 @@ pub mod tap;
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::counters::PortCounters;
@@ -70,6 +71,8 @@ pub struct Port {
     io: PortIo,
     /// Traffic and drop counters; kept when a port is re-attached.
     pub counters: Arc<PortCounters>,
+    /// Set while a worker reads this port: an ownership flag that is tried, never waited on.
+    rx_busy: AtomicBool,
 }
 
 impl Port {
@@ -79,6 +82,7 @@ impl Port {
             name: name.to_string(),
             io: PortIo::Tap(tap::Tap::open(name)?),
             counters: Arc::default(),
+            rx_busy: AtomicBool::new(false),
         })
     }
 
@@ -88,6 +92,7 @@ impl Port {
             name: name.to_string(),
             io: PortIo::Packet(packet::PacketSocket::open(name)?),
             counters,
+            rx_busy: AtomicBool::new(false),
         })
     }
 
@@ -99,6 +104,7 @@ impl Port {
                 reason: reason.into(),
             },
             counters,
+            rx_busy: AtomicBool::new(false),
         }
     }
 
@@ -124,6 +130,19 @@ impl Port {
     /// True if frames can be sent and received.
     pub fn is_attached(&self) -> bool {
         self.fd().is_some()
+    }
+
+    /// Claims the right to read this port; false if another worker is reading it now. Never
+    /// waits. Pair with [`Port::end_rx`].
+    #[inline]
+    pub fn try_begin_rx(&self) -> bool {
+        !self.rx_busy.swap(true, Ordering::Acquire)
+    }
+
+    /// Gives up the right to read this port.
+    #[inline]
+    pub fn end_rx(&self) {
+        self.rx_busy.store(false, Ordering::Release);
     }
 
     /// Reads one frame; returns its (start, length) in `buf`. `buf` must have
