@@ -108,6 +108,33 @@ struct Slot {
     val: AtomicU64,
 }
 
+/// The slot array: a huge-page mapping when the OS gives one, else a plain allocation.
+enum Slots {
+    Mapped(crate::port::sys::ZeroedMap<Slot>),
+    Boxed(Box<[Slot]>),
+}
+
+impl Slots {
+    fn new(n: usize) -> Self {
+        // SAFETY: a Slot is two AtomicU64, for which all-zero bytes mean (EMPTY, 0).
+        match unsafe { crate::port::sys::ZeroedMap::new(n) } {
+            Ok(m) => Slots::Mapped(m),
+            Err(_) => Slots::Boxed((0..n).map(|_| Slot::default()).collect()),
+        }
+    }
+}
+
+impl std::ops::Deref for Slots {
+    type Target = [Slot];
+    #[inline]
+    fn deref(&self) -> &[Slot] {
+        match self {
+            Slots::Mapped(m) => m,
+            Slots::Boxed(b) => b,
+        }
+    }
+}
+
 /// Counters kept by the table itself.
 #[derive(Debug, Default)]
 pub struct FdbCounters {
@@ -123,7 +150,7 @@ pub struct FdbCounters {
 
 /// The MAC table. Shared by reference between all workers; every method takes `&self`.
 pub struct Fdb {
-    slots: Box<[Slot]>,
+    slots: Slots,
     mask: usize,
     shift: u32,
     max_entries: usize,
@@ -148,7 +175,7 @@ impl Fdb {
     pub fn new(max_entries: usize) -> Self {
         let max_entries = max_entries.max(1);
         let n = (max_entries * 2).next_power_of_two().max(MAX_PROBE);
-        let slots: Box<[Slot]> = (0..n).map(|_| Slot::default()).collect();
+        let slots = Slots::new(n);
         Fdb {
             slots,
             mask: n - 1,
