@@ -85,3 +85,49 @@ fn sigterm_stops_cleanly_and_removes_the_taps() {
     );
     assert!(!link_exists(&p) && !link_exists(&q), "taps removed on exit");
 }
+
+#[test]
+fn demo_isolates_its_tenants_and_cleans_up() {
+    crate::harness::require_privileges();
+    let mut child = Command::new(SWITCHD)
+        .args(["demo", "--workers", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The demo prints its instructions once everything is up.
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut text = String::new();
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0 {
+        text.push_str(&line);
+        if line.contains("Press Ctrl-C") {
+            break;
+        }
+        line.clear();
+    }
+    assert!(text.contains("ip netns exec vm1 ping"), "{text}");
+    let ping = |ns: &str, addr: &str| {
+        Command::new("ip")
+            .args(["netns", "exec", ns, "ping", "-c", "2", "-W", "1", addr])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let same_vlan = ping("vm1", "198.18.0.2") && ping("vm3", "198.18.0.4");
+    let across = ping("vm1", "198.18.0.3") || ping("vm4", "198.18.0.2");
+    // SIGINT, as Ctrl-C would.
+    // SAFETY: kill with the pid of a child we spawned and have not reaped.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert!(same_vlan, "demo hosts in one VLAN must reach each other");
+    assert!(!across, "demo hosts reached across VLANs");
+    assert!(status.success(), "demo exit: {status:?}");
+    for ns in ["vm1", "vm2", "vm3", "vm4"] {
+        assert!(
+            !std::path::Path::new("/run/netns").join(ns).exists(),
+            "namespace {ns} left behind"
+        );
+    }
+}
