@@ -12,8 +12,9 @@ use crate::config::{PortId, Snapshot};
 use crate::counters::DropReason;
 use crate::fdb::Learned;
 use crate::forward::{decide, egress_ports, Out};
+use crate::port::packet::RxBatch;
 use crate::port::sys::{Epoll, Event};
-use crate::port::Port;
+use crate::port::{Port, PortIo};
 use crate::switch::Shared;
 use crate::wire::{EgressFrame, EthernetFrame, VnetHdr};
 
@@ -35,6 +36,8 @@ struct Worker {
     index: usize,
     hdr: [u8; VnetHdr::LEN],
     buf: Vec<u8>,
+    /// Receive slots for packet sockets, read many frames per syscall.
+    batch: RxBatch,
     /// Ports this wakeup sent frames to (deduplicated, at most [`TOUCHED_MAX`]).
     touched: [PortId; TOUCHED_MAX],
     n_touched: usize,
@@ -48,6 +51,7 @@ pub(crate) fn run(shared: Arc<Shared>, epoll: Arc<Epoll>, index: usize) {
         index,
         hdr: [0u8; VnetHdr::LEN],
         buf: vec![0u8; RX_BUF_LEN],
+        batch: RxBatch::default(),
         touched: [0; TOUCHED_MAX],
         n_touched: 0,
     };
@@ -95,17 +99,40 @@ impl Worker {
         if !port.try_begin_rx() {
             return;
         }
-        for _ in 0..BATCH {
-            match port.recv(&mut self.hdr, &mut self.buf) {
-                Ok((start, len)) => {
-                    let frame = &self.buf[start..start + len];
-                    let hdr = self.hdr;
-                    let sent =
-                        forward_one(&self.shared, self.index, snap, id, port, &hdr, frame, now);
-                    if let Some(out) = sent {
-                        self.touch(out);
+        let mut read = 0;
+        while read < BATCH {
+            let got = match port.io() {
+                PortIo::Packet(sock) => sock.recv_batch(&mut self.batch).inspect(|&n| {
+                    for i in 0..n {
+                        let (hdr, frame) = self.batch.frame(i);
+                        let sent =
+                            forward_one(&self.shared, self.index, snap, id, port, hdr, frame, now);
+                        if let Some(out) = sent {
+                            touch(&mut self.touched, &mut self.n_touched, out);
+                        }
                     }
-                }
+                }),
+                _ => port.recv(&mut self.hdr, &mut self.buf).map(|(start, len)| {
+                    let frame = &self.buf[start..start + len];
+                    let sent = forward_one(
+                        &self.shared,
+                        self.index,
+                        snap,
+                        id,
+                        port,
+                        &self.hdr,
+                        frame,
+                        now,
+                    );
+                    if let Some(out) = sent {
+                        touch(&mut self.touched, &mut self.n_touched, out);
+                    }
+                    1
+                }),
+            };
+            match got {
+                Ok(0) => break,
+                Ok(n) => read += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 // A packet socket reports its interface going down once; it keeps working
                 // when the link comes back, so this is not fatal.
@@ -126,15 +153,16 @@ impl Worker {
         }
         port.end_rx();
     }
+}
 
-    #[inline]
-    fn touch(&mut self, id: PortId) {
-        if self.touched[..self.n_touched].contains(&id) || self.n_touched == TOUCHED_MAX {
-            return;
-        }
-        self.touched[self.n_touched] = id;
-        self.n_touched += 1;
+/// Remembers `id` among the ports written to in this wakeup.
+#[inline]
+fn touch(touched: &mut [PortId; TOUCHED_MAX], n: &mut usize, id: PortId) {
+    if touched[..*n].contains(&id) || *n == TOUCHED_MAX {
+        return;
     }
+    touched[*n] = id;
+    *n += 1;
 }
 
 #[inline]

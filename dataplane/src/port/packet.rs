@@ -216,25 +216,64 @@ impl PacketSocket {
             ));
         }
         let len = n - VnetHdr::LEN;
-        let Some(aux) = auxdata(&msg) else {
-            return Ok((RX_HEADROOM, len));
-        };
-        if aux.tp_status & TP_STATUS_VLAN_VALID == 0 || len < ADDRS_LEN {
-            return Ok((RX_HEADROOM, len));
+        Ok(restore_tag(auxdata(&msg), hdr, buf, len))
+    }
+
+    /// Reads up to [`RX_BATCH`] frames with one `recvmmsg`, each into its own slot of
+    /// `batch`, with stripped tags put back as in [`PacketSocket::recv`]. Returns how many;
+    /// `WouldBlock` when none is queued.
+    pub fn recv_batch(&self, batch: &mut RxBatch) -> io::Result<usize> {
+        let base = batch.bufs.as_mut_ptr();
+        for i in 0..RX_BATCH {
+            batch.iovs[i] = [
+                libc::iovec {
+                    iov_base: batch.hdrs[i].as_mut_ptr().cast(),
+                    iov_len: VnetHdr::LEN,
+                },
+                libc::iovec {
+                    // SAFETY: slot i lies within `bufs` (RX_BATCH * RX_SLOT bytes).
+                    iov_base: unsafe { base.add(i * RX_SLOT + RX_HEADROOM) }.cast(),
+                    iov_len: RX_SLOT - RX_HEADROOM,
+                },
+            ];
+            // SAFETY: msghdr is plain data; all-zero is a valid value.
+            let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+            h.msg_iov = batch.iovs[i].as_mut_ptr();
+            h.msg_iovlen = 2;
+            h.msg_control = batch.cmsgs[i].as_mut_ptr().cast();
+            h.msg_controllen = std::mem::size_of_val(&batch.cmsgs[i]);
+            batch.msgs[i] = libc::mmsghdr {
+                msg_hdr: h,
+                msg_len: 0,
+            };
         }
-        let tpid = if aux.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 {
-            aux.tp_vlan_tpid
-        } else {
-            ETH_P_8021Q
+        // SAFETY: every mmsghdr points at iovecs, buffers and control space owned by `batch`,
+        // which is borrowed mutably for the whole call.
+        let n = unsafe {
+            libc::recvmmsg(
+                self.fd.as_raw_fd(),
+                batch.msgs.as_mut_ptr(),
+                RX_BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
         };
-        // Put the tag back: addresses move 4 bytes forward into the headroom, the tag goes
-        // between them and the EtherType.
-        buf.copy_within(RX_HEADROOM..RX_HEADROOM + ADDRS_LEN, 0);
-        buf[ADDRS_LEN..ADDRS_LEN + 2].copy_from_slice(&tpid.to_be_bytes());
-        buf[ADDRS_LEN + 2..ADDRS_LEN + 4].copy_from_slice(&aux.tp_vlan_tci.to_be_bytes());
-        let h = VnetHdr::from_bytes(hdr).shifted(VLAN_HLEN as isize);
-        *hdr = h.to_bytes();
-        Ok((0, len + VLAN_HLEN))
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        for i in 0..n {
+            let got = batch.msgs[i].msg_len as usize;
+            let slot = &mut batch.bufs[i * RX_SLOT..(i + 1) * RX_SLOT];
+            batch.frames[i] = if got < VnetHdr::LEN {
+                (RX_HEADROOM, 0)
+            } else {
+                let aux = auxdata(&batch.msgs[i].msg_hdr);
+                restore_tag(aux, &mut batch.hdrs[i], slot, got - VnetHdr::LEN)
+            };
+        }
+        batch.n = n;
+        Ok(n)
     }
 
     /// Sends one frame, given as pieces, behind `hdr`.
@@ -247,6 +286,86 @@ impl PacketSocket {
 impl AsRawFd for PacketSocket {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+}
+
+/// Puts back the outer VLAN tag the kernel reported in `aux` in front of the frame that sits
+/// `RX_HEADROOM` bytes into `buf` (`len` bytes), and moves the vnet header's offsets with it.
+/// Returns the frame's (start, length) in `buf`.
+fn restore_tag(
+    aux: Option<TpacketAuxdata>,
+    hdr: &mut [u8; VnetHdr::LEN],
+    buf: &mut [u8],
+    len: usize,
+) -> (usize, usize) {
+    let Some(aux) = aux else {
+        return (RX_HEADROOM, len);
+    };
+    if aux.tp_status & TP_STATUS_VLAN_VALID == 0 || len < ADDRS_LEN {
+        return (RX_HEADROOM, len);
+    }
+    let tpid = if aux.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 {
+        aux.tp_vlan_tpid
+    } else {
+        ETH_P_8021Q
+    };
+    // Addresses move 4 bytes forward into the headroom; the tag goes between them and the
+    // EtherType.
+    buf.copy_within(RX_HEADROOM..RX_HEADROOM + ADDRS_LEN, 0);
+    buf[ADDRS_LEN..ADDRS_LEN + 2].copy_from_slice(&tpid.to_be_bytes());
+    buf[ADDRS_LEN + 2..ADDRS_LEN + 4].copy_from_slice(&aux.tp_vlan_tci.to_be_bytes());
+    *hdr = VnetHdr::from_bytes(hdr)
+        .shifted(VLAN_HLEN as isize)
+        .to_bytes();
+    (0, len + VLAN_HLEN)
+}
+
+/// Frames read with one `recvmmsg`.
+pub const RX_BATCH: usize = 16;
+/// One frame's slot in an [`RxBatch`]: headroom, a 64 KiB GSO frame, and spare.
+pub const RX_SLOT: usize = RX_HEADROOM + 65536 + 1024;
+
+/// Reusable receive state for [`PacketSocket::recv_batch`]: allocated once per worker.
+pub struct RxBatch {
+    bufs: Box<[u8]>,
+    hdrs: [[u8; VnetHdr::LEN]; RX_BATCH],
+    cmsgs: [[u64; 8]; RX_BATCH],
+    iovs: [[libc::iovec; 2]; RX_BATCH],
+    msgs: [libc::mmsghdr; RX_BATCH],
+    frames: [(usize, usize); RX_BATCH],
+    n: usize,
+}
+
+impl Default for RxBatch {
+    fn default() -> Self {
+        RxBatch {
+            bufs: vec![0u8; RX_BATCH * RX_SLOT].into_boxed_slice(),
+            hdrs: [[0; VnetHdr::LEN]; RX_BATCH],
+            cmsgs: [[0; 8]; RX_BATCH],
+            iovs: [[libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; 2]; RX_BATCH],
+            // SAFETY: mmsghdr is plain data; all-zero (null pointers, zero lengths) is valid.
+            msgs: unsafe { std::mem::zeroed() },
+            frames: [(0, 0); RX_BATCH],
+            n: 0,
+        }
+    }
+}
+
+impl std::fmt::Debug for RxBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RxBatch").field("n", &self.n).finish()
+    }
+}
+
+impl RxBatch {
+    /// Frame `i` of the last batch: its vnet header and bytes.
+    pub fn frame(&self, i: usize) -> (&[u8; VnetHdr::LEN], &[u8]) {
+        let (start, len) = self.frames[i];
+        let slot = &self.bufs[i * RX_SLOT..(i + 1) * RX_SLOT];
+        (&self.hdrs[i], &slot[start..start + len])
     }
 }
 
