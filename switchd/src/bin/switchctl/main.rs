@@ -282,6 +282,15 @@ fn s(v: &Value) -> String {
     }
 }
 
+/// One table row per element of the JSON array `v`, with the given fields.
+fn rows_of(v: &Value, fields: &[&str]) -> Vec<Vec<String>> {
+    v.as_array()
+        .map_or(&[][..], |a| a)
+        .iter()
+        .map(|e| fields.iter().map(|f| s(&e[*f])).collect())
+        .collect()
+}
+
 fn port_rows(ports: &[Value]) -> Vec<Vec<String>> {
     ports
         .iter()
@@ -400,19 +409,10 @@ fn run(cli: Cli) -> Result<()> {
             if cli.json {
                 print(&v)
             } else {
-                let rows = v
-                    .as_array()
-                    .map_or(&[][..], |a| a)
-                    .iter()
-                    .map(|x| {
-                        vec![
-                            s(&x["id"]),
-                            s(x.get("name").unwrap_or(&Value::Null)),
-                            s(&x["ports"]),
-                        ]
-                    })
-                    .collect();
-                table(&["VLAN", "NAME", "PORTS"], rows)
+                table(
+                    &["VLAN", "NAME", "PORTS"],
+                    rows_of(&v, &["id", "name", "ports"]),
+                )
             }
         }
         Cmd::Fdb(FdbCmd::Show { vlan, port, kind }) => {
@@ -425,20 +425,7 @@ fn run(cli: Cli) -> Result<()> {
             if cli.json {
                 print(&v)
             } else {
-                let rows = v
-                    .as_array()
-                    .map_or(&[][..], |a| a)
-                    .iter()
-                    .map(|e| {
-                        vec![
-                            s(&e["vlan"]),
-                            s(&e["mac"]),
-                            s(&e["port"]),
-                            s(&e["type"]),
-                            s(&e["age_secs"]),
-                        ]
-                    })
-                    .collect();
+                let rows = rows_of(&v, &["vlan", "mac", "port", "type", "age_secs"]);
                 table(&["VLAN", "MAC", "PORT", "TYPE", "AGE"], rows)
             }
         }
@@ -545,20 +532,10 @@ fn run(cli: Cli) -> Result<()> {
                     rows,
                 );
                 println!();
-                let rows = v["vlans"]
-                    .as_array()
-                    .map_or(&[][..], |a| a)
-                    .iter()
-                    .map(|x| {
-                        vec![
-                            s(&x["id"]),
-                            s(&x["packets"]),
-                            s(&x["bytes"]),
-                            s(&x["flooded"]),
-                            s(&x["learned_macs"]),
-                        ]
-                    })
-                    .collect();
+                let rows = rows_of(
+                    &v["vlans"],
+                    &["id", "packets", "bytes", "flooded", "learned_macs"],
+                );
                 table(&["VLAN", "PACKETS", "BYTES", "FLOODED", "MACS"], rows);
             }
         }
