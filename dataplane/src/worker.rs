@@ -96,7 +96,7 @@ impl Worker {
         let Some(port) = snap.port(id).and_then(|p| p.port.as_ref()) else {
             return;
         };
-        if !port.try_begin_rx() {
+        if !port.is_attached() || !port.try_begin_rx() {
             return;
         }
         let mut read = 0;
@@ -165,6 +165,8 @@ fn touch(touched: &mut [PortId; TOUCHED_MAX], n: &mut usize, id: PortId) {
     *n += 1;
 }
 
+/// Forwards one received frame to its egress ports. Returns the port it went to when it was
+/// sent as known unicast (a candidate for the opportunistic drain).
 #[inline]
 #[allow(clippy::too_many_arguments)]
 fn forward_one(
@@ -194,6 +196,7 @@ fn forward_one(
     }
     shared.vlan_stats[worker].count(d.vlan, bytes.len(), d.out == Out::Flood);
     let vh = VnetHdr::from_bytes(hdr);
+    let mut sent_to = None;
     for (p, how) in egress_ports(snap, &d, ingress) {
         let Some(out) = snap.port(p).and_then(|e| e.port.as_ref()) else {
             continue;
@@ -203,12 +206,14 @@ fn forward_one(
         }
         let e = EgressFrame::render(&frame, d.vlan, how);
         match out.send(&vh.shifted(e.len_delta(&frame)), &e) {
-            Ok(()) => out.counters.tx(e.len()),
+            Ok(()) => {
+                out.counters.tx(e.len());
+                if d.out == Out::Unicast(p) {
+                    sent_to = Some(p);
+                }
+            }
             Err(_) => out.counters.count_drop(DropReason::TxError),
         }
     }
-    match d.out {
-        Out::Unicast(p) => Some(p),
-        _ => None,
-    }
+    sent_to
 }
