@@ -527,7 +527,15 @@ fn port_view_with(
     let port = id.and_then(|id| snap.port(id)).and_then(|e| e.port.clone());
     let (link, reason) = match port.as_ref().map(|p| p.io()) {
         Some(PortIo::Detached { reason }) => ("down", Some(reason.clone())),
-        Some(_) => ("up", None),
+        Some(_) => match port.as_ref().and_then(|p| p.rx_failure()) {
+            Some(e) => (
+                "down",
+                Some(format!(
+                    "receive failed ({e}); the interface was probably deleted"
+                )),
+            ),
+            None => ("up", None),
+        },
         None => ("down", Some("not attached".to_string())),
     };
     let learned_macs = id.and_then(|id| macs.get(&id).copied()).unwrap_or(0);

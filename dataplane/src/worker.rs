@@ -143,7 +143,9 @@ impl Worker {
                 Err(e) => {
                     // The interface is gone or broken: stop waiting on it so that a
                     // level-triggered error does not spin this worker.
-                    tracing::warn!(port = port.name(), error = %e, "receive failed; port stops receiving");
+                    if port.mark_rx_failed(&e) {
+                        tracing::warn!(port = port.name(), error = %e, "receive failed; port stops receiving");
+                    }
                     if let Some(fd) = port.fd() {
                         let _ = self.epoll.delete(fd);
                     }

@@ -131,3 +131,21 @@ fn demo_isolates_its_tenants_and_cleans_up() {
         );
     }
 }
+
+#[test]
+fn a_tap_deleted_under_the_switch_shows_down_and_others_keep_forwarding() {
+    let lab = crate::lab::Lab::new();
+    // Delete b1's tap (its kernel side, in b1's namespace) under the running switch.
+    let b1 = lab.b1.ifname.clone();
+    lab.b1.ns.ip(&["link", "del", &b1]);
+    let down = crate::harness::eventually(std::time::Duration::from_secs(5), || {
+        let v: serde_json::Value =
+            serde_json::from_str(&lab.sw.ctl_ok(&["--json", "port", "show", &b1])).unwrap();
+        v["state"]["link"] == "down"
+    });
+    assert!(down, "deleted tap still shows up:\n{}", lab.sw.log());
+    let v = lab.sw.ctl_ok(&["--json", "port", "show", &b1]);
+    assert!(v.contains("receive failed"), "{v}");
+    assert!(lab.a1.reaches(&lab.a2.addr), "other ports keep forwarding");
+    lab.sw.stop();
+}

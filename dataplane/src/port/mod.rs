@@ -12,7 +12,7 @@ pub mod tap;
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 
 use crate::counters::PortCounters;
@@ -73,6 +73,8 @@ pub struct Port {
     pub counters: Arc<PortCounters>,
     /// Set while a worker reads this port: an ownership flag that is tried, never waited on.
     rx_busy: AtomicBool,
+    /// The errno of a receive error that stopped the port (0: none).
+    rx_failed: AtomicI32,
 }
 
 impl Port {
@@ -83,6 +85,7 @@ impl Port {
             io: PortIo::Tap(tap::Tap::open(name)?),
             counters: Arc::default(),
             rx_busy: AtomicBool::new(false),
+            rx_failed: AtomicI32::new(0),
         })
     }
 
@@ -93,6 +96,7 @@ impl Port {
             io: PortIo::Packet(packet::PacketSocket::open(name)?),
             counters,
             rx_busy: AtomicBool::new(false),
+            rx_failed: AtomicI32::new(0),
         })
     }
 
@@ -105,6 +109,7 @@ impl Port {
             },
             counters,
             rx_busy: AtomicBool::new(false),
+            rx_failed: AtomicI32::new(0),
         }
     }
 
@@ -137,6 +142,21 @@ impl Port {
     #[inline]
     pub fn try_begin_rx(&self) -> bool {
         !self.rx_busy.swap(true, Ordering::Acquire)
+    }
+
+    /// Records that receiving failed for good (the interface was deleted, say). Returns true
+    /// the first time, so the caller logs once.
+    pub fn mark_rx_failed(&self, e: &io::Error) -> bool {
+        let code = e.raw_os_error().unwrap_or(libc::EIO);
+        self.rx_failed.swap(code, Ordering::Relaxed) == 0
+    }
+
+    /// The receive error that stopped this port, if one did.
+    pub fn rx_failure(&self) -> Option<io::Error> {
+        match self.rx_failed.load(Ordering::Relaxed) {
+            0 => None,
+            code => Some(io::Error::from_raw_os_error(code)),
+        }
     }
 
     /// Gives up the right to read this port.
