@@ -117,9 +117,11 @@ impl Controller {
         if dry_run || changes.is_empty() {
             return Ok(changes);
         }
-        let old_snap = self.switch.snapshot();
-        let mut slots: Vec<Option<PortEntry>> = old_snap.ports().to_vec();
-        drop(old_snap);
+        // The running port table, kept whole so that a failure can put it back. Only ports
+        // whose kind changes must let go of their interface first (see below); all others
+        // stay open in `before` until this change is done.
+        let mut before: Vec<Option<PortEntry>> = self.switch.snapshot().ports().to_vec();
+        let mut slots = before.clone();
         let mut flush: Vec<FlushFilter> = Vec::new();
         let mut link_up: Vec<String> = Vec::new();
         let free_before: Vec<usize> = (0..slots.len()).filter(|i| slots[*i].is_none()).collect();
@@ -134,6 +136,7 @@ impl Controller {
                         ..Default::default()
                     });
                     if matches!(c, Change::ReplacePort { .. }) {
+                        before[id as usize] = None;
                         replaced.push((name.clone(), id));
                     }
                 }
@@ -141,11 +144,14 @@ impl Controller {
         }
         if !replaced.is_empty() {
             // A port whose kind changes must let go of its interface before it is attached
-            // anew under the same name: publish the removal first. If anything below fails,
-            // `restore` attaches the old ports again, so a failed apply changes nothing.
+            // anew under the same name: publish the table without it first. If anything
+            // below fails, `restore` attaches it again and puts `before` back.
             let aging = aging_secs(&self.topo);
-            self.switch
-                .update(|_| Snapshot::new(slots.clone(), aging))?;
+            let without = before.clone();
+            if let Err(e) = self.switch.update(|_| Snapshot::new(without, aging)) {
+                self.restore(before, &replaced);
+                return Err(e.into());
+            }
         }
         let staged = self
             .stage_ports(
@@ -165,19 +171,21 @@ impl Controller {
         let slots = match staged {
             Ok(slots) => slots,
             Err(e) => {
-                self.restore(&replaced);
+                self.restore(before, &replaced);
                 return Err(e);
             }
         };
         let aging = aging_secs(&desired);
+        // `update` publishes nothing when it fails.
         if let Err(e) = self.switch.update(|_| Snapshot::new(slots, aging)) {
             if let Some(path) = &self.state {
                 // Best effort: the state file goes back to what still runs.
                 let _ = persist(path, &self.topo);
             }
-            self.restore(&replaced);
+            self.restore(before, &replaced);
             return Err(e.into());
         }
+        drop(before);
         for f in flush {
             self.switch.fdb().flush(f);
         }
@@ -251,20 +259,20 @@ impl Controller {
         Ok(slots)
     }
 
-    /// After a failed apply that had already detached `replaced` ports (kind changes): attach
-    /// them again as the running topology has them.
-    fn restore(&self, replaced: &[(String, PortId)]) {
+    /// After a failed apply: attach the `replaced` ports again (their kind change had made
+    /// them let go of their interfaces) into `before`, the port table as it ran, and publish
+    /// it.
+    fn restore(&self, mut before: Vec<Option<PortEntry>>, replaced: &[(String, PortId)]) {
         if replaced.is_empty() {
             return;
         }
-        let mut slots = self.switch.snapshot().ports().to_vec();
         for (name, id) in replaced {
             let Some(p) = self.topo.port(name) else {
                 continue;
             };
             match attach(p, Arc::default()) {
                 Ok(port) => {
-                    slots[*id as usize] = Some(PortEntry {
+                    before[*id as usize] = Some(PortEntry {
                         name: name.clone(),
                         mode: crate::port_mode(p),
                         port: Some(port),
@@ -276,7 +284,7 @@ impl Controller {
             }
         }
         let aging = aging_secs(&self.topo);
-        if let Err(e) = self.switch.update(|_| Snapshot::new(slots, aging)) {
+        if let Err(e) = self.switch.update(|_| Snapshot::new(before, aging)) {
             tracing::error!(error = %e, "cannot restore the previous configuration");
         }
     }

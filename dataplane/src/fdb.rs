@@ -13,8 +13,11 @@
 //! Races that are tolerated by design, each costing at most one extra flood:
 //! two workers learning the same new key at the same instant may both insert it (lookups find the
 //! first; the second ages out); an entry refreshed while the ager removes it is learned again by
-//! the next frame. Removal invalidates the value before it retires the key, so a slot reused
-//! right after removal always keeps its new value. All accesses are `Relaxed`: on x86 (TSO) a
+//! the next frame. Removal invalidates the value (compare-and-swap) before it retires the key,
+//! refreshes are compare-and-swaps too, and only valid entries are removed, so a retired slot
+//! never gets a value back and a reused slot keeps its new value. (One window remains: a
+//! worker that read a value, stalled across a removal and a reinsertion whose value happens to
+//! have the very same bits, may refresh the new entry with its own port.) All accesses are `Relaxed`: on x86 (TSO) a
 //! reader that sees a new key also sees its value; on weaker memory models the worst case is
 //! one frame flooded, or sent to a stale port of the same VLAN (never across VLANs: the decision
 //! checks the port is a member of the frame's VLAN).
@@ -281,7 +284,11 @@ impl Fdb {
         if old == new {
             return Learned::Refreshed;
         }
-        s.val.store(new, Relaxed);
+        // Compare-and-swap, not a store: if the entry was removed (value zeroed) or refreshed
+        // by another worker meanwhile, leave it; a removed slot must never get a value back.
+        if s.val.compare_exchange(old, new, Relaxed, Relaxed).is_err() {
+            return Learned::Refreshed;
+        }
         let from = val_port(old);
         if from != port && Self::is_live(old, now, aging) {
             self.counters.moves.fetch_add(1, Relaxed);
@@ -394,7 +401,7 @@ impl Fdb {
     /// Removes one entry (static or dynamic). Returns whether it existed.
     pub fn remove(&self, vlan: u16, mac: MacAddr) -> bool {
         let k = key(vlan, mac);
-        self.remove_where(|kk, _| kk == k) > 0
+        self.remove_where(|kk, v| kk == k && v & VAL_VALID != 0) > 0
     }
 
     /// A copy of all live entries (control plane; walks the whole table).

@@ -125,14 +125,44 @@ impl Switch {
         Ok(switch)
     }
 
-    /// Replaces the configuration with `f(current)`: publishes it to the workers atomically,
-    /// then makes the workers wait on the fds of ports that are new and stop waiting on those
-    /// that are gone. Ports that stay (the same `Arc<Port>`) are not touched, so their traffic
-    /// never pauses.
+    /// Replaces the configuration with `f(current)`: makes the workers wait on the fds of
+    /// ports that are new, publishes the snapshot atomically, then stops waiting on the fds of
+    /// ports that are gone. On an error nothing is published. Ports that stay (the same
+    /// `Arc<Port>`) are not touched, so their traffic never pauses.
     pub fn update(&self, f: impl FnOnce(&Snapshot) -> Snapshot) -> Result<()> {
         let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.shared.snapshot.load_full();
         let new = Arc::new(f(&old));
+        // Watch the new ports first, so that a failure publishes nothing: the update either
+        // happens whole or not at all.
+        let before = watched.len();
+        for (id, entry) in new.ports().iter().enumerate() {
+            let Some(port) = entry.as_ref().and_then(|e| e.port.as_ref()) else {
+                continue;
+            };
+            let Some(fd) = port.fd() else { continue };
+            if watched.iter().any(|w| Arc::ptr_eq(&w.port, port)) {
+                continue;
+            }
+            let worker = (0..self.epolls.len())
+                .min_by_key(|i| watched.iter().filter(|w| w.worker == *i).count())
+                .unwrap_or(0);
+            if let Err(source) = self.epolls[worker].add(fd, id as u64) {
+                for w in watched.drain(before..) {
+                    if let Some(fd) = w.port.fd() {
+                        let _ = self.epolls[w.worker].delete(fd);
+                    }
+                }
+                return Err(SwitchError::Watch {
+                    port: port.name().to_string(),
+                    source,
+                });
+            }
+            watched.push(Watched {
+                port: port.clone(),
+                worker,
+            });
+        }
         self.shared.snapshot.store(new.clone());
         // Stop watching fds of ports no longer present. Their fds are still open: `watched`
         // holds the ports until after the delete.
@@ -149,28 +179,6 @@ impl Switch {
             }
             keep
         });
-        for (id, entry) in new.ports().iter().enumerate() {
-            let Some(port) = entry.as_ref().and_then(|e| e.port.as_ref()) else {
-                continue;
-            };
-            let Some(fd) = port.fd() else { continue };
-            if watched.iter().any(|w| Arc::ptr_eq(&w.port, port)) {
-                continue;
-            }
-            let worker = (0..self.epolls.len())
-                .min_by_key(|i| watched.iter().filter(|w| w.worker == *i).count())
-                .unwrap_or(0);
-            self.epolls[worker]
-                .add(fd, id as u64)
-                .map_err(|source| SwitchError::Watch {
-                    port: port.name().to_string(),
-                    source,
-                })?;
-            watched.push(Watched {
-                port: port.clone(),
-                worker,
-            });
-        }
         Ok(())
     }
 

@@ -134,6 +134,12 @@ impl Worker {
                 Ok(0) => break,
                 Ok(n) => read += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // A read without a whole vnet header, or a frame too big for the buffer: drop
+                // that frame, keep reading.
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    port.counters.count_drop(DropReason::BadFrame);
+                    read += 1;
+                }
                 // A packet socket reports its interface going down once; it keeps working
                 // when the link comes back, so this is not fatal.
                 Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {

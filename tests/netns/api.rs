@@ -284,3 +284,54 @@ fn unix_socket_and_bearer_token() {
     sw.stop();
     let _ = std::fs::remove_file(&token);
 }
+
+#[test]
+fn a_failed_apply_changes_nothing() {
+    let id = unique_id();
+    let (p, q, clash) = (format!("{id}p"), format!("{id}q"), format!("{id}c"));
+    // An interface that is not a tap: a tap port of that name cannot be made.
+    crate::harness::ip(&[
+        "link",
+        "add",
+        &clash,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &format!("{clash}x"),
+    ]);
+    let sw = Switchd::start(
+        &format!(
+            "ports:\n  - {{ name: {p}, kind: tap, mode: access, vlan: 1 }}\n  - {{ name: {q}, kind: tap, mode: access, vlan: 1 }}\n"
+        ),
+        1,
+    );
+    let original = sw.ctl_ok(&["topology", "export"]);
+    // One change that removes q, turns p into a netdev port and adds a tap that cannot be made.
+    let desired = format!(
+        "ports:\n  - {{ name: {p}, kind: netdev, mode: access, vlan: 1 }}\n  - {{ name: {clash}, kind: tap, mode: access, vlan: 1 }}\n"
+    );
+    let file = std::env::temp_dir().join(format!("vlanswitch-fail-{id}.yaml"));
+    std::fs::write(&file, desired).unwrap();
+    let (ok, _, err) = sw.ctl(&["topology", "apply", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
+    let _ = std::process::Command::new("ip")
+        .args(["link", "del", &clash])
+        .status();
+    assert!(!ok, "apply must fail");
+    assert!(err.contains(&format!("port {clash}")), "{err}");
+    assert_eq!(
+        sw.ctl_ok(&["topology", "export"]),
+        original,
+        "topology unchanged"
+    );
+    let ports: serde_json::Value =
+        serde_json::from_str(&sw.ctl_ok(&["--json", "port", "list"])).unwrap();
+    for (i, name) in [&p, &q].into_iter().enumerate() {
+        assert_eq!(ports[i]["name"], name.as_str());
+        assert_eq!(ports[i]["kind"], "tap");
+        assert_eq!(ports[i]["state"]["link"], "up", "{ports}");
+        assert!(crate::harness::link_exists(name), "tap {name} exists again");
+    }
+    sw.stop();
+}

@@ -215,6 +215,12 @@ impl PacketSocket {
                 "short read: no vnet header",
             ));
         }
+        if msg.msg_flags & libc::MSG_TRUNC != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "frame larger than the receive buffer",
+            ));
+        }
         let len = n - VnetHdr::LEN;
         Ok(restore_tag(auxdata(&msg), hdr, buf, len))
     }
@@ -265,7 +271,10 @@ impl PacketSocket {
         for i in 0..n {
             let got = batch.msgs[i].msg_len as usize;
             let slot = &mut batch.bufs[i * RX_SLOT..(i + 1) * RX_SLOT];
-            batch.frames[i] = if got < VnetHdr::LEN {
+            let truncated = batch.msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            // A short read or a frame cut to fit has length 0: the worker counts it as a bad
+            // frame and never forwards it.
+            batch.frames[i] = if got < VnetHdr::LEN || truncated {
                 (RX_HEADROOM, 0)
             } else {
                 let aux = auxdata(&batch.msgs[i].msg_hdr);

@@ -133,6 +133,13 @@ impl Tap {
                 "short read: no vnet header",
             ));
         }
+        if n - VnetHdr::LEN >= buf.len() {
+            // The kernel cut the frame to fit: never forward a truncated frame.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "frame larger than the receive buffer",
+            ));
+        }
         Ok((0, n - VnetHdr::LEN))
     }
 
