@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// The lowest VLAN id that may appear in a configuration.
-pub const VLAN_MIN: u16 = 1;
+pub const VLAN_MIN: u16 = dataplane::config::VID_MIN;
 /// The highest VLAN id that may appear in a configuration (4095 is reserved).
-pub const VLAN_MAX: u16 = 4094;
+pub const VLAN_MAX: u16 = dataplane::config::VID_MAX;
 /// The default VLAN. It always exists, whether or not `vlans` declares it.
 pub const DEFAULT_VLAN: u16 = 1;
 /// Longest port name, in bytes: a Linux interface name (`IFNAMSIZ` - 1).
@@ -379,13 +379,10 @@ impl Port {
 
 /// Why `vid` cannot be a VLAN id in a configuration, if it cannot.
 fn vid_problem(vid: u16) -> Option<String> {
-    let valid = format!("valid {VLAN_MIN}-{VLAN_MAX}");
-    match vid {
-        0 => Some(format!("0 is the priority tag, not a VLAN ({valid})")),
-        VLAN_MIN..=VLAN_MAX => None,
-        4095 => Some(format!("4095 is reserved ({valid})")),
-        _ => Some(format!("{vid} is out of range ({valid})")),
-    }
+    // One rule for the whole project: the dataplane's.
+    dataplane::config::check_vid(u32::from(vid))
+        .err()
+        .map(|e| e.to_string())
 }
 
 /// Why `name` cannot be a Linux interface name, if it cannot (the kernel's

@@ -131,7 +131,10 @@ impl<'a> EthernetFrame<'a> {
                 need: ETH_HLEN,
             });
         }
-        let ethertype = u16::from_be_bytes([bytes[12], bytes[13]]);
+        let ethertype = u16::from_be_bytes([
+            bytes[field::ETHERTYPE.start],
+            bytes[field::ETHERTYPE.start + 1],
+        ]);
         let tci = if ethertype == TPID_8021Q {
             if bytes.len() < ETH_HLEN + VLAN_HLEN {
                 return Err(Truncated {
@@ -139,7 +142,10 @@ impl<'a> EthernetFrame<'a> {
                     need: ETH_HLEN + VLAN_HLEN,
                 });
             }
-            Some(u16::from_be_bytes([bytes[14], bytes[15]]))
+            Some(u16::from_be_bytes([
+                bytes[field::TCI.start],
+                bytes[field::TCI.start + 1],
+            ]))
         } else {
             None
         };
@@ -198,16 +204,6 @@ impl<'a> EthernetFrame<'a> {
     /// Everything after the tag: the inner EtherType and the payload.
     pub fn after_tag(&self) -> &'a [u8] {
         &self.bytes[ADDRS_LEN + self.tag_len()..]
-    }
-
-    /// The TCI bytes as they sit in the frame (for tests).
-    pub fn tci_bytes(&self) -> Option<[u8; 2]> {
-        self.tci.map(|_| {
-            [
-                self.bytes[field::TCI.start],
-                self.bytes[field::TCI.start + 1],
-            ]
-        })
     }
 }
 
