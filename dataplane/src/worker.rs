@@ -1,9 +1,13 @@
 //! Worker threads: each waits on its share of the ports with epoll, reads frames in batches and
 //! forwards them. Idle workers sleep in `epoll_wait`; they never spin.
 //!
-//! Per frame: no lock, no allocation. The receive buffer is allocated once per worker, the
-//! configuration is one atomic snapshot load per wakeup, the FDB is lock-free, counters are
-//! atomics.
+//! Per frame: no lock, no allocation. The receive and transmit batches are allocated once per
+//! worker, the configuration is one atomic snapshot load per wakeup, the FDB is lock-free,
+//! counters are atomics.
+//!
+//! A worker reads a batch of frames from a port (one `recvmmsg` on a netdev port), forwards
+//! each, and flushes the frames queued for netdev ports with one `sendmmsg` per port; frames
+//! for taps are written as they are forwarded.
 
 use std::io;
 use std::sync::Arc;
@@ -12,7 +16,7 @@ use crate::config::{PortId, Snapshot};
 use crate::counters::DropReason;
 use crate::fdb::Learned;
 use crate::forward::{decide, egress_ports, Out};
-use crate::port::packet::RxBatch;
+use crate::port::batch::{RxBatch, TxBatch, TxQueue, RX_BATCH};
 use crate::port::sys::{Epoll, Event};
 use crate::port::{Port, PortIo};
 use crate::switch::Shared;
@@ -22,9 +26,6 @@ use crate::wire::{EgressFrame, EthernetFrame, VnetHdr};
 pub(crate) const STOP_TOKEN: u64 = u64::MAX;
 /// Frames read from one port before the worker looks at the next ready port.
 pub const BATCH: usize = 64;
-/// Receive buffer: a 64 KiB GSO frame plus Ethernet and VLAN headers, with room to spare, and
-/// headroom for a VLAN tag that a packet socket hands over separately.
-pub const RX_BUF_LEN: usize = 65536 + 1024 + crate::port::packet::RX_HEADROOM;
 
 /// Egress ports remembered per wakeup for the opportunistic drain (more are not drained).
 const TOUCHED_MAX: usize = 8;
@@ -34,10 +35,10 @@ struct Worker {
     shared: Arc<Shared>,
     epoll: Arc<Epoll>,
     index: usize,
-    hdr: [u8; VnetHdr::LEN],
-    buf: Vec<u8>,
-    /// Receive slots for packet sockets, read many frames per syscall.
+    /// Frames read from one port, forwarded together.
     batch: RxBatch,
+    /// Frames queued for netdev ports, flushed after each receive batch.
+    txq: TxQueue,
     /// Ports this wakeup sent frames to (deduplicated, at most [`TOUCHED_MAX`]).
     touched: [PortId; TOUCHED_MAX],
     n_touched: usize,
@@ -49,9 +50,8 @@ pub(crate) fn run(shared: Arc<Shared>, epoll: Arc<Epoll>, index: usize) {
         shared,
         epoll,
         index,
-        hdr: [0u8; VnetHdr::LEN],
-        buf: vec![0u8; RX_BUF_LEN],
         batch: RxBatch::default(),
+        txq: TxQueue::default(),
         touched: [0; TOUCHED_MAX],
         n_touched: 0,
     };
@@ -101,45 +101,16 @@ impl Worker {
         }
         let mut read = 0;
         while read < BATCH {
-            let got = match port.io() {
-                PortIo::Packet(sock) => sock.recv_batch(&mut self.batch).inspect(|&n| {
-                    for i in 0..n {
-                        let (hdr, frame) = self.batch.frame(i);
-                        let sent =
-                            forward_one(&self.shared, self.index, snap, id, port, hdr, frame, now);
-                        if let Some(out) = sent {
-                            touch(&mut self.touched, &mut self.n_touched, out);
-                        }
+            match port.recv_batch(&mut self.batch) {
+                Ok(n) => {
+                    self.forward_batch(snap, id, port, n, now);
+                    read += n;
+                    // A short batch emptied the queue; epoll says when more arrives.
+                    if n < RX_BATCH {
+                        break;
                     }
-                }),
-                _ => port.recv(&mut self.hdr, &mut self.buf).map(|(start, len)| {
-                    let frame = &self.buf[start..start + len];
-                    let sent = forward_one(
-                        &self.shared,
-                        self.index,
-                        snap,
-                        id,
-                        port,
-                        &self.hdr,
-                        frame,
-                        now,
-                    );
-                    if let Some(out) = sent {
-                        touch(&mut self.touched, &mut self.n_touched, out);
-                    }
-                    1
-                }),
-            };
-            match got {
-                Ok(0) => break,
-                Ok(n) => read += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                // A read without a whole vnet header, or a frame too big for the buffer: drop
-                // that frame, keep reading.
-                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                    port.counters.count_drop(DropReason::BadFrame);
-                    read += 1;
                 }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 // A packet socket reports its interface going down once; it keeps working
                 // when the link comes back, so this is not fatal.
                 Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
@@ -161,6 +132,46 @@ impl Worker {
         }
         port.end_rx();
     }
+
+    /// Forwards the `n` frames of the last receive batch from port `id`, then sends what was
+    /// queued for netdev ports.
+    fn forward_batch(&mut self, snap: &Snapshot, id: PortId, port: &Port, n: usize, now: u32) {
+        let Worker {
+            shared,
+            index,
+            batch,
+            txq,
+            touched,
+            n_touched,
+            ..
+        } = self;
+        let mut tx = txq.begin();
+        for i in 0..n {
+            let (hdr, frame) = batch.frame(i);
+            let sent = forward_one(shared, *index, snap, id, port, hdr, frame, now, &mut tx);
+            if let Some(out) = sent {
+                touch(touched, n_touched, out);
+            }
+        }
+        flush(snap, &mut tx);
+    }
+}
+
+/// Sends the frames queued in `tx` and counts them on their ports.
+fn flush(snap: &Snapshot, tx: &mut TxBatch<'_>) {
+    if tx.is_empty() {
+        return;
+    }
+    tx.flush(|key, len, sent| {
+        let Some(p) = snap.port(key as PortId).and_then(|e| e.port.as_ref()) else {
+            return;
+        };
+        if sent {
+            p.counters.tx(len);
+        } else {
+            p.counters.count_drop(DropReason::TxError);
+        }
+    });
 }
 
 /// Remembers `id` among the ports written to in this wakeup.
@@ -173,19 +184,21 @@ fn touch(touched: &mut [PortId; TOUCHED_MAX], n: &mut usize, id: PortId) {
     *n += 1;
 }
 
-/// Forwards one received frame to its egress ports. Returns the port it went to when it was
-/// sent as known unicast (a candidate for the opportunistic drain).
+/// Forwards one received frame to its egress ports: written at once to taps, queued in `tx`
+/// for netdev ports. Returns the port it went to when it went as known unicast (a candidate
+/// for the opportunistic drain).
 #[inline]
 #[allow(clippy::too_many_arguments)]
-fn forward_one(
+fn forward_one<'a>(
     shared: &Shared,
     worker: usize,
-    snap: &Snapshot,
+    snap: &'a Snapshot,
     ingress: PortId,
     port: &Port,
     hdr: &[u8; VnetHdr::LEN],
-    bytes: &[u8],
+    bytes: &'a [u8],
     now: u32,
+    tx: &mut TxBatch<'a>,
 ) -> Option<PortId> {
     port.counters.rx(bytes.len());
     let Ok(frame) = EthernetFrame::parse(bytes) else {
@@ -213,14 +226,24 @@ fn forward_one(
             continue;
         }
         let e = EgressFrame::render(&frame, d.vlan, how);
-        match out.send(&vh.shifted(e.len_delta(&frame)), &e) {
-            Ok(()) => {
-                out.counters.tx(e.len());
-                if d.out == Out::Unicast(p) {
-                    sent_to = Some(p);
+        let oh = vh.shifted(e.len_delta(&frame));
+        if let PortIo::Packet(sock) = out.io() {
+            if tx.is_full() {
+                flush(snap, tx);
+            }
+            // Counted when the batch is flushed.
+            tx.push(sock, u32::from(p), &oh, &e);
+        } else {
+            match out.send(&oh, &e) {
+                Ok(()) => out.counters.tx(e.len()),
+                Err(_) => {
+                    out.counters.count_drop(DropReason::TxError);
+                    continue;
                 }
             }
-            Err(_) => out.counters.count_drop(DropReason::TxError),
+        }
+        if d.out == Out::Unicast(p) {
+            sent_to = Some(p);
         }
     }
     sent_to

@@ -2,9 +2,11 @@
 //!
 //! - [`tap::Tap`]: a tap the switch creates and holds, with vnet headers.
 //! - [`packet::PacketSocket`]: an existing interface (netdev port) over AF_PACKET.
+//! - [`batch`]: the per-worker receive and transmit batches.
 //! - [`PortIo::Detached`]: configured, but no interface behind it right now (a netdev whose
 //!   interface does not exist yet or vanished).
 
+pub mod batch;
 pub mod netlink;
 pub mod packet;
 pub mod sys;
@@ -165,13 +167,13 @@ impl Port {
         self.rx_busy.store(false, Ordering::Release);
     }
 
-    /// Reads one frame; returns its (start, length) in `buf`. `buf` must have
-    /// [`packet::RX_HEADROOM`] bytes to spare in front of the largest frame.
+    /// Reads up to [`batch::RX_BATCH`] frames into `batch`: one `recvmmsg` on a packet
+    /// socket, one read per frame on a tap. Returns how many; `WouldBlock` when none is queued.
     #[inline]
-    pub fn recv(&self, hdr: &mut [u8; VnetHdr::LEN], buf: &mut [u8]) -> io::Result<(usize, usize)> {
+    pub fn recv_batch(&self, batch: &mut batch::RxBatch) -> io::Result<usize> {
         match &self.io {
-            PortIo::Tap(t) => t.recv(hdr, buf),
-            PortIo::Packet(p) => p.recv(hdr, buf),
+            PortIo::Tap(t) => batch.fill(|hdr, buf| t.recv(hdr, buf)),
+            PortIo::Packet(p) => p.recv_batch(batch),
             PortIo::Detached { .. } => Err(io::ErrorKind::NotConnected.into()),
         }
     }

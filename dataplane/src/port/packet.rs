@@ -17,6 +17,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+use super::batch::{RxBatch, RX_BATCH, RX_SLOT};
 use super::sys::cvt;
 use super::{PortError, Result};
 use crate::wire::{EgressFrame, VnetHdr, ADDRS_LEN, VLAN_HLEN};
@@ -327,55 +328,6 @@ fn restore_tag(
         .shifted(VLAN_HLEN as isize)
         .to_bytes();
     (0, len + VLAN_HLEN)
-}
-
-/// Frames read with one `recvmmsg`.
-pub const RX_BATCH: usize = 16;
-/// One frame's slot in an [`RxBatch`]: headroom, a 64 KiB GSO frame, and spare.
-pub const RX_SLOT: usize = RX_HEADROOM + 65536 + 1024;
-
-/// Reusable receive state for [`PacketSocket::recv_batch`]: allocated once per worker.
-pub struct RxBatch {
-    bufs: Box<[u8]>,
-    hdrs: [[u8; VnetHdr::LEN]; RX_BATCH],
-    cmsgs: [[u64; 8]; RX_BATCH],
-    iovs: [[libc::iovec; 2]; RX_BATCH],
-    msgs: [libc::mmsghdr; RX_BATCH],
-    frames: [(usize, usize); RX_BATCH],
-    n: usize,
-}
-
-impl Default for RxBatch {
-    fn default() -> Self {
-        RxBatch {
-            bufs: vec![0u8; RX_BATCH * RX_SLOT].into_boxed_slice(),
-            hdrs: [[0; VnetHdr::LEN]; RX_BATCH],
-            cmsgs: [[0; 8]; RX_BATCH],
-            iovs: [[libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            }; 2]; RX_BATCH],
-            // SAFETY: mmsghdr is plain data; all-zero (null pointers, zero lengths) is valid.
-            msgs: unsafe { std::mem::zeroed() },
-            frames: [(0, 0); RX_BATCH],
-            n: 0,
-        }
-    }
-}
-
-impl std::fmt::Debug for RxBatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RxBatch").field("n", &self.n).finish()
-    }
-}
-
-impl RxBatch {
-    /// Frame `i` of the last batch: its vnet header and bytes.
-    pub fn frame(&self, i: usize) -> (&[u8; VnetHdr::LEN], &[u8]) {
-        let (start, len) = self.frames[i];
-        let slot = &self.bufs[i * RX_SLOT..(i + 1) * RX_SLOT];
-        (&self.hdrs[i], &slot[start..start + len])
-    }
 }
 
 fn setsockopt<T>(fd: RawFd, level: libc::c_int, opt: libc::c_int, val: &T) -> io::Result<()> {

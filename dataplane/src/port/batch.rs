@@ -1,0 +1,422 @@
+//! Per-worker batches, allocated once and reused: frames read from one port ([`RxBatch`]) and
+//! frames waiting to go out to packet sockets, one `sendmmsg` per socket ([`TxQueue`]).
+//!
+//! A worker reads up to [`RX_BATCH`] frames from a port, forwards them all, then flushes the
+//! transmit batch. Frames for a packet socket (netdev port) are queued and sent with one
+//! `sendmmsg` per socket per flush; frames for a tap are written at once (a tap has no batched
+//! write). Frames of one egress port keep their order either way.
+
+use std::io;
+use std::marker::PhantomData;
+use std::os::fd::{AsRawFd, RawFd};
+
+use super::packet::RX_HEADROOM;
+use crate::wire::{EgressFrame, VnetHdr, VLAN_HLEN};
+
+/// Frames read from a port in one go (one `recvmmsg` on a packet socket, up to this many
+/// reads on a tap).
+pub const RX_BATCH: usize = 16;
+/// One frame's slot in an [`RxBatch`]: headroom, a 64 KiB GSO frame, and spare.
+pub const RX_SLOT: usize = RX_HEADROOM + 65536 + 1024;
+
+/// Reusable receive state: [`RX_BATCH`] frame slots with their vnet headers.
+pub struct RxBatch {
+    pub(super) bufs: Box<[u8]>,
+    pub(super) hdrs: [[u8; VnetHdr::LEN]; RX_BATCH],
+    pub(super) cmsgs: [[u64; 8]; RX_BATCH],
+    pub(super) iovs: [[libc::iovec; 2]; RX_BATCH],
+    pub(super) msgs: [libc::mmsghdr; RX_BATCH],
+    /// (start, length) of each frame in its slot; length 0 marks a frame that was cut short
+    /// or had no whole vnet header (counted as a bad frame, never forwarded).
+    pub(super) frames: [(usize, usize); RX_BATCH],
+    pub(super) n: usize,
+}
+
+impl Default for RxBatch {
+    fn default() -> Self {
+        RxBatch {
+            bufs: vec![0u8; RX_BATCH * RX_SLOT].into_boxed_slice(),
+            hdrs: [[0; VnetHdr::LEN]; RX_BATCH],
+            cmsgs: [[0; 8]; RX_BATCH],
+            iovs: [[libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; 2]; RX_BATCH],
+            // SAFETY: mmsghdr is plain data; all-zero (null pointers, zero lengths) is valid.
+            msgs: unsafe { std::mem::zeroed() },
+            frames: [(0, 0); RX_BATCH],
+            n: 0,
+        }
+    }
+}
+
+impl std::fmt::Debug for RxBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RxBatch").field("n", &self.n).finish()
+    }
+}
+
+impl RxBatch {
+    /// Frame `i` of the last batch: its vnet header and bytes.
+    pub fn frame(&self, i: usize) -> (&[u8; VnetHdr::LEN], &[u8]) {
+        let (start, len) = self.frames[i];
+        let slot = &self.bufs[i * RX_SLOT..(i + 1) * RX_SLOT];
+        (&self.hdrs[i], &slot[start..start + len])
+    }
+
+    /// Fills the batch with one `read` per frame until `read` would block or the batch is
+    /// full. `read` gets a header and a slot and returns the frame's (start, length) in the
+    /// slot. Returns how many frames; the error of the first read when there are none.
+    pub(super) fn fill(
+        &mut self,
+        mut read: impl FnMut(&mut [u8; VnetHdr::LEN], &mut [u8]) -> io::Result<(usize, usize)>,
+    ) -> io::Result<usize> {
+        let mut n = 0;
+        while n < RX_BATCH {
+            let slot = &mut self.bufs[n * RX_SLOT..(n + 1) * RX_SLOT];
+            match read(&mut self.hdrs[n], slot) {
+                Ok(f) => self.frames[n] = f,
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => self.frames[n] = (0, 0),
+                // Whatever stopped this read (nothing queued, or an error that the next read
+                // will report again) ends the batch; the frames read so far go on.
+                Err(_) if n > 0 => break,
+                Err(e) => return Err(e),
+            }
+            n += 1;
+        }
+        self.n = n;
+        Ok(n)
+    }
+}
+
+/// Frames queued for packet sockets at most (a flush happens when it is full).
+pub const TX_BATCH: usize = 32;
+const _: () = assert!(
+    TX_BATCH <= 64,
+    "the flush keeps a 64-bit mask of sent entries"
+);
+
+/// Reusable transmit state; frames are queued through a [`TxBatch`].
+pub struct TxQueue {
+    hdrs: [[u8; VnetHdr::LEN]; TX_BATCH],
+    tags: [[u8; VLAN_HLEN]; TX_BATCH],
+    iovs: [[libc::iovec; 4]; TX_BATCH],
+    fds: [RawFd; TX_BATCH],
+    keys: [u32; TX_BATCH],
+    lens: [usize; TX_BATCH],
+    /// Scratch for one `sendmmsg`: the entries of one socket, in queue order.
+    msgs: [libc::mmsghdr; TX_BATCH],
+    n: usize,
+}
+
+impl Default for TxQueue {
+    fn default() -> Self {
+        TxQueue {
+            hdrs: [[0; VnetHdr::LEN]; TX_BATCH],
+            tags: [[0; VLAN_HLEN]; TX_BATCH],
+            iovs: [[libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; 4]; TX_BATCH],
+            fds: [-1; TX_BATCH],
+            keys: [0; TX_BATCH],
+            lens: [0; TX_BATCH],
+            // SAFETY: mmsghdr is plain data; all-zero (null pointers, zero lengths) is valid.
+            msgs: unsafe { std::mem::zeroed() },
+            n: 0,
+        }
+    }
+}
+
+impl std::fmt::Debug for TxQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxQueue").field("n", &self.n).finish()
+    }
+}
+
+impl TxQueue {
+    /// Starts a batch whose frames borrow buffers (and sockets) that live for `'a`. The queue
+    /// keeps raw pointers to them only while the returned batch lives: it starts empty and
+    /// the kernel reads the pointers only in [`TxBatch::flush`].
+    pub fn begin<'a>(&'a mut self) -> TxBatch<'a> {
+        self.n = 0;
+        TxBatch {
+            q: self,
+            _frames: PhantomData,
+        }
+    }
+}
+
+/// Frames queued for packet sockets; the borrow checker keeps their bytes and sockets alive
+/// until the batch is flushed or dropped.
+pub struct TxBatch<'a> {
+    q: &'a mut TxQueue,
+    _frames: PhantomData<&'a [u8]>,
+}
+
+impl<'a> TxBatch<'a> {
+    /// True when [`TxBatch::push`] has no room: flush first.
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.q.n == TX_BATCH
+    }
+
+    /// Frames queued and not yet flushed.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.q.n
+    }
+
+    /// True when nothing is queued.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.q.n == 0
+    }
+
+    /// Queues `frame` behind `hdr` for `sock` (a [`super::packet::PacketSocket`]; any
+    /// datagram socket works); `key` comes back in the flush's report (the worker passes the
+    /// port id). Returns false, queueing nothing, when the batch is full.
+    #[inline]
+    pub fn push<S: AsRawFd>(
+        &mut self,
+        sock: &'a S,
+        key: u32,
+        hdr: &VnetHdr,
+        frame: &EgressFrame<'a>,
+    ) -> bool {
+        let q = &mut *self.q;
+        let i = q.n;
+        if i == TX_BATCH {
+            return false;
+        }
+        q.hdrs[i] = hdr.to_bytes();
+        q.tags[i] = frame.tag.unwrap_or([0; VLAN_HLEN]);
+        let tag_len = if frame.tag.is_some() { VLAN_HLEN } else { 0 };
+        q.iovs[i] = [
+            libc::iovec {
+                iov_base: q.hdrs[i].as_mut_ptr().cast(),
+                iov_len: VnetHdr::LEN,
+            },
+            libc::iovec {
+                iov_base: frame.addrs.as_ptr() as *mut libc::c_void,
+                iov_len: frame.addrs.len(),
+            },
+            libc::iovec {
+                iov_base: q.tags[i].as_mut_ptr().cast(),
+                iov_len: tag_len,
+            },
+            libc::iovec {
+                iov_base: frame.rest.as_ptr() as *mut libc::c_void,
+                iov_len: frame.rest.len(),
+            },
+        ];
+        q.fds[i] = sock.as_raw_fd();
+        q.keys[i] = key;
+        q.lens[i] = frame.len();
+        q.n = i + 1;
+        true
+    }
+
+    /// Sends every queued frame: one `sendmmsg` per socket (more only when the kernel takes
+    /// part of a batch or a frame fails). Calls `done(key, frame length, sent)` once per frame,
+    /// in queue order per socket. The batch is empty afterwards.
+    pub fn flush(&mut self, mut done: impl FnMut(u32, usize, bool)) {
+        let q = &mut *self.q;
+        let n = q.n;
+        let mut taken: u64 = 0;
+        for first in 0..n {
+            if taken & (1 << first) != 0 {
+                continue;
+            }
+            let fd = q.fds[first];
+            // This socket's entries, in order, into the scratch headers.
+            let mut idx = [0u8; TX_BATCH];
+            let mut m = 0;
+            for j in first..n {
+                if q.fds[j] != fd {
+                    continue;
+                }
+                taken |= 1 << j;
+                idx[m] = j as u8;
+                // SAFETY: msghdr is plain data; all-zero is a valid value.
+                let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+                h.msg_iov = q.iovs[j].as_mut_ptr();
+                h.msg_iovlen = q.iovs[j].len();
+                q.msgs[m] = libc::mmsghdr {
+                    msg_hdr: h,
+                    msg_len: 0,
+                };
+                m += 1;
+            }
+            let mut k = 0;
+            while k < m {
+                // SAFETY: each mmsghdr in msgs[k..m] points at iovecs in this queue, which
+                // point at the queue's own header and tag arrays and at frame bytes borrowed
+                // for 'a (alive: `self` is a TxBatch<'a>); `fd` belongs to a socket borrowed
+                // for 'a by `push`, so it is open. sendmmsg only reads through them.
+                let r = unsafe {
+                    libc::sendmmsg(
+                        fd,
+                        q.msgs[k..m].as_mut_ptr(),
+                        (m - k) as libc::c_uint,
+                        libc::MSG_DONTWAIT,
+                    )
+                };
+                if r <= 0 {
+                    // The first frame failed (a full socket buffer, the link going away):
+                    // report it and go on with the next.
+                    let j = idx[k] as usize;
+                    done(q.keys[j], q.lens[j], false);
+                    k += 1;
+                } else {
+                    for &j in &idx[k..k + r as usize] {
+                        done(q.keys[j as usize], q.lens[j as usize], true);
+                    }
+                    k += r as usize;
+                }
+            }
+        }
+        q.n = 0;
+    }
+}
+
+impl Drop for TxBatch<'_> {
+    fn drop(&mut self) {
+        debug_assert!(self.q.n == 0, "a transmit batch was dropped unflushed");
+        self.q.n = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixDatagram;
+
+    fn hdr(flags: u8) -> VnetHdr {
+        VnetHdr {
+            flags,
+            gso_type: VnetHdr::GSO_NONE,
+            hdr_len: 0,
+            gso_size: 0,
+            csum_start: 0,
+            csum_offset: 0,
+        }
+    }
+
+    fn recv_all(s: &UnixDatagram) -> Vec<Vec<u8>> {
+        s.set_nonblocking(true).unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 256];
+        while let Ok(n) = s.recv(&mut buf) {
+            out.push(buf[..n].to_vec());
+        }
+        out
+    }
+
+    #[test]
+    fn flush_sends_each_sockets_frames_in_order_as_one_datagram_each() {
+        let (a_tx, a_rx) = UnixDatagram::pair().unwrap();
+        let (b_tx, b_rx) = UnixDatagram::pair().unwrap();
+        let addrs = [0xaau8; 12];
+        let bodies: Vec<[u8; 4]> = (0u8..5).map(|i| [0x08, 0x00, i, i]).collect();
+        let mut q = TxQueue::default();
+        let mut tx = q.begin();
+        // Interleaved: a0 b1 a2 b3 a4; frame 1 carries a tag.
+        for (i, body) in bodies.iter().enumerate() {
+            let tag = (i == 1).then_some([0x81, 0x00, 0x00, 0x0a]);
+            let f = EgressFrame {
+                addrs: &addrs,
+                tag,
+                rest: body,
+            };
+            let sock = if i % 2 == 0 { &a_tx } else { &b_tx };
+            assert!(tx.push(sock, i as u32, &hdr(i as u8), &f));
+        }
+        assert_eq!(tx.len(), 5);
+        let mut reports = Vec::new();
+        tx.flush(|key, len, sent| reports.push((key, len, sent)));
+        assert!(tx.is_empty());
+        drop(tx);
+        assert_eq!(
+            reports,
+            vec![
+                (0, 16, true),
+                (2, 16, true),
+                (4, 16, true),
+                (1, 20, true),
+                (3, 16, true)
+            ]
+        );
+        let expect = |i: usize| {
+            let mut d = hdr(i as u8).to_bytes().to_vec();
+            d.extend_from_slice(&addrs);
+            if i == 1 {
+                d.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a]);
+            }
+            d.extend_from_slice(&bodies[i]);
+            d
+        };
+        assert_eq!(recv_all(&a_rx), vec![expect(0), expect(2), expect(4)]);
+        assert_eq!(recv_all(&b_rx), vec![expect(1), expect(3)]);
+    }
+
+    #[test]
+    fn a_full_batch_refuses_more_and_a_failed_send_is_reported() {
+        let (tx_sock, rx_sock) = UnixDatagram::pair().unwrap();
+        drop(rx_sock); // every send now fails with ECONNREFUSED
+        let addrs = [0u8; 12];
+        let body = [0x08, 0x00];
+        let f = EgressFrame {
+            addrs: &addrs,
+            tag: None,
+            rest: &body,
+        };
+        let mut q = TxQueue::default();
+        let mut tx = q.begin();
+        for i in 0..TX_BATCH {
+            assert!(tx.push(&tx_sock, i as u32, &hdr(0), &f));
+        }
+        assert!(tx.is_full());
+        assert!(!tx.push(&tx_sock, 99, &hdr(0), &f));
+        let mut reports = Vec::new();
+        tx.flush(|key, _, sent| reports.push((key, sent)));
+        let expect: Vec<(u32, bool)> = (0..TX_BATCH as u32).map(|k| (k, false)).collect();
+        assert_eq!(reports, expect);
+    }
+
+    #[test]
+    fn fill_reads_until_it_would_block_and_marks_bad_reads_empty() {
+        let mut batch = RxBatch::default();
+        let mut calls = 0;
+        let n = batch
+            .fill(|hdr, buf| {
+                calls += 1;
+                match calls {
+                    1 | 3 => {
+                        hdr[0] = calls as u8;
+                        buf[..3].copy_from_slice(&[calls as u8; 3]);
+                        Ok((0, 3))
+                    }
+                    2 => Err(io::Error::new(io::ErrorKind::InvalidData, "cut short")),
+                    _ => Err(io::ErrorKind::WouldBlock.into()),
+                }
+            })
+            .unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(
+            batch.frame(0),
+            (&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[1u8; 3][..])
+        );
+        assert_eq!(batch.frame(1).1.len(), 0);
+        assert_eq!(batch.frame(2).1, &[3u8; 3][..]);
+        let none = batch.fill(|_, _| Err(io::ErrorKind::WouldBlock.into()));
+        assert_eq!(none.unwrap_err().kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn fill_stops_at_a_full_batch() {
+        let mut batch = RxBatch::default();
+        let n = batch.fill(|_, _| Ok((0, 60))).unwrap();
+        assert_eq!(n, RX_BATCH);
+    }
+}
