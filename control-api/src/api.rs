@@ -317,7 +317,7 @@ pub struct Counters {
     /// Bytes sent.
     pub tx_bytes: u64,
     /// Drops by reason: bad_frame, vlan_not_allowed, tagged_on_access, fdb_no_room (source not
-    /// learned; frame still flooded), tx_error, no_such_port.
+    /// learned; frame still flooded), tx_error, no_such_port, link_down.
     pub drops: BTreeMap<String, u64>,
 }
 

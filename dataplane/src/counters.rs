@@ -15,21 +15,25 @@ pub enum DropReason {
     /// The FDB was full, so the source MAC was not learned. The frame itself was still
     /// forwarded (flooded); this counts learning that did not happen.
     NoRoom,
-    /// Writing to the egress port failed (link down, queue full).
+    /// Writing to the egress port failed (its queue was full, or it refused the frame).
     TxError,
     /// The ingress port was removed from the configuration while the frame was in flight.
     NoSuchPort,
+    /// The egress port's link was down: its interface is missing (a netdev port waiting for
+    /// it), or not up and running yet (the kernel said `ENETDOWN`).
+    LinkDown,
 }
 
 impl DropReason {
     /// All reasons, in counter order.
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 7] = [
         DropReason::BadFrame,
         DropReason::VlanNotAllowed,
         DropReason::TaggedOnAccess,
         DropReason::NoRoom,
         DropReason::TxError,
         DropReason::NoSuchPort,
+        DropReason::LinkDown,
     ];
 
     /// A stable snake_case name for logs and metrics.
@@ -41,6 +45,7 @@ impl DropReason {
             DropReason::NoRoom => "fdb_no_room",
             DropReason::TxError => "tx_error",
             DropReason::NoSuchPort => "no_such_port",
+            DropReason::LinkDown => "link_down",
         }
     }
 }

@@ -5,9 +5,10 @@
 //! worker, the configuration is one atomic snapshot load per wakeup, the FDB is lock-free,
 //! counters are atomics.
 //!
-//! A worker reads a batch of frames from a port (one `recvmmsg` on a netdev port), forwards
-//! each, and flushes the frames queued for netdev ports with one `sendmmsg` per port; frames
-//! for taps are written as they are forwarded.
+//! A worker reads a batch of frames from a port (from a netdev port's receive ring, with no
+//! syscall; one `readv` per frame from a tap), forwards each, and flushes the frames queued
+//! for netdev ports with one `sendmmsg` per port; frames for taps are written as they are
+//! forwarded.
 
 use std::io;
 use std::sync::Arc;
@@ -166,12 +167,20 @@ fn flush(snap: &Snapshot, tx: &mut TxBatch<'_>) {
         let Some(p) = snap.port(key as PortId).and_then(|e| e.port.as_ref()) else {
             return;
         };
-        if sent {
-            p.counters.tx(len);
-        } else {
-            p.counters.count_drop(DropReason::TxError);
+        match sent {
+            Ok(()) => p.counters.tx(len),
+            Err(e) => p.counters.count_drop(tx_drop(&e)),
         }
     });
+}
+
+/// Why a write to an egress port failed, as a drop reason.
+fn tx_drop(e: &io::Error) -> DropReason {
+    match e.raw_os_error() {
+        // The interface is not up and running (not yet, or no longer).
+        Some(libc::ENETDOWN) => DropReason::LinkDown,
+        _ => DropReason::TxError,
+    }
 }
 
 /// Remembers `id` among the ports written to in this wakeup.
@@ -223,6 +232,7 @@ fn forward_one<'a>(
             continue;
         };
         if !out.is_attached() {
+            out.counters.count_drop(DropReason::LinkDown);
             continue;
         }
         let e = EgressFrame::render(&frame, d.vlan, how);
@@ -236,8 +246,8 @@ fn forward_one<'a>(
         } else {
             match out.send(&oh, &e) {
                 Ok(()) => out.counters.tx(e.len()),
-                Err(_) => {
-                    out.counters.count_drop(DropReason::TxError);
+                Err(e) => {
+                    out.counters.count_drop(tx_drop(&e));
                     continue;
                 }
             }

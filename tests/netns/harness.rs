@@ -280,16 +280,17 @@ pub struct TaggedCapture {
 impl TaggedCapture {
     /// Frames received within `window` that contain `marker`.
     pub fn capture(&mut self, marker: &[u8], window: Duration) -> Vec<Vec<u8>> {
-        let mut hdr = [0u8; 10];
-        let mut buf = vec![0u8; 70000];
+        let mut batch = dataplane::port::batch::RxBatch::default();
         let end = Instant::now() + window;
         let mut seen = Vec::new();
         while Instant::now() < end {
-            match self.sock.recv(&mut hdr, &mut buf) {
-                Ok((start, len)) => {
-                    let f = &buf[start..start + len];
-                    if f.windows(marker.len()).any(|w| w == marker) {
-                        seen.push(f.to_vec());
+            match self.sock.recv_batch(&mut batch) {
+                Ok(n) => {
+                    for i in 0..n {
+                        let (_, f) = batch.frame(i);
+                        if f.windows(marker.len()).any(|w| w == marker) {
+                            seen.push(f.to_vec());
+                        }
                     }
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(2)),

@@ -13,8 +13,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use super::packet::RX_HEADROOM;
 use crate::wire::{EgressFrame, VnetHdr, VLAN_HLEN};
 
-/// Frames read from a port in one go (one `recvmmsg` on a packet socket, up to this many
-/// reads on a tap).
+/// Frames read from a port in one go (taken from a packet socket's receive ring, or up to this
+/// many reads on a tap).
 pub const RX_BATCH: usize = 16;
 /// One frame's slot in an [`RxBatch`]: headroom, a 64 KiB GSO frame, and spare.
 pub const RX_SLOT: usize = RX_HEADROOM + 65536 + 1024;
@@ -23,9 +23,6 @@ pub const RX_SLOT: usize = RX_HEADROOM + 65536 + 1024;
 pub struct RxBatch {
     pub(super) bufs: Box<[u8]>,
     pub(super) hdrs: [[u8; VnetHdr::LEN]; RX_BATCH],
-    pub(super) cmsgs: [[u64; 8]; RX_BATCH],
-    pub(super) iovs: [[libc::iovec; 2]; RX_BATCH],
-    pub(super) msgs: [libc::mmsghdr; RX_BATCH],
     /// (start, length) of each frame in its slot; length 0 marks a frame that was cut short
     /// or had no whole vnet header (counted as a bad frame, never forwarded).
     pub(super) frames: [(usize, usize); RX_BATCH],
@@ -37,13 +34,6 @@ impl Default for RxBatch {
         RxBatch {
             bufs: vec![0u8; RX_BATCH * RX_SLOT].into_boxed_slice(),
             hdrs: [[0; VnetHdr::LEN]; RX_BATCH],
-            cmsgs: [[0; 8]; RX_BATCH],
-            iovs: [[libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            }; 2]; RX_BATCH],
-            // SAFETY: mmsghdr is plain data; all-zero (null pointers, zero lengths) is valid.
-            msgs: unsafe { std::mem::zeroed() },
             frames: [(0, 0); RX_BATCH],
             n: 0,
         }
@@ -218,9 +208,9 @@ impl<'a> TxBatch<'a> {
     }
 
     /// Sends every queued frame: one `sendmmsg` per socket (more only when the kernel takes
-    /// part of a batch or a frame fails). Calls `done(key, frame length, sent)` once per frame,
-    /// in queue order per socket. The batch is empty afterwards.
-    pub fn flush(&mut self, mut done: impl FnMut(u32, usize, bool)) {
+    /// part of a batch or a frame fails). Calls `done(key, frame length, result)` once per
+    /// frame, in queue order per socket. The batch is empty afterwards.
+    pub fn flush(&mut self, mut done: impl FnMut(u32, usize, io::Result<()>)) {
         let q = &mut *self.q;
         let n = q.n;
         let mut taken: u64 = 0;
@@ -263,14 +253,19 @@ impl<'a> TxBatch<'a> {
                     )
                 };
                 if r <= 0 {
-                    // The first frame failed (a full socket buffer, the link going away):
-                    // report it and go on with the next.
+                    // The first frame failed (a full socket buffer, the link down): report it
+                    // and go on with the next.
+                    let err = if r < 0 {
+                        io::Error::last_os_error()
+                    } else {
+                        io::ErrorKind::WriteZero.into()
+                    };
                     let j = idx[k] as usize;
-                    done(q.keys[j], q.lens[j], false);
+                    done(q.keys[j], q.lens[j], Err(err));
                     k += 1;
                 } else {
                     for &j in &idx[k..k + r as usize] {
-                        done(q.keys[j as usize], q.lens[j as usize], true);
+                        done(q.keys[j as usize], q.lens[j as usize], Ok(()));
                     }
                     k += r as usize;
                 }
@@ -334,7 +329,7 @@ mod tests {
         }
         assert_eq!(tx.len(), 5);
         let mut reports = Vec::new();
-        tx.flush(|key, len, sent| reports.push((key, len, sent)));
+        tx.flush(|key, len, sent| reports.push((key, len, sent.is_ok())));
         assert!(tx.is_empty());
         drop(tx);
         assert_eq!(
@@ -379,9 +374,13 @@ mod tests {
         assert!(tx.is_full());
         assert!(!tx.push(&tx_sock, 99, &hdr(0), &f));
         let mut reports = Vec::new();
-        tx.flush(|key, _, sent| reports.push((key, sent)));
-        let expect: Vec<(u32, bool)> = (0..TX_BATCH as u32).map(|k| (k, false)).collect();
-        assert_eq!(reports, expect);
+        tx.flush(|key, _, sent| reports.push((key, sent.map_err(|e| e.raw_os_error()))));
+        // Every frame is reported once, in order, with the OS error (the first send learns
+        // that the peer is gone, the later ones that the socket is no longer connected).
+        let keys: Vec<u32> = reports.iter().map(|r| r.0).collect();
+        assert_eq!(keys, (0..TX_BATCH as u32).collect::<Vec<_>>());
+        assert_eq!(reports[0].1, Err(Some(libc::ECONNREFUSED)));
+        assert!(reports.iter().all(|r| matches!(r.1, Err(Some(_)))), "{reports:?}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Port I/O. All syscalls and all `unsafe` of the dataplane live below this module.
 //!
 //! - [`tap::Tap`]: a tap the switch creates and holds, with vnet headers.
-//! - [`packet::PacketSocket`]: an existing interface (netdev port) over AF_PACKET.
+//! - [`packet::PacketSocket`]: an existing interface (netdev port) over AF_PACKET, with a
+//!   receive ring.
 //! - [`batch`]: the per-worker receive and transmit batches.
 //! - [`PortIo::Detached`]: configured, but no interface behind it right now (a netdev whose
 //!   interface does not exist yet or vanished).
@@ -167,8 +168,8 @@ impl Port {
         self.rx_busy.store(false, Ordering::Release);
     }
 
-    /// Reads up to [`batch::RX_BATCH`] frames into `batch`: one `recvmmsg` on a packet
-    /// socket, one read per frame on a tap. Returns how many; `WouldBlock` when none is queued.
+    /// Reads up to [`batch::RX_BATCH`] frames into `batch`: from a packet socket's receive
+    /// ring (no syscall), or one read per frame on a tap. Returns how many; `WouldBlock` when none is queued.
     #[inline]
     pub fn recv_batch(&self, batch: &mut batch::RxBatch) -> io::Result<usize> {
         match &self.io {

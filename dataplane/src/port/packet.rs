@@ -6,9 +6,15 @@
 //! kernel drops it when the socket closes; the interface's own flags are never flipped), and
 //! ignores outgoing frames, so it sees only what the interface receives.
 //!
-//! The kernel strips the outer VLAN tag of a received frame into `PACKET_AUXDATA` before packet
-//! sockets see it; [`PacketSocket::recv`] puts it back in front of the payload (reading the frame
-//! 4 bytes into the buffer leaves room), and moves the vnet header's offsets with it.
+//! Frames arrive through a `TPACKET_V2` receive ring shared with the kernel, so reading costs
+//! no syscall while frames are waiting; frames too big for a ring slot (GSO super-frames) come
+//! whole through the socket's queue, in order. Frames leave with `sendmmsg` (see
+//! [`super::batch`]).
+//!
+//! The kernel strips the outer VLAN tag of a received frame (into the ring slot's header, or
+//! `PACKET_AUXDATA` on the queue) before packet sockets see it; the receive path puts it back
+//! in front of the payload (the frame goes 4 bytes into its buffer to leave room) and moves
+//! the vnet header's offsets with it.
 //!
 //! Why not `pnet_datalink`: it has no `PACKET_VNET_HDR` (so every TCP frame would be segmented
 //! and checksummed in software before we see it) and no auxdata, so tags would be lost.
@@ -16,6 +22,7 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use super::batch::{RxBatch, RX_BATCH, RX_SLOT};
 use super::sys::cvt;
@@ -25,7 +32,14 @@ use crate::wire::{EgressFrame, VnetHdr, ADDRS_LEN, VLAN_HLEN};
 // From <linux/if_packet.h> and <linux/if_ether.h>.
 const SOL_PACKET: libc::c_int = 263;
 const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
+const PACKET_RX_RING: libc::c_int = 5;
+const PACKET_COPY_THRESH: libc::c_int = 7;
 const PACKET_AUXDATA: libc::c_int = 8;
+const PACKET_VERSION: libc::c_int = 10;
+const TPACKET_V2: libc::c_int = 1;
+const TP_STATUS_KERNEL: u32 = 0;
+const TP_STATUS_USER: u32 = 1 << 0;
+const TP_STATUS_COPY: u32 = 1 << 1;
 const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const PACKET_MR_PROMISC: libc::c_ushort = 1;
@@ -102,9 +116,115 @@ pub fn set_link_up(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// One frame slot of the receive ring: the `tpacket2_hdr`, then the vnet header and the frame
+/// at `tp_mac`. 2 KiB holds any frame up to a 1500-byte MTU with a tag; bigger frames (GSO
+/// super-frames, jumbo frames) wait whole in the socket's queue (see [`RxRing`]).
+const RING_FRAME: usize = 2048;
+/// Frames per ring block (a block is contiguous kernel memory).
+const RING_BLOCK: usize = 64 * 1024;
+/// Frames in a port's receive ring: 2 MiB per port.
+const RING_FRAMES: usize = 1024;
+
+/// The socket's `PACKET_RX_RING` (`TPACKET_V2`), mapped into our memory.
+///
+/// The kernel copies each received frame into the next slot and flips its status to
+/// `TP_STATUS_USER`; the reader copies it out and hands the slot back (`TP_STATUS_KERNEL`), no
+/// syscall per frame or per batch. A frame too big for a slot (a 64 KiB GSO frame) is cloned
+/// whole onto the socket's ordinary queue (`PACKET_COPY_THRESH`) and its slot is marked
+/// `TP_STATUS_COPY`: the reader takes it from there with `recvmsg`, in ring order.
+#[derive(Debug)]
+struct RxRing {
+    base: *mut u8,
+    /// Set while a thread reads the ring (tried, never waited on).
+    reading: AtomicBool,
+    /// The slot the reader looks at next.
+    next: AtomicUsize,
+}
+
+// SAFETY: the mapping is owned by this struct for its whole life. Slots are read and written
+// only by `PacketSocket::recv_batch`, and only while it holds `reading`, so one thread at a
+// time touches them; the kernel touches a slot only while its status says
+// `TP_STATUS_KERNEL`.
+unsafe impl Send for RxRing {}
+// SAFETY: as above.
+unsafe impl Sync for RxRing {}
+
+impl RxRing {
+    const LEN: usize = RING_FRAME * RING_FRAMES;
+
+    /// Sets up and maps the ring on `fd` (after `PACKET_VNET_HDR`, before `bind`).
+    fn new(fd: RawFd) -> io::Result<RxRing> {
+        setsockopt(fd, SOL_PACKET, PACKET_VERSION, &TPACKET_V2)?;
+        // Any frame that does not fit a slot goes to the socket queue whole.
+        let on: libc::c_int = 1;
+        setsockopt(fd, SOL_PACKET, PACKET_COPY_THRESH, &on)?;
+        let req = TpacketReq {
+            tp_block_size: RING_BLOCK as u32,
+            tp_block_nr: (Self::LEN / RING_BLOCK) as u32,
+            tp_frame_size: RING_FRAME as u32,
+            tp_frame_nr: RING_FRAMES as u32,
+        };
+        setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req)?;
+        // SAFETY: maps the ring the kernel just made for `fd`, at its true size; the result is
+        // checked. The mapping is unmapped in Drop.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                Self::LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(RxRing {
+            base: base.cast(),
+            reading: AtomicBool::new(false),
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// The status word of slot `i`.
+    fn status(&self, i: usize) -> &AtomicU32 {
+        // SAFETY: slot i starts inside the mapping at a 2 KiB boundary (aligned for u32);
+        // tp_status is the slot's first field, shared with the kernel, so it is accessed
+        // atomically only.
+        unsafe { AtomicU32::from_ptr(self.base.add(i * RING_FRAME).cast()) }
+    }
+
+    /// The bytes of slot `i`. Only while its status is `TP_STATUS_USER` (the kernel does not
+    /// write it then).
+    fn slot(&self, i: usize) -> &[u8] {
+        // SAFETY: slot i lies inside the mapping; the caller saw TP_STATUS_USER with Acquire,
+        // so the kernel finished writing it and leaves it alone until we hand it back.
+        unsafe { std::slice::from_raw_parts(self.base.add(i * RING_FRAME), RING_FRAME) }
+    }
+}
+
+impl Drop for RxRing {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`; nothing borrows it any more (slot
+        // borrows end within recv_batch).
+        unsafe { libc::munmap(self.base.cast(), Self::LEN) };
+    }
+}
+
+#[repr(C)]
+struct TpacketReq {
+    tp_block_size: u32,
+    tp_block_nr: u32,
+    tp_frame_size: u32,
+    tp_frame_nr: u32,
+}
+
 /// An AF_PACKET socket attached to one interface.
 #[derive(Debug)]
 pub struct PacketSocket {
+    // Field order: the ring is unmapped before the socket closes.
+    ring: RxRing,
     fd: OwnedFd,
     ifindex: u32,
 }
@@ -118,12 +238,15 @@ impl PacketSocket {
             op,
             source: io::Error::last_os_error(),
         };
+        // Protocol 0: the socket receives nothing until `bind` names the protocol and the
+        // interface. A socket opened with ETH_P_ALL would take frames from every interface
+        // while its options and ring are set up, and they would count as this port's.
         // SAFETY: socket takes no pointers; the result is checked.
         let fd = unsafe {
             libc::socket(
                 libc::AF_PACKET,
                 libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                ETH_P_ALL.to_be() as libc::c_int,
+                0,
             )
         };
         if fd < 0 {
@@ -140,6 +263,7 @@ impl PacketSocket {
         ] {
             setsockopt(raw, SOL_PACKET, opt, &on).map_err(|_| err(op))?;
         }
+        let ring = RxRing::new(raw).map_err(|_| err("PACKET_RX_RING"))?;
         // Bigger buffers so that bursts of 64 KiB GSO frames are not dropped; FORCE works as
         // root past rmem_max, the plain option is the fallback.
         for (force, plain) in [
@@ -174,7 +298,7 @@ impl PacketSocket {
         };
         setsockopt(raw, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq)
             .map_err(|_| err("PACKET_ADD_MEMBERSHIP"))?;
-        Ok(PacketSocket { fd, ifindex })
+        Ok(PacketSocket { ring, fd, ifindex })
     }
 
     /// The interface's ifindex at attach time.
@@ -182,10 +306,10 @@ impl PacketSocket {
         self.ifindex
     }
 
-    /// Reads one frame: its vnet header into `hdr`, the frame into `buf`, with any VLAN tag the
-    /// kernel had stripped put back. Returns the frame's (start, length) within `buf`.
-    #[inline]
-    pub fn recv(&self, hdr: &mut [u8; VnetHdr::LEN], buf: &mut [u8]) -> io::Result<(usize, usize)> {
+    /// Reads one frame from the socket's queue (where frames too big for the ring wait): its
+    /// vnet header into `hdr`, the frame into `buf`, with any VLAN tag the kernel had stripped
+    /// put back. Returns the frame's (start, length) within `buf`.
+    fn recv(&self, hdr: &mut [u8; VnetHdr::LEN], buf: &mut [u8]) -> io::Result<(usize, usize)> {
         let mut iov = [
             libc::iovec {
                 iov_base: hdr.as_mut_ptr().cast(),
@@ -226,63 +350,43 @@ impl PacketSocket {
         Ok(restore_tag(auxdata(&msg), hdr, buf, len))
     }
 
-    /// Reads up to [`RX_BATCH`] frames with one `recvmmsg`, each into its own slot of
-    /// `batch`, with stripped tags put back as in [`PacketSocket::recv`]. Returns how many;
-    /// `WouldBlock` when none is queued.
+    /// Takes up to [`RX_BATCH`] frames from the receive ring, each copied into its own slot
+    /// of `batch`, with stripped tags put back as in [`PacketSocket::recv`]. A frame the
+    /// kernel queued whole (too big for a ring slot) is read with `recvmsg`. Returns how many;
+    /// `WouldBlock` when none is waiting, or while another thread is reading this socket (the
+    /// worker's port flag already keeps that from happening; this keeps the ring sound).
     pub fn recv_batch(&self, batch: &mut RxBatch) -> io::Result<usize> {
-        let base = batch.bufs.as_mut_ptr();
-        for i in 0..RX_BATCH {
-            batch.iovs[i] = [
-                libc::iovec {
-                    iov_base: batch.hdrs[i].as_mut_ptr().cast(),
-                    iov_len: VnetHdr::LEN,
-                },
-                libc::iovec {
-                    // SAFETY: slot i lies within `bufs` (RX_BATCH * RX_SLOT bytes).
-                    iov_base: unsafe { base.add(i * RX_SLOT + RX_HEADROOM) }.cast(),
-                    iov_len: RX_SLOT - RX_HEADROOM,
-                },
-            ];
-            // SAFETY: msghdr is plain data; all-zero is a valid value.
-            let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
-            h.msg_iov = batch.iovs[i].as_mut_ptr();
-            h.msg_iovlen = 2;
-            h.msg_control = batch.cmsgs[i].as_mut_ptr().cast();
-            h.msg_controllen = std::mem::size_of_val(&batch.cmsgs[i]);
-            batch.msgs[i] = libc::mmsghdr {
-                msg_hdr: h,
-                msg_len: 0,
-            };
+        let ring = &self.ring;
+        if ring.reading.swap(true, Ordering::Acquire) {
+            return Err(io::ErrorKind::WouldBlock.into());
         }
-        // SAFETY: every mmsghdr points at iovecs, buffers and control space owned by `batch`,
-        // which is borrowed mutably for the whole call.
-        let n = unsafe {
-            libc::recvmmsg(
-                self.fd.as_raw_fd(),
-                batch.msgs.as_mut_ptr(),
-                RX_BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let n = n as usize;
-        for i in 0..n {
-            let got = batch.msgs[i].msg_len as usize;
-            let slot = &mut batch.bufs[i * RX_SLOT..(i + 1) * RX_SLOT];
-            let truncated = batch.msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-            // A short read or a frame cut to fit has length 0: the worker counts it as a bad
-            // frame and never forwards it.
-            batch.frames[i] = if got < VnetHdr::LEN || truncated {
-                (RX_HEADROOM, 0)
+        let mut i = ring.next.load(Ordering::Relaxed);
+        let mut n = 0;
+        while n < RX_BATCH {
+            let status = ring.status(i).load(Ordering::Acquire);
+            if status & TP_STATUS_USER == 0 {
+                break;
+            }
+            let slot = &mut batch.bufs[n * RX_SLOT..(n + 1) * RX_SLOT];
+            batch.frames[n] = if status & TP_STATUS_COPY != 0 {
+                match self.recv(&mut batch.hdrs[n], slot) {
+                    Ok(f) => f,
+                    // Cut short, or not queued after all: a bad frame, counted by the worker.
+                    Err(_) => (RX_HEADROOM, 0),
+                }
             } else {
-                let aux = auxdata(&batch.msgs[i].msg_hdr);
-                restore_tag(aux, &mut batch.hdrs[i], slot, got - VnetHdr::LEN)
+                ring_frame(status, ring.slot(i), &mut batch.hdrs[n], slot)
             };
+            ring.status(i).store(TP_STATUS_KERNEL, Ordering::Release);
+            i = (i + 1) % RING_FRAMES;
+            n += 1;
         }
+        ring.next.store(i, Ordering::Relaxed);
+        ring.reading.store(false, Ordering::Release);
         batch.n = n;
+        if n == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         Ok(n)
     }
 
@@ -297,6 +401,41 @@ impl AsRawFd for PacketSocket {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
+}
+
+/// Copies the frame in ring slot `ring` (status `status`) into `slot` after the headroom and
+/// its vnet header into `hdr`, puts back a stripped tag, and returns the frame's (start,
+/// length) in `slot`; length 0 if the ring slot does not hold a whole frame.
+fn ring_frame(
+    status: u32,
+    ring: &[u8],
+    hdr: &mut [u8; VnetHdr::LEN],
+    slot: &mut [u8],
+) -> (usize, usize) {
+    // struct tpacket2_hdr: status, len, snaplen (u32), mac, net (u16), sec, nsec (u32),
+    // vlan_tci, vlan_tpid (u16).
+    let u32_at = |o: usize| u32::from_ne_bytes([ring[o], ring[o + 1], ring[o + 2], ring[o + 3]]);
+    let u16_at = |o: usize| u16::from_ne_bytes([ring[o], ring[o + 1]]);
+    let (len, snaplen, mac) = (u32_at(4) as usize, u32_at(8) as usize, u16_at(12) as usize);
+    let whole = snaplen == len
+        && mac >= 32 + VnetHdr::LEN
+        && mac + snaplen <= ring.len()
+        && RX_HEADROOM + snaplen <= slot.len();
+    if !whole {
+        return (RX_HEADROOM, 0);
+    }
+    hdr.copy_from_slice(&ring[mac - VnetHdr::LEN..mac]);
+    slot[RX_HEADROOM..RX_HEADROOM + snaplen].copy_from_slice(&ring[mac..mac + snaplen]);
+    let aux = TpacketAuxdata {
+        tp_status: status,
+        tp_len: len as u32,
+        tp_snaplen: snaplen as u32,
+        tp_mac: 0,
+        tp_net: 0,
+        tp_vlan_tci: u16_at(24),
+        tp_vlan_tpid: u16_at(26),
+    };
+    restore_tag(Some(aux), hdr, slot, snaplen)
 }
 
 /// Puts back the outer VLAN tag the kernel reported in `aux` in front of the frame that sits
@@ -361,4 +500,85 @@ fn auxdata(msg: &libc::msghdr) -> Option<TpacketAuxdata> {
         c = unsafe { libc::CMSG_NXTHDR(msg, c) };
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ring slot as the kernel fills it: tpacket2_hdr, the vnet header right before the
+    /// frame at `mac`.
+    fn ring_slot(status: u32, frame: &[u8], len: usize, mac: usize, tci: u16) -> Vec<u8> {
+        let mut r = vec![0u8; RING_FRAME];
+        r[0..4].copy_from_slice(&status.to_ne_bytes());
+        r[4..8].copy_from_slice(&(len as u32).to_ne_bytes());
+        r[8..12].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+        r[12..14].copy_from_slice(&(mac as u16).to_ne_bytes());
+        r[24..26].copy_from_slice(&tci.to_ne_bytes());
+        // vnet header: NEEDS_CSUM, csum_start 34 (after an untagged IPv4 header), offset 16
+        let v = VnetHdr {
+            flags: VnetHdr::F_NEEDS_CSUM,
+            gso_type: VnetHdr::GSO_NONE,
+            hdr_len: 0,
+            gso_size: 0,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        r[mac - VnetHdr::LEN..mac].copy_from_slice(&v.to_bytes());
+        r[mac..mac + frame.len()].copy_from_slice(frame);
+        r
+    }
+
+    fn frame() -> Vec<u8> {
+        let mut f = vec![0xaa; 6];
+        f.extend_from_slice(&[0xbb; 6]);
+        f.extend_from_slice(&[0x08, 0x00]);
+        f.extend_from_slice(&[0x45; 46]);
+        f
+    }
+
+    #[test]
+    fn an_untagged_ring_frame_is_copied_after_the_headroom() {
+        let f = frame();
+        let ring = ring_slot(TP_STATUS_USER, &f, f.len(), 90, 0);
+        let mut hdr = [0u8; VnetHdr::LEN];
+        let mut slot = vec![0u8; 256];
+        let (start, len) = ring_frame(TP_STATUS_USER, &ring, &mut hdr, &mut slot);
+        assert_eq!((start, len), (RX_HEADROOM, f.len()));
+        assert_eq!(&slot[start..start + len], &f[..]);
+        assert_eq!(VnetHdr::from_bytes(&hdr).csum_start, 34);
+    }
+
+    #[test]
+    fn a_stripped_tag_is_put_back_and_the_vnet_offsets_move() {
+        let f = frame();
+        let status = TP_STATUS_USER | TP_STATUS_VLAN_VALID;
+        let ring = ring_slot(status, &f, f.len(), 90, 0x200a); // PCP 1, VID 10
+        let mut hdr = [0u8; VnetHdr::LEN];
+        let mut slot = vec![0u8; 256];
+        let (start, len) = ring_frame(status, &ring, &mut hdr, &mut slot);
+        assert_eq!((start, len), (0, f.len() + 4));
+        let out = &slot[start..start + len];
+        assert_eq!(&out[..12], &f[..12]);
+        assert_eq!(&out[12..16], &[0x81, 0x00, 0x20, 0x0a]);
+        assert_eq!(&out[16..], &f[12..]);
+        assert_eq!(VnetHdr::from_bytes(&hdr).csum_start, 38);
+    }
+
+    #[test]
+    fn a_cut_or_misplaced_ring_frame_is_not_forwarded() {
+        let f = frame();
+        let mut hdr = [0u8; VnetHdr::LEN];
+        let mut slot = vec![0u8; 256];
+        // The kernel kept fewer bytes than the frame had.
+        let cut = ring_slot(TP_STATUS_USER, &f, f.len() + 100, 90, 0);
+        assert_eq!(ring_frame(TP_STATUS_USER, &cut, &mut hdr, &mut slot).1, 0);
+        // The frame would start inside the slot header.
+        let low = ring_slot(TP_STATUS_USER, &f, f.len(), 20, 0);
+        assert_eq!(ring_frame(TP_STATUS_USER, &low, &mut hdr, &mut slot).1, 0);
+        // The destination slot is too small for it.
+        let ok = ring_slot(TP_STATUS_USER, &f, f.len(), 90, 0);
+        let mut small = vec![0u8; 32];
+        assert_eq!(ring_frame(TP_STATUS_USER, &ok, &mut hdr, &mut small).1, 0);
+    }
 }
