@@ -380,7 +380,10 @@ mod tests {
         let keys: Vec<u32> = reports.iter().map(|r| r.0).collect();
         assert_eq!(keys, (0..TX_BATCH as u32).collect::<Vec<_>>());
         assert_eq!(reports[0].1, Err(Some(libc::ECONNREFUSED)));
-        assert!(reports.iter().all(|r| matches!(r.1, Err(Some(_)))), "{reports:?}");
+        assert!(
+            reports.iter().all(|r| matches!(r.1, Err(Some(_)))),
+            "{reports:?}"
+        );
     }
 
     #[test]
