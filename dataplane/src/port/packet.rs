@@ -351,8 +351,9 @@ impl PacketSocket {
     }
 
     /// Takes up to [`RX_BATCH`] frames from the receive ring, each copied into its own slot
-    /// of `batch`, with stripped tags put back as in [`PacketSocket::recv`]. A frame the
-    /// kernel queued whole (too big for a ring slot) is read with `recvmsg`. Returns how many;
+    /// of `batch` (4 bytes in, so that a VLAN tag the kernel stripped can be put back in front
+    /// of the payload; the vnet header's offsets move with it). A frame the kernel queued
+    /// whole (too big for a ring slot) is read with `recvmsg`. Returns how many;
     /// `WouldBlock` when none is waiting, or while another thread is reading this socket (the
     /// worker's port flag already keeps that from happening; this keeps the ring sound).
     pub fn recv_batch(&self, batch: &mut RxBatch) -> io::Result<usize> {
