@@ -74,7 +74,10 @@ pub(crate) fn run(shared: Arc<Shared>, epoll: Arc<Epoll>, index: usize) {
                 tracing::debug!(worker = index, "worker stopped");
                 return;
             }
-            w.drain(&snap, token as PortId, now);
+            // A socket error (a netdev's interface went down or away) keeps the fd readable
+            // until it is read; the ring path makes no receive syscall that would read it.
+            let error = ev.events & libc::EPOLLERR as u32 != 0;
+            w.drain(&snap, token as PortId, now, error);
         }
         // Opportunistic drain: a frame written to a local endpoint (tap, veth) is often
         // answered within the write itself (the receiving stack runs in our syscall), so the
@@ -83,7 +86,7 @@ pub(crate) fn run(shared: Arc<Shared>, epoll: Arc<Epoll>, index: usize) {
         let mut i = 0;
         while i < w.n_touched {
             let id = w.touched[i];
-            w.drain(&snap, id, now);
+            w.drain(&snap, id, now, false);
             i += 1;
         }
     }
@@ -93,12 +96,21 @@ impl Worker {
     /// Reads and forwards up to [`BATCH`] frames from port `id`, unless another worker is
     /// reading it right now (then that worker drains it; frames of one port are never read by
     /// two workers at once, so their order is kept).
-    fn drain(&mut self, snap: &Snapshot, id: PortId, now: u32) {
+    /// `error`: epoll reported an error on the port's fd; it is read (and so cleared) first.
+    fn drain(&mut self, snap: &Snapshot, id: PortId, now: u32, error: bool) {
         let Some(port) = snap.port(id).and_then(|p| p.port.as_ref()) else {
             return;
         };
         if !port.is_attached() || !port.try_begin_rx() {
             return;
+        }
+        if error {
+            if let Some(e) = port.take_error() {
+                if !self.rx_error(port, e) {
+                    port.end_rx();
+                    return;
+                }
+            }
         }
         let mut read = 0;
         while read < BATCH {
@@ -112,26 +124,32 @@ impl Worker {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                // A packet socket reports its interface going down once; it keeps working
-                // when the link comes back, so this is not fatal.
-                Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
-                    tracing::debug!(port = port.name(), "link went down");
-                    break;
-                }
                 Err(e) => {
-                    // The interface is gone or broken: stop waiting on it so that a
-                    // level-triggered error does not spin this worker.
-                    if port.mark_rx_failed(&e) {
-                        tracing::warn!(port = port.name(), error = %e, "receive failed; port stops receiving");
-                    }
-                    if let Some(fd) = port.fd() {
-                        let _ = self.epoll.delete(fd);
-                    }
+                    self.rx_error(port, e);
                     break;
                 }
             }
         }
         port.end_rx();
+    }
+
+    /// Handles a receive error on `port`. Returns true if the port can still be read.
+    fn rx_error(&self, port: &Port, e: io::Error) -> bool {
+        // A packet socket reports its interface going down once; it keeps working when the
+        // link comes back, so this is not fatal.
+        if e.raw_os_error() == Some(libc::ENETDOWN) {
+            tracing::debug!(port = port.name(), "link went down");
+            return true;
+        }
+        // The interface is gone or broken: stop waiting on it so that a level-triggered error
+        // does not spin this worker.
+        if port.mark_rx_failed(&e) {
+            tracing::warn!(port = port.name(), error = %e, "receive failed; port stops receiving");
+        }
+        if let Some(fd) = port.fd() {
+            let _ = self.epoll.delete(fd);
+        }
+        false
     }
 
     /// Forwards the `n` frames of the last receive batch from port `id`, then sends what was
@@ -177,8 +195,9 @@ fn flush(snap: &Snapshot, tx: &mut TxBatch<'_>) {
 /// Why a write to an egress port failed, as a drop reason.
 fn tx_drop(e: &io::Error) -> DropReason {
     match e.raw_os_error() {
-        // The interface is not up and running (not yet, or no longer).
-        Some(libc::ENETDOWN) => DropReason::LinkDown,
+        // The interface is not up and running (not yet, or no longer), or is gone (the
+        // control side detaches the port soon after).
+        Some(libc::ENETDOWN | libc::ENXIO | libc::ENODEV) => DropReason::LinkDown,
         _ => DropReason::TxError,
     }
 }

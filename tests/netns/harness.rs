@@ -429,6 +429,24 @@ impl Switchd {
         self.log()
     }
 
+    /// CPU time switchd has used so far (user + system), in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        let pid = self.child.as_ref().expect("running").id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
+        // Fields after the command name (which is in parentheses): utime and stime are the
+        // 12th and 13th of those.
+        let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .map(|v| v.parse().expect("tick count"))
+            .collect();
+        // SAFETY: sysconf takes no pointers.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        (f[0] + f[1]) as f64 / hz
+    }
+
     /// What switchd logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()

@@ -110,6 +110,37 @@ fn netdev_port_waits_for_its_interface_and_follows_it_away_and_back() {
 }
 
 #[test]
+fn a_netdev_port_whose_link_is_down_leaves_the_worker_asleep() {
+    let id = unique_id();
+    let (n1, p1) = (format!("{id}n1"), format!("{id}p1"));
+    ip(&["link", "add", &n1, "type", "veth", "peer", "name", &p1]);
+    let _cleanup = DelLink(n1.clone());
+    // Attached while the interface is down: the kernel leaves ENETDOWN pending on the socket,
+    // and epoll reports it until it is read.
+    let sw = Switchd::start(
+        &format!("ports:\n  - {{ name: {n1}, kind: netdev, mode: access, vlan: 1 }}\n"),
+        1,
+    );
+    // A worker that kept waking for the error would burn a whole core (1 s per second).
+    let cpu_over_a_second = |sw: &Switchd| {
+        let t0 = sw.cpu_seconds();
+        std::thread::sleep(Duration::from_secs(1));
+        sw.cpu_seconds() - t0
+    };
+    let down_at_start = cpu_over_a_second(&sw);
+    assert!(down_at_start < 0.3, "{down_at_start} s of CPU in 1 s");
+    // Up, then down again while attached.
+    ip(&["link", "set", &p1, "up"]);
+    ip(&["link", "set", &n1, "up"]);
+    std::thread::sleep(Duration::from_millis(200));
+    ip(&["link", "set", &n1, "down"]);
+    std::thread::sleep(Duration::from_millis(200));
+    let down_later = cpu_over_a_second(&sw);
+    assert!(down_later < 0.3, "{down_later} s of CPU in 1 s");
+    sw.stop();
+}
+
+#[test]
 fn two_switches_joined_by_a_veth_trunk() {
     let id = unique_id();
     let (xt, yt) = (format!("{id}xt"), format!("{id}yt"));

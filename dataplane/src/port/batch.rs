@@ -260,9 +260,23 @@ impl<'a> TxBatch<'a> {
                     } else {
                         io::ErrorKind::WriteZero.into()
                     };
-                    let j = idx[k] as usize;
-                    done(q.keys[j], q.lens[j], Err(err));
-                    k += 1;
+                    // A full socket buffer stays full for the rest of this flush: drop the
+                    // socket's remaining frames without a syscall each.
+                    let last = if err.kind() == io::ErrorKind::WouldBlock {
+                        m
+                    } else {
+                        k + 1
+                    };
+                    for &j in &idx[k..last] {
+                        let j = j as usize;
+                        let e = err.raw_os_error().map(io::Error::from_raw_os_error);
+                        done(
+                            q.keys[j],
+                            q.lens[j],
+                            Err(e.unwrap_or_else(|| err.kind().into())),
+                        );
+                    }
+                    k = last;
                 } else {
                     for &j in &idx[k..k + r as usize] {
                         done(q.keys[j as usize], q.lens[j as usize], Ok(()));

@@ -179,6 +179,15 @@ impl Port {
         }
     }
 
+    /// Reads and clears a pending socket error (a netdev port's interface went down or away);
+    /// `None` if there is none, and always for taps.
+    pub fn take_error(&self) -> Option<io::Error> {
+        match &self.io {
+            PortIo::Packet(p) => p.take_error(),
+            PortIo::Tap(_) | PortIo::Detached { .. } => None,
+        }
+    }
+
     /// Writes one frame (see [`tap::Tap::send`]).
     #[inline]
     pub fn send(&self, hdr: &VnetHdr, frame: &EgressFrame<'_>) -> io::Result<()> {

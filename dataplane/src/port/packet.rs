@@ -120,7 +120,7 @@ pub fn set_link_up(name: &str) -> Result<()> {
 /// at `tp_mac`. 2 KiB holds any frame up to a 1500-byte MTU with a tag; bigger frames (GSO
 /// super-frames, jumbo frames) wait whole in the socket's queue (see [`RxRing`]).
 const RING_FRAME: usize = 2048;
-/// Frames per ring block (a block is contiguous kernel memory).
+/// Bytes per ring block (a block is contiguous kernel memory holding 32 slots).
 const RING_BLOCK: usize = 64 * 1024;
 /// Frames in a port's receive ring: 2 MiB per port.
 const RING_FRAMES: usize = 1024;
@@ -131,7 +131,9 @@ const RING_FRAMES: usize = 1024;
 /// `TP_STATUS_USER`; the reader copies it out and hands the slot back (`TP_STATUS_KERNEL`), no
 /// syscall per frame or per batch. A frame too big for a slot (a 64 KiB GSO frame) is cloned
 /// whole onto the socket's ordinary queue (`PACKET_COPY_THRESH`) and its slot is marked
-/// `TP_STATUS_COPY`: the reader takes it from there with `recvmsg`, in ring order.
+/// `TP_STATUS_COPY`: the reader takes it from there with `recvmsg`, in ring order. If that
+/// queue is full (8 MiB of frames waiting), the slot keeps only the frame's first bytes; the
+/// reader counts it as a bad frame.
 #[derive(Debug)]
 struct RxRing {
     base: *mut u8,
@@ -372,8 +374,14 @@ impl PacketSocket {
             batch.frames[n] = if status & TP_STATUS_COPY != 0 {
                 match self.recv(&mut batch.hdrs[n], slot) {
                     Ok(f) => f,
-                    // Cut short, or not queued after all: a bad frame, counted by the worker.
-                    Err(_) => (RX_HEADROOM, 0),
+                    // Cut short (it was taken off the queue): a bad frame.
+                    Err(e) if e.kind() == io::ErrorKind::InvalidData => (RX_HEADROOM, 0),
+                    // A pending socket error (the link went down meanwhile) is reported
+                    // before the queue is looked at, and cleared: the frame is still queued,
+                    // and must be taken now or every later copied frame would be off by one.
+                    Err(_) => self
+                        .recv(&mut batch.hdrs[n], slot)
+                        .unwrap_or((RX_HEADROOM, 0)),
                 }
             } else {
                 ring_frame(status, ring.slot(i), &mut batch.hdrs[n], slot)
@@ -389,6 +397,27 @@ impl PacketSocket {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         Ok(n)
+    }
+
+    /// Reads and clears the socket's pending error (`SO_ERROR`): the kernel sets one when the
+    /// interface goes down (`ENETDOWN`) or away, and epoll keeps reporting it until it is read.
+    pub fn take_error(&self) -> Option<io::Error> {
+        let mut err: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `err`, which we own.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&mut err as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        if r < 0 {
+            return Some(io::Error::last_os_error());
+        }
+        (err != 0).then(|| io::Error::from_raw_os_error(err))
     }
 
     /// Sends one frame, given as pieces, behind `hdr`.
