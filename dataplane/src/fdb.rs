@@ -231,6 +231,23 @@ impl Fdb {
         None
     }
 
+    /// Asks the CPU to start loading the slot where `(vlan, mac)` lives, or would be learned,
+    /// so that a later [`Fdb::lookup`] or [`Fdb::learn`] finds it in cache. A hint only: the
+    /// table is not read or changed. A worker calls it for a whole receive batch before
+    /// deciding on any frame of it, so that the batch waits for memory once, not per frame.
+    #[inline]
+    pub fn prefetch(&self, vlan: u16, mac: MacAddr) {
+        let s: *const Slot = &self.slots[self.home(key(vlan, mac))];
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is a hint that never faults and has no effect on memory; the
+        // address is a slot of our table anyway. SSE is part of the x86_64 baseline.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(s.cast());
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = s;
+    }
+
     /// The port `mac` was last seen on in `vlan`, unless the entry has aged out
     /// (`now - last_seen >= aging`).
     #[inline]
