@@ -317,7 +317,7 @@ pub struct Counters {
     /// Bytes sent.
     pub tx_bytes: u64,
     /// Drops by reason: bad_frame, vlan_not_allowed, tagged_on_access, fdb_no_room (source not
-    /// learned; frame still flooded), tx_error, no_such_port, link_down.
+    /// learned; frame still flooded), tx_error, no_such_port, link_down, rx_overrun.
     pub drops: BTreeMap<String, u64>,
 }
 
@@ -545,7 +545,7 @@ fn port_view_with(
             link: link.into(),
             reason,
             learned_macs,
-            counters: port.map(|p| p.counters.values()).unwrap_or_default().into(),
+            counters: port.map(|p| p.counter_values()).unwrap_or_default().into(),
         },
     }
 }

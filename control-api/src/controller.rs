@@ -385,7 +385,7 @@ fn counters_of(snap: &Snapshot) -> Vec<(String, CounterValues)> {
     snap.ports()
         .iter()
         .flatten()
-        .filter_map(|e| Some((e.name.clone(), e.port.as_ref()?.counters.values())))
+        .filter_map(|e| Some((e.name.clone(), e.port.as_ref()?.counter_values())))
         .collect()
 }
 

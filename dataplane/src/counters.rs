@@ -22,11 +22,14 @@ pub enum DropReason {
     /// The egress port's link was down: its interface is missing (a netdev port waiting for
     /// it), or not up and running yet (the kernel said `ENETDOWN`).
     LinkDown,
+    /// The kernel dropped the frame before switchd read it: a netdev port's receive ring (or
+    /// socket buffer) was full because switchd fell behind.
+    RxOverrun,
 }
 
 impl DropReason {
     /// All reasons, in counter order.
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::BadFrame,
         DropReason::VlanNotAllowed,
         DropReason::TaggedOnAccess,
@@ -34,6 +37,7 @@ impl DropReason {
         DropReason::TxError,
         DropReason::NoSuchPort,
         DropReason::LinkDown,
+        DropReason::RxOverrun,
     ];
 
     /// A stable snake_case name for logs and metrics.
@@ -46,6 +50,7 @@ impl DropReason {
             DropReason::TxError => "tx_error",
             DropReason::NoSuchPort => "no_such_port",
             DropReason::LinkDown => "link_down",
+            DropReason::RxOverrun => "rx_overrun",
         }
     }
 }
@@ -122,7 +127,13 @@ impl PortCounters {
     /// Counts one drop.
     #[inline]
     pub fn count_drop(&self, r: DropReason) {
-        self.drops[r as usize].fetch_add(1, Relaxed);
+        self.count_drops(r, 1);
+    }
+
+    /// Counts `n` drops for reason `r`.
+    #[inline]
+    pub fn count_drops(&self, r: DropReason, n: u64) {
+        self.drops[r as usize].fetch_add(n, Relaxed);
     }
 
     /// Reads all counters.

@@ -419,6 +419,19 @@ impl Switchd {
         }
     }
 
+    /// Stops (SIGSTOP) or continues (SIGCONT) switchd, as a stalled process would be.
+    pub fn pause(&self, stopped: bool) {
+        let sig = if stopped {
+            libc::SIGSTOP
+        } else {
+            libc::SIGCONT
+        };
+        if let Some(c) = &self.child {
+            // SAFETY: kill with the pid of a child we spawned and have not reaped.
+            unsafe { libc::kill(c.id() as libc::pid_t, sig) };
+        }
+    }
+
     /// Kills switchd with SIGKILL (no cleanup, as a crash would) and reaps it.
     pub fn kill9(mut self) -> String {
         if let Some(mut c) = self.child.take() {

@@ -141,6 +141,48 @@ fn a_netdev_port_whose_link_is_down_leaves_the_worker_asleep() {
 }
 
 #[test]
+fn frames_the_kernel_drops_while_switchd_is_stalled_count_as_rx_overrun() {
+    let id = unique_id();
+    let (n1, t1) = (format!("{id}n1"), format!("{id}t1"));
+    let h1 = Host::veth(&n1, "198.18.0.1");
+    let sw = Switchd::start(
+        &format!(
+            "ports:\n\
+             \x20 - {{ name: {n1}, kind: netdev, mode: access, vlan: 1, admin_up: true }}\n\
+             \x20 - {{ name: {t1}, kind: tap, mode: access, vlan: 1 }}\n"
+        ),
+        1,
+    );
+    let mut raw = h1.raw();
+    // While switchd is stopped, the kernel keeps filling the port's receive ring (1024
+    // slots); what does not fit is dropped by the kernel, and only its socket counts it.
+    const SENT: u64 = 3000;
+    const RING: u64 = 1024;
+    sw.pause(true);
+    let f = frame(BROADCAST, h1.mac(), &[], b"overrun");
+    for _ in 0..SENT {
+        raw.send(&f);
+    }
+    sw.pause(false);
+    // Reading the counters through the API collects the kernel's count; wait until the
+    // worker has also read what the ring kept.
+    let counters = |sw: &Switchd| -> serde_json::Value {
+        let out = sw.ctl_ok(&["--json", "port", "show", &n1]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("port show --json");
+        v["state"]["counters"].clone()
+    };
+    let mut last = serde_json::Value::Null;
+    let done = eventually(Duration::from_secs(5), || {
+        last = counters(&sw);
+        let rx = last["rx_packets"].as_u64().unwrap_or(0);
+        let overrun = last["drops"]["rx_overrun"].as_u64().unwrap_or(0);
+        overrun >= SENT - RING && overrun + rx >= SENT
+    });
+    assert!(done, "{last}");
+    sw.stop();
+}
+
+#[test]
 fn two_switches_joined_by_a_veth_trunk() {
     let id = unique_id();
     let (xt, yt) = (format!("{id}xt"), format!("{id}yt"));

@@ -179,6 +179,21 @@ impl Port {
         }
     }
 
+    /// The port's counters, after adding the frames the kernel dropped for a netdev port
+    /// since the last read (`rx_overrun`; only the kernel counts those). Use this, not
+    /// `counters.values()`, to report a port's counters.
+    pub fn counter_values(&self) -> crate::counters::CounterValues {
+        if let PortIo::Packet(p) = &self.io {
+            if let Ok(n) = p.take_kernel_drops() {
+                if n > 0 {
+                    self.counters
+                        .count_drops(crate::counters::DropReason::RxOverrun, n);
+                }
+            }
+        }
+        self.counters.values()
+    }
+
     /// Reads and clears a pending socket error (a netdev port's interface went down or away);
     /// `None` if there is none, and always for taps.
     pub fn take_error(&self) -> Option<io::Error> {

@@ -35,6 +35,7 @@ const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
 const PACKET_RX_RING: libc::c_int = 5;
 const PACKET_COPY_THRESH: libc::c_int = 7;
 const PACKET_AUXDATA: libc::c_int = 8;
+const PACKET_STATISTICS: libc::c_int = 6;
 const PACKET_VERSION: libc::c_int = 10;
 const TPACKET_V2: libc::c_int = 1;
 const TP_STATUS_KERNEL: u32 = 0;
@@ -397,6 +398,28 @@ impl PacketSocket {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         Ok(n)
+    }
+
+    /// Frames the kernel dropped for this socket since the last call (its receive ring or
+    /// buffer was full), from `PACKET_STATISTICS`, which resets on each read.
+    pub fn take_kernel_drops(&self) -> io::Result<u64> {
+        // struct tpacket_stats { tp_packets, tp_drops } (the first fields of the V3 form).
+        let mut st = [0u32; 3];
+        let mut len = std::mem::size_of_val(&st) as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `st`, which we own.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                SOL_PACKET,
+                PACKET_STATISTICS,
+                st.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(u64::from(st[1]))
     }
 
     /// Reads and clears the socket's pending error (`SO_ERROR`): the kernel sets one when the
