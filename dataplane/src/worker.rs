@@ -164,19 +164,31 @@ impl Worker {
             n_touched,
             ..
         } = self;
-        // Start the FDB loads of the whole batch first: with a large table each frame's
-        // slots are cache misses, and this way they overlap.
-        if n > 1 {
-            for i in 0..n {
-                if let Ok(f) = EthernetFrame::parse(batch.frame(i).1) {
-                    prefetch(snap, &shared.fdb, &f, id);
-                }
+        // Parse the batch once, and start the FDB loads of all of it before the first
+        // decision: with a large table each frame's slots are cache misses, and this way they
+        // overlap.
+        let mut frames: [Option<EthernetFrame<'_>>; RX_BATCH] = [None; RX_BATCH];
+        for (i, f) in frames.iter_mut().enumerate().take(n) {
+            *f = EthernetFrame::parse(batch.frame(i).1).ok();
+            if let (Some(f), true) = (f, n > 1) {
+                prefetch(snap, &shared.fdb, f, id);
             }
         }
         let mut tx = txq.begin();
-        for i in 0..n {
-            let (hdr, frame) = batch.frame(i);
-            let sent = forward_one(shared, *index, snap, id, port, hdr, frame, now, &mut tx);
+        for (i, frame) in frames.into_iter().enumerate().take(n) {
+            let (hdr, bytes) = batch.frame(i);
+            let sent = forward_one(
+                shared,
+                *index,
+                snap,
+                id,
+                port,
+                hdr,
+                bytes.len(),
+                frame,
+                now,
+                &mut tx,
+            );
             if let Some(out) = sent {
                 touch(touched, n_touched, out);
             }
@@ -221,9 +233,9 @@ fn touch(touched: &mut [PortId; TOUCHED_MAX], n: &mut usize, id: PortId) {
     *n += 1;
 }
 
-/// Forwards one received frame to its egress ports: written at once to taps, queued in `tx`
-/// for netdev ports. Returns the port it went to when it went as known unicast (a candidate
-/// for the opportunistic drain).
+/// Forwards one received frame (`len` bytes; `None` if it did not parse) to its egress ports:
+/// written at once to taps, queued in `tx` for netdev ports. Returns the port it went to when
+/// it went as known unicast (a candidate for the opportunistic drain).
 #[inline]
 #[allow(clippy::too_many_arguments)]
 fn forward_one<'a>(
@@ -233,12 +245,13 @@ fn forward_one<'a>(
     ingress: PortId,
     port: &Port,
     hdr: &[u8; VnetHdr::LEN],
-    bytes: &'a [u8],
+    len: usize,
+    frame: Option<EthernetFrame<'a>>,
     now: u32,
     tx: &mut TxBatch<'a>,
 ) -> Option<PortId> {
-    port.counters.rx(bytes.len());
-    let Ok(frame) = EthernetFrame::parse(bytes) else {
+    port.counters.rx(len);
+    let Some(frame) = frame else {
         port.counters.count_drop(DropReason::BadFrame);
         return None;
     };
@@ -252,7 +265,7 @@ fn forward_one<'a>(
     if d.learned == Some(Learned::NoRoom) {
         port.counters.count_drop(DropReason::NoRoom);
     }
-    shared.vlan_stats[worker].count(d.vlan, bytes.len(), d.out == Out::Flood);
+    shared.vlan_stats[worker].count(d.vlan, len, d.out == Out::Flood);
     let vh = VnetHdr::from_bytes(hdr);
     let mut sent_to = None;
     for (p, how) in egress_ports(snap, &d, ingress) {

@@ -267,14 +267,11 @@ impl<'a> TxBatch<'a> {
                     } else {
                         k + 1
                     };
+                    // io::Error is not Clone: each frame gets its own, made from the errno.
+                    let (errno, kind) = (err.raw_os_error(), err.kind());
                     for &j in &idx[k..last] {
-                        let j = j as usize;
-                        let e = err.raw_os_error().map(io::Error::from_raw_os_error);
-                        done(
-                            q.keys[j],
-                            q.lens[j],
-                            Err(e.unwrap_or_else(|| err.kind().into())),
-                        );
+                        let e = errno.map_or_else(|| kind.into(), io::Error::from_raw_os_error);
+                        done(q.keys[j as usize], q.lens[j as usize], Err(e));
                     }
                     k = last;
                 } else {
