@@ -217,9 +217,27 @@ fn flush(snap: &Snapshot, tx: &mut TxBatch<'_>) {
 fn tx_drop(e: &io::Error) -> DropReason {
     match e.raw_os_error() {
         // The interface is not up and running (not yet, or no longer), or is gone (the
-        // control side detaches the port soon after).
-        Some(libc::ENETDOWN | libc::ENXIO | libc::ENODEV) => DropReason::LinkDown,
+        // control side detaches the port soon after). A tap whose interface is down refuses
+        // writes with EIO; a packet socket says ENETDOWN.
+        Some(libc::ENETDOWN | libc::EIO | libc::ENXIO | libc::ENODEV) => DropReason::LinkDown,
         _ => DropReason::TxError,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_refused_for_a_down_or_missing_link_is_link_down() {
+        for errno in [libc::ENETDOWN, libc::EIO, libc::ENXIO, libc::ENODEV] {
+            let e = io::Error::from_raw_os_error(errno);
+            assert_eq!(tx_drop(&e), DropReason::LinkDown, "{e}");
+        }
+        for errno in [libc::EAGAIN, libc::ENOBUFS, libc::EINVAL] {
+            let e = io::Error::from_raw_os_error(errno);
+            assert_eq!(tx_drop(&e), DropReason::TxError, "{e}");
+        }
     }
 }
 
