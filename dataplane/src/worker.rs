@@ -224,23 +224,6 @@ fn tx_drop(e: &io::Error) -> DropReason {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_write_refused_for_a_down_or_missing_link_is_link_down() {
-        for errno in [libc::ENETDOWN, libc::EIO, libc::ENXIO, libc::ENODEV] {
-            let e = io::Error::from_raw_os_error(errno);
-            assert_eq!(tx_drop(&e), DropReason::LinkDown, "{e}");
-        }
-        for errno in [libc::EAGAIN, libc::ENOBUFS, libc::EINVAL] {
-            let e = io::Error::from_raw_os_error(errno);
-            assert_eq!(tx_drop(&e), DropReason::TxError, "{e}");
-        }
-    }
-}
-
 /// Remembers `id` among the ports written to in this wakeup.
 #[inline]
 fn touch(touched: &mut [PortId; TOUCHED_MAX], n: &mut usize, id: PortId) {
@@ -316,4 +299,21 @@ fn forward_one<'a>(
         }
     }
     sent_to
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_refused_for_a_down_or_missing_link_is_link_down() {
+        for errno in [libc::ENETDOWN, libc::EIO, libc::ENXIO, libc::ENODEV] {
+            let e = io::Error::from_raw_os_error(errno);
+            assert_eq!(tx_drop(&e), DropReason::LinkDown, "{e}");
+        }
+        for errno in [libc::EAGAIN, libc::ENOBUFS, libc::EINVAL] {
+            let e = io::Error::from_raw_os_error(errno);
+            assert_eq!(tx_drop(&e), DropReason::TxError, "{e}");
+        }
+    }
 }
