@@ -6,8 +6,7 @@
 //! configured) and only then published to the workers as one new snapshot. A failure before
 //! publishing leaves the running switch and the state file as they were.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use dataplane::counters::{CounterValues, PortCounters};
@@ -18,6 +17,7 @@ use dataplane::wire::MacAddr;
 use dataplane::{PortEntry, PortId, Snapshot, Switch, SwitchOptions};
 
 use crate::diff::{diff, Change};
+use crate::state::persist;
 use crate::topology::{self, PortKind, Topology, TopologyError};
 
 /// Errors starting the switch or changing its configuration.
@@ -398,36 +398,6 @@ fn id_of(slots: &[Option<PortEntry>], name: &str) -> Option<PortId> {
 
 fn aging_secs(t: &Topology) -> u32 {
     u32::try_from(t.mac_aging_secs).unwrap_or(u32::MAX)
-}
-
-/// Writes `topo` to `path` atomically: a temporary file beside it, fsync, rename, fsync of
-/// the directory. A crash at any point leaves either the old or the new file, whole.
-pub fn persist(path: &Path, topo: &Topology) -> Result<()> {
-    let err = |source| ControlError::Persist {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("state")
-    ));
-    let text = format!(
-        "# vlanswitch state: written by switchd after every change; restored on start.\n{}",
-        topo.to_yaml()
-    );
-    let mut f = std::fs::File::create(&tmp).map_err(err)?;
-    f.write_all(text.as_bytes()).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(err)?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(err)?;
-    Ok(())
 }
 
 /// Formats an error with its sources, `a: b: c`.

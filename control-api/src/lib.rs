@@ -14,6 +14,10 @@
 //!   diffed, persisted atomically when a state file is set, and published to the dataplane as
 //!   one snapshot; a failed change leaves the running switch as it was. It also re-attaches
 //!   netdev ports when their interfaces vanish and return.
+//! - [`state`]: the state file: [`state::persist`] writes it atomically after every change,
+//!   [`state::load`] reads it at start and refuses a file with no configuration in it (empty,
+//!   only whitespace or comments) like a corrupt one, so that a truncated file never wipes the
+//!   configuration.
 //! - [`api`]: the REST API (axum) over the controller, with its OpenAPI document. Client
 //!   mistakes are 4xx `application/problem+json`; no request makes it panic.
 //! - [`build_snapshot`] turns a validated topology into the dataplane's configuration.
@@ -22,6 +26,7 @@ pub mod api;
 pub mod build;
 pub mod controller;
 pub mod diff;
+pub mod state;
 pub mod topology;
 
 pub use build::{build_snapshot, port_mode};
