@@ -23,6 +23,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// State file: every change is written here atomically, and restored from here on start.
+    /// An empty or corrupt state file is refused: switchd does not start, and leaves it as is.
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
     #[command(subcommand)]

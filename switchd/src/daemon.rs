@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use control_api::{Controller, Topology};
+use control_api::{state, Controller, Topology};
 use dataplane::port::netlink::LinkMonitor;
 use tracing_subscriber::EnvFilter;
 
@@ -59,11 +59,18 @@ pub struct RunOptions {
 }
 
 /// The configuration to start with: the state file if it exists, else the topology file, else
-/// an empty switch.
+/// an empty switch. A state file that exists but is empty, corrupt or unreadable is an error
+/// ([`state::load`]): switchd does not start, and neither the file nor any port is touched.
 fn initial_topology(o: &RunOptions) -> Result<Topology> {
-    if let Some(state) = o.state.as_ref().filter(|p| p.exists()) {
-        let t = Topology::from_path(state)
-            .with_context(|| format!("state file {}", state.display()))?;
+    let state = match &o.state {
+        Some(p) => p
+            .try_exists()
+            .with_context(|| format!("cannot check whether state file {} exists", p.display()))?
+            .then_some(p),
+        None => None,
+    };
+    if let Some(state) = state {
+        let t = state::load(state)?;
         tracing::info!(state = %state.display(), "configuration restored from the state file");
         if let Some(topo) = &o.topology {
             tracing::info!(topology = %topo.display(), "topology file not used: the state file wins");

@@ -162,6 +162,95 @@ fn state_file_survives_kill_9_in_a_burst_of_changes() {
 }
 
 #[test]
+fn an_empty_state_file_is_refused_at_start_and_left_untouched() {
+    crate::harness::require_privileges();
+    let id = unique_id();
+    let state = std::env::temp_dir().join(format!("vlanswitch-state-{id}.yaml"));
+    let st = state.to_str().unwrap().to_string();
+    // The topology names a netdev port whose interface does not exist: starting from it
+    // touches nothing on the host.
+    let topology = std::env::temp_dir().join(format!("vlanswitch-test-{id}t.yaml"));
+    let yaml = format!(
+        "vlans: [{{ id: 10 }}]\nports: [{{ name: {id}gone, kind: netdev, mode: access, vlan: 10 }}]\n"
+    );
+    std::fs::write(&topology, &yaml).unwrap();
+    let cases: [(&[u8], &str); 4] = [
+        (b"", "is empty (0 bytes)"),
+        (b"  \n\n", "is empty (4 bytes, only whitespace)"),
+        (
+            b"# vlanswitch state\n# nothing else\n",
+            "is empty (34 bytes, only comments)",
+        ),
+        (b"~\n", "is empty (2 bytes, a document with no value)"),
+    ];
+    for (content, reason) in cases {
+        std::fs::write(&state, content).unwrap();
+        let mut child = std::process::Command::new(SWITCHD)
+            .arg("--topology")
+            .arg(&topology)
+            .args(["--state", &st, "--listen", "127.0.0.1:0", "--workers", "1"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start switchd");
+        let end = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > end {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("switchd started from a state file holding {content:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(!status.success(), "{content:?}: exit {status}");
+        assert!(
+            stderr.contains(&format!("state file {st} {reason}"))
+                && stderr.contains("refusing to start from it")
+                && stderr
+                    .contains("restore it from a backup, or delete it to start from --topology"),
+            "{content:?}: {stderr}"
+        );
+        assert_eq!(
+            std::fs::read(&state).unwrap(),
+            content,
+            "the state file was changed"
+        );
+    }
+    // As the message says: without the state file, switchd starts from --topology and writes
+    // it; a change keeps the file's mode and leaves no temporary file.
+    std::fs::remove_file(&state).unwrap();
+    let sw = Switchd::start_with(&yaml, 1, &["--state", &st]);
+    assert!(
+        sw.log()
+            .contains("configuration loaded from the topology file"),
+        "{}",
+        sw.log()
+    );
+    let written = control_api::state::load(&state).expect("state file written at start");
+    assert_eq!(written.ports.len(), 1);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o640)).unwrap();
+    sw.ctl_ok(&["vlan", "add", "20"]);
+    let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o640, "the state file's mode was not kept");
+    assert_eq!(
+        control_api::state::load(&state).unwrap().vlan_ids(),
+        [1, 10, 20]
+    );
+    let tmp = state.with_file_name(format!(".vlanswitch-state-{id}.yaml.tmp"));
+    assert!(!tmp.exists(), "{} left behind", tmp.display());
+    sw.stop();
+    let _ = std::fs::remove_file(&state);
+    let _ = std::fs::remove_file(&topology);
+}
+
+#[test]
 fn switchctl_speaks_for_people_and_scripts() {
     let id = unique_id();
     let (p, q) = (format!("{id}p"), format!("{id}q"));
