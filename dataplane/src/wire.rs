@@ -6,7 +6,9 @@
 //!
 //! Tags are never moved in memory. A frame leaves the switch as up to three borrowed pieces
 //! (addresses, an optional freshly built tag, the rest) written with one gather write, so a tag is
-//! pushed, popped or rewritten without copying the payload; see [`EgressFrame`].
+//! pushed, popped or rewritten without copying the payload; see [`EgressFrame`]. A frame that
+//! would leave shorter than [`MIN_FRAME_LEN`] gets a fourth piece, zeros
+//! ([`EgressFrame::pad_len`]).
 
 use core::fmt;
 
@@ -18,6 +20,10 @@ pub const ETH_HLEN: usize = 14;
 pub const VLAN_HLEN: usize = 4;
 /// Length of the two MAC addresses at the start of every frame.
 pub const ADDRS_LEN: usize = 12;
+/// The shortest frame the switch sends, in bytes: Ethernet's minimum of 64 less the 4-byte FCS
+/// (which taps and packet sockets do not carry). A shorter frame is padded with zeros after
+/// its last byte, as hardware switches do; receivers discard runts.
+pub const MIN_FRAME_LEN: usize = 60;
 
 /// Byte ranges of the fields, as in smoltcp's `wire` modules.
 mod field {
@@ -250,7 +256,8 @@ impl<'a> EgressFrame<'a> {
         }
     }
 
-    /// Total length on the wire.
+    /// Length of the three pieces: the frame as rendered, without the pad that
+    /// [`EgressFrame::wire_len`] adds to a short one.
     pub fn len(&self) -> usize {
         self.addrs.len() + self.tag.map_or(0, |t| t.len()) + self.rest.len()
     }
@@ -258,6 +265,28 @@ impl<'a> EgressFrame<'a> {
     /// Never true for a parsed frame; here for clippy's `len_without_is_empty`.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Zero bytes to send after the frame so that it leaves [`MIN_FRAME_LEN`] bytes long: 0 for
+    /// a frame that long already. The pad is counted after the tag is pushed or popped, so a
+    /// 14-byte frame leaves 60 bytes long whether it is tagged on this port (18 bytes, then 42
+    /// of pad) or not (46 of pad).
+    ///
+    /// A GSO frame (`hdr.gso_type` is not [`VnetHdr::GSO_NONE`]) is never padded: the kernel
+    /// would take the pad for payload to segment. (A real one is far longer than 60 bytes.)
+    #[inline]
+    pub fn pad_len(&self, hdr: &VnetHdr) -> usize {
+        if hdr.gso_type != VnetHdr::GSO_NONE {
+            return 0;
+        }
+        MIN_FRAME_LEN.saturating_sub(self.len())
+    }
+
+    /// The bytes sent for this frame behind `hdr`: [`EgressFrame::len`] and the pad
+    /// ([`EgressFrame::pad_len`]); the vnet header is not counted.
+    #[inline]
+    pub fn wire_len(&self, hdr: &VnetHdr) -> usize {
+        self.len() + self.pad_len(hdr)
     }
 
     /// How many bytes longer (+4), shorter (-4) or equal (0) than the ingress frame.
@@ -472,6 +501,49 @@ mod tests {
         assert_eq!(e.len(), 64);
         assert_eq!(e.len_delta(&f), 4);
         assert_eq!(e.copy_to(&mut [0u8; 63]), None);
+    }
+
+    #[test]
+    fn short_frames_are_padded_to_60_bytes_after_tagging() {
+        // The shortest frame there is: addresses and an EtherType, no payload.
+        let runt = &UNTAGGED[..ETH_HLEN];
+        let plain = VnetHdr::default();
+        let cases: &[(&[u8], EgressTag, usize, usize)] = &[
+            (runt, EgressTag::Untagged, 14, 46),
+            (runt, EgressTag::Tagged, 18, 42),
+            (&UNTAGGED[..59], EgressTag::Untagged, 59, 1),
+            (&UNTAGGED, EgressTag::Untagged, 60, 0),
+            (&UNTAGGED, EgressTag::Tagged, 64, 0),
+            // A 60-byte tagged frame whose tag is popped leaves 56 bytes long: padded again.
+            (&TAGGED[..60], EgressTag::Untagged, 56, 4),
+            (&TAGGED[..60], EgressTag::Tagged, 60, 0),
+        ];
+        for &(bytes, how, len, pad) in cases {
+            let f = EthernetFrame::parse(bytes).unwrap();
+            let e = EgressFrame::render(&f, 10, how);
+            assert_eq!(
+                (e.len(), e.pad_len(&plain)),
+                (len, pad),
+                "{} {how:?}",
+                bytes.len()
+            );
+            assert_eq!(e.wire_len(&plain), len.max(MIN_FRAME_LEN));
+        }
+        // A large frame is never touched, and neither is a GSO frame, whatever its length.
+        let big = [0u8; 1514];
+        let e = EgressFrame::render(&EthernetFrame::parse(&big).unwrap(), 10, EgressTag::Tagged);
+        assert_eq!((e.pad_len(&plain), e.wire_len(&plain)), (0, 1518));
+        let gso = VnetHdr {
+            gso_type: 1, // TCPV4
+            gso_size: 2,
+            ..plain
+        };
+        let e = EgressFrame::render(
+            &EthernetFrame::parse(runt).unwrap(),
+            10,
+            EgressTag::Untagged,
+        );
+        assert_eq!((e.pad_len(&gso), e.wire_len(&gso)), (0, 14));
     }
 
     #[test]
