@@ -1,9 +1,9 @@
 //! VLAN isolation: reachability within a VLAN, none across, broadcasts and forged tags stay in
-//! their VLAN.
+//! their VLAN; short frames leave padded.
 
 use std::time::Duration;
 
-use crate::harness::{frame, port_stats, BROADCAST};
+use crate::harness::{frame, port_stats, unique_id, Host, Switchd, BROADCAST};
 use crate::lab::Lab;
 
 #[test]
@@ -106,4 +106,117 @@ fn forged_tag_from_an_access_port_never_reaches_the_tagged_vlan() {
         stats["drop_tagged_on_access"] >= 10,
         "tagged frames on access port {a1_port} must be counted as drops: {stats:?}"
     );
+}
+
+#[test]
+fn short_frames_leave_every_port_kind_padded_to_60_bytes() {
+    let id = unique_id();
+    let (s, ta, tt, na, nt) = (
+        format!("{id}s"),
+        format!("{id}ta"),
+        format!("{id}tt"),
+        format!("{id}na"),
+        format!("{id}nt"),
+    );
+    // All in VLAN 10. s (tap) sends; ta (tap) and na (netdev) carry the VLAN untagged, tt
+    // (tap) and nt (netdev) tagged.
+    let h_na = Host::veth(&na, "198.18.0.4");
+    let h_nt = Host::veth(&nt, "198.18.0.5");
+    let sw = Switchd::start(
+        &format!(
+            "vlans: [{{ id: 10 }}]\nports:\n\
+             \x20 - {{ name: {s}, kind: tap, mode: access, vlan: 10 }}\n\
+             \x20 - {{ name: {ta}, kind: tap, mode: access, vlan: 10 }}\n\
+             \x20 - {{ name: {tt}, kind: tap, mode: trunk, vlans: [10] }}\n\
+             \x20 - {{ name: {na}, kind: netdev, mode: access, vlan: 10, admin_up: true }}\n\
+             \x20 - {{ name: {nt}, kind: netdev, mode: trunk, vlans: [10], admin_up: true }}\n"
+        ),
+        2,
+    );
+    let h_s = Host::attach(&s, "198.18.0.1");
+    let h_ta = Host::attach(&ta, "198.18.0.2");
+    let h_tt = Host::attach(&tt, "198.18.0.3");
+    let mut send = h_s.raw();
+    let mut caps = [
+        h_ta.tagged_capture(),
+        h_na.tagged_capture(),
+        h_tt.tagged_capture(),
+        h_nt.tagged_capture(),
+    ];
+    let names = [
+        "ta (tap, untagged)",
+        "na (netdev, untagged)",
+        "tt (tap, tagged)",
+        "nt (netdev, tagged)",
+    ];
+    let tag = [0x81, 0x00, 0x00, 0x0a];
+    // The shortest Ethernet frame: broadcast, a source MAC (the capture's marker), an EtherType,
+    // no payload. Then one that needs no pad, which must arrive as it was sent.
+    let src = [0x02, 0x00, 0x00, 0x60, 0x0e, 0x01];
+    let runt: Vec<u8> = [&BROADCAST[..], &src, &[0x88, 0xb5]].concat();
+    let src_big = [0x02, 0x00, 0x00, 0x60, 0x0e, 0x02];
+    let big: Vec<u8> = [&BROADCAST[..], &src_big, &[0x88, 0xb5], &[0x5a; 86]].concat();
+    let tagged = |f: &[u8]| [&f[..12], &tag, &f[12..]].concat();
+    let padded = |mut f: Vec<u8>| {
+        f.resize(f.len().max(60), 0);
+        f
+    };
+    let cases = [
+        (
+            "a 14-byte frame",
+            &src,
+            &runt,
+            padded(runt.clone()),
+            padded(tagged(&runt)),
+        ),
+        (
+            "a 100-byte frame",
+            &src_big,
+            &big,
+            big.clone(),
+            tagged(&big),
+        ),
+    ];
+    assert_eq!(cases[0].3.len(), 60);
+    assert_eq!(
+        cases[0].4.len(),
+        60,
+        "padded after tagging: 60 bytes, tag included"
+    );
+    for (what, marker, f, untagged, tagged) in &cases {
+        let seen: Vec<Vec<Vec<u8>>> = std::thread::scope(|sc| {
+            let handles: Vec<_> = caps
+                .iter_mut()
+                .map(|cap| sc.spawn(|| cap.capture(&marker[..], Duration::from_millis(800))))
+                .collect();
+            std::thread::sleep(Duration::from_millis(200));
+            for _ in 0..3 {
+                send.send(f);
+            }
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (i, frames) in seen.iter().enumerate() {
+            let expect = if i < 2 { untagged } else { tagged };
+            assert_eq!(frames.len(), 3, "{what}: {} must see 3 copies", names[i]);
+            for fr in frames {
+                assert_eq!(
+                    fr,
+                    expect,
+                    "{what} ({} bytes sent) at {}: {} bytes arrived",
+                    f.len(),
+                    names[i],
+                    fr.len()
+                );
+            }
+        }
+    }
+    let log = sw.stop();
+    for p in [&ta, &tt, &na, &nt] {
+        let st = port_stats(&log, p);
+        assert!(st["tx_packets"] >= 6, "{p}: {st:?}");
+        assert_eq!(
+            st["drop_tx_error"], 0,
+            "{p}: a padded frame was refused? {st:?}"
+        );
+    }
 }

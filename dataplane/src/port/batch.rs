@@ -11,7 +11,7 @@ use std::marker::PhantomData;
 use std::os::fd::{AsRawFd, RawFd};
 
 use super::packet::RX_HEADROOM;
-use crate::wire::{EgressFrame, VnetHdr, VLAN_HLEN};
+use crate::wire::{EgressFrame, VnetHdr, MIN_FRAME_LEN, VLAN_HLEN};
 
 /// Frames read from a port in one go (taken from a packet socket's receive ring, or up to this
 /// many reads on a tap).
@@ -79,6 +79,62 @@ impl RxBatch {
     }
 }
 
+/// iovecs per frame in a gather write: vnet header, addresses, tag, rest, pad.
+pub(crate) const FRAME_IOVS: usize = 5;
+
+/// The zeros that pad a short frame (at most [`MIN_FRAME_LEN`] of them are ever needed).
+static PAD: [u8; MIN_FRAME_LEN] = [0; MIN_FRAME_LEN];
+
+/// An empty iovec, to initialise arrays of them.
+pub(crate) const NO_IOV: libc::iovec = libc::iovec {
+    iov_base: std::ptr::null_mut(),
+    iov_len: 0,
+};
+
+/// Lays out `frame` behind `hdr` for one gather write, the way taps and packet sockets with
+/// vnet headers take a frame: the header (encoded into `hdr_buf`), the addresses, the tag
+/// (copied into `tag_buf`; length 0 when there is none), the rest, and the pad
+/// ([`EgressFrame::pad_len`], read from a static array of zeros; length 0 when there is none).
+/// Returns the bytes of the frame on the wire, pad included ([`EgressFrame::wire_len`]).
+///
+/// The one layout of every frame the switch sends: `writev_frame` (taps) and
+/// [`TxBatch::push`] (packet sockets) both use it. No allocation, no syscall.
+///
+/// The iovecs point into `hdr_buf`, `tag_buf`, the frame's bytes and a static: they may be
+/// handed to the kernel only while those are alive and not moved. The kernel only reads
+/// through them.
+#[inline]
+pub(crate) fn layout_frame(
+    iov: &mut [libc::iovec; FRAME_IOVS],
+    hdr_buf: &mut [u8; VnetHdr::LEN],
+    tag_buf: &mut [u8; VLAN_HLEN],
+    hdr: &VnetHdr,
+    frame: &EgressFrame<'_>,
+) -> usize {
+    *hdr_buf = hdr.to_bytes();
+    let tag_len = match frame.tag {
+        Some(t) => {
+            *tag_buf = t;
+            VLAN_HLEN
+        }
+        None => 0,
+    };
+    let pad = frame.pad_len(hdr);
+    debug_assert!(pad <= PAD.len());
+    let piece = |base: *const u8, len: usize| libc::iovec {
+        iov_base: base as *mut libc::c_void,
+        iov_len: len,
+    };
+    *iov = [
+        piece(hdr_buf.as_ptr(), VnetHdr::LEN),
+        piece(frame.addrs.as_ptr(), frame.addrs.len()),
+        piece(tag_buf.as_ptr(), tag_len),
+        piece(frame.rest.as_ptr(), frame.rest.len()),
+        piece(PAD.as_ptr(), pad),
+    ];
+    frame.len() + pad
+}
+
 /// Frames queued for packet sockets at most (a flush happens when it is full).
 pub const TX_BATCH: usize = 32;
 const _: () = assert!(
@@ -90,7 +146,7 @@ const _: () = assert!(
 pub struct TxQueue {
     hdrs: [[u8; VnetHdr::LEN]; TX_BATCH],
     tags: [[u8; VLAN_HLEN]; TX_BATCH],
-    iovs: [[libc::iovec; 4]; TX_BATCH],
+    iovs: [[libc::iovec; FRAME_IOVS]; TX_BATCH],
     fds: [RawFd; TX_BATCH],
     keys: [u32; TX_BATCH],
     lens: [usize; TX_BATCH],
@@ -104,10 +160,7 @@ impl Default for TxQueue {
         TxQueue {
             hdrs: [[0; VnetHdr::LEN]; TX_BATCH],
             tags: [[0; VLAN_HLEN]; TX_BATCH],
-            iovs: [[libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            }; 4]; TX_BATCH],
+            iovs: [[NO_IOV; FRAME_IOVS]; TX_BATCH],
             fds: [-1; TX_BATCH],
             keys: [0; TX_BATCH],
             lens: [0; TX_BATCH],
@@ -164,8 +217,9 @@ impl<'a> TxBatch<'a> {
     }
 
     /// Queues `frame` behind `hdr` for `sock` (a [`super::packet::PacketSocket`]; any
-    /// datagram socket works); `key` comes back in the flush's report (the worker passes the
-    /// port id). Returns false, queueing nothing, when the batch is full.
+    /// datagram socket works), padded if it is short ([`EgressFrame::pad_len`]); `key` comes
+    /// back in the flush's report (the worker passes the port id). Returns false, queueing
+    /// nothing, when the batch is full.
     #[inline]
     pub fn push<S: AsRawFd>(
         &mut self,
@@ -179,37 +233,17 @@ impl<'a> TxBatch<'a> {
         if i == TX_BATCH {
             return false;
         }
-        q.hdrs[i] = hdr.to_bytes();
-        q.tags[i] = frame.tag.unwrap_or([0; VLAN_HLEN]);
-        let tag_len = if frame.tag.is_some() { VLAN_HLEN } else { 0 };
-        q.iovs[i] = [
-            libc::iovec {
-                iov_base: q.hdrs[i].as_mut_ptr().cast(),
-                iov_len: VnetHdr::LEN,
-            },
-            libc::iovec {
-                iov_base: frame.addrs.as_ptr() as *mut libc::c_void,
-                iov_len: frame.addrs.len(),
-            },
-            libc::iovec {
-                iov_base: q.tags[i].as_mut_ptr().cast(),
-                iov_len: tag_len,
-            },
-            libc::iovec {
-                iov_base: frame.rest.as_ptr() as *mut libc::c_void,
-                iov_len: frame.rest.len(),
-            },
-        ];
+        q.lens[i] = layout_frame(&mut q.iovs[i], &mut q.hdrs[i], &mut q.tags[i], hdr, frame);
         q.fds[i] = sock.as_raw_fd();
         q.keys[i] = key;
-        q.lens[i] = frame.len();
         q.n = i + 1;
         true
     }
 
     /// Sends every queued frame: one `sendmmsg` per socket (more only when the kernel takes
-    /// part of a batch or a frame fails). Calls `done(key, frame length, result)` once per
-    /// frame, in queue order per socket. The batch is empty afterwards.
+    /// part of a batch or a frame fails). Calls `done(key, bytes, result)` once per frame, in
+    /// queue order per socket, where `bytes` is the frame's length on the wire, pad included
+    /// ([`EgressFrame::wire_len`]). The batch is empty afterwards.
     pub fn flush(&mut self, mut done: impl FnMut(u32, usize, io::Result<()>)) {
         let q = &mut *self.q;
         let n = q.n;
@@ -343,14 +377,16 @@ mod tests {
         tx.flush(|key, len, sent| reports.push((key, len, sent.is_ok())));
         assert!(tx.is_empty());
         drop(tx);
+        // Every frame is short (16 bytes, 20 with the tag): each leaves padded to 60 bytes,
+        // and is reported with its pad.
         assert_eq!(
             reports,
             vec![
-                (0, 16, true),
-                (2, 16, true),
-                (4, 16, true),
-                (1, 20, true),
-                (3, 16, true)
+                (0, 60, true),
+                (2, 60, true),
+                (4, 60, true),
+                (1, 60, true),
+                (3, 60, true)
             ]
         );
         let expect = |i: usize| {
@@ -360,10 +396,113 @@ mod tests {
                 d.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a]);
             }
             d.extend_from_slice(&bodies[i]);
+            d.resize(VnetHdr::LEN + MIN_FRAME_LEN, 0);
             d
         };
         assert_eq!(recv_all(&a_rx), vec![expect(0), expect(2), expect(4)]);
         assert_eq!(recv_all(&b_rx), vec![expect(1), expect(3)]);
+    }
+
+    /// The bytes the kernel would read through `iov`.
+    fn gather(iov: &[libc::iovec]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for v in iov {
+            if v.iov_len == 0 {
+                continue;
+            }
+            // SAFETY: the caller's iovecs point at buffers still alive in its scope, each
+            // with its true length.
+            out.extend_from_slice(unsafe {
+                std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len)
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn layout_pads_short_frames_with_zeros_after_the_tag() {
+        let addrs: [u8; 12] = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1];
+        let ethertype = [0x88, 0xb5];
+        let payload_46 = [0xabu8; 48]; // EtherType 0x88b5 and 46 bytes: 60 in all
+        let big = [0xcdu8; 1500];
+        let tag = Some([0x81, 0x00, 0x00, 0x0a]);
+        let plain = hdr(0);
+        let gso = VnetHdr {
+            gso_type: 1, // TCPV4
+            gso_size: 2,
+            ..plain
+        };
+        // (rest, tag, header, expected pad)
+        type Case<'a> = (&'a [u8], Option<[u8; 4]>, VnetHdr, usize);
+        let cases: &[Case] = &[
+            (&ethertype, None, plain, 46),
+            (&ethertype, tag, plain, 42),
+            (&payload_46[..47], None, plain, 1),
+            (&payload_46, None, plain, 0),
+            (&payload_46, tag, plain, 0),
+            (&big, tag, plain, 0),
+            (&ethertype, None, gso, 0),
+        ];
+        for &(rest, tag, h, pad) in cases {
+            let f = EgressFrame {
+                addrs: &addrs,
+                tag,
+                rest,
+            };
+            let mut iov = [NO_IOV; FRAME_IOVS];
+            let (mut hb, mut tb) = ([0xee; VnetHdr::LEN], [0xee; VLAN_HLEN]);
+            let sent = layout_frame(&mut iov, &mut hb, &mut tb, &h, &f);
+            assert_eq!(sent, f.len() + pad, "{} bytes, tag {tag:?}", f.len());
+            assert_eq!(sent, f.wire_len(&h));
+            assert_eq!(iov[2].iov_len, if tag.is_some() { 4 } else { 0 });
+            assert_eq!(iov[4].iov_len, pad);
+            let mut expect = h.to_bytes().to_vec();
+            expect.extend_from_slice(&addrs);
+            expect.extend_from_slice(tag.as_ref().map_or(&[][..], |t| &t[..]));
+            expect.extend_from_slice(rest);
+            expect.extend(std::iter::repeat_n(0u8, pad));
+            assert_eq!(gather(&iov), expect);
+            if h.gso_type == VnetHdr::GSO_NONE {
+                assert!(sent >= MIN_FRAME_LEN);
+            }
+        }
+    }
+
+    #[test]
+    fn taps_and_packet_sockets_send_the_same_padded_bytes() {
+        // writev_frame (taps, and one frame to a packet socket) and TxBatch (packet sockets)
+        // lay frames out with the same function; check what each puts on a socket.
+        let addrs = [0x11u8; 12];
+        let body = [0x88, 0xb5];
+        let tag = Some([0x81, 0x00, 0x00, 0x14]);
+        for tag in [None, tag] {
+            let f = EgressFrame {
+                addrs: &addrs,
+                tag,
+                rest: &body,
+            };
+            let (w_tx, w_rx) = UnixDatagram::pair().unwrap();
+            super::super::writev_frame(w_tx.as_raw_fd(), &hdr(3), &f).unwrap();
+            let (b_tx, b_rx) = UnixDatagram::pair().unwrap();
+            let mut q = TxQueue::default();
+            let mut tx = q.begin();
+            assert!(tx.push(&b_tx, 0, &hdr(3), &f));
+            let mut lens = Vec::new();
+            tx.flush(|_, len, sent| lens.push((len, sent.is_ok())));
+            drop(tx);
+            assert_eq!(lens, [(60, true)]);
+            let by_writev = recv_all(&w_rx);
+            assert_eq!(by_writev, recv_all(&b_rx));
+            let d = &by_writev[0];
+            assert_eq!(d.len(), VnetHdr::LEN + MIN_FRAME_LEN, "tag {tag:?}");
+            let frame_end = VnetHdr::LEN + f.len();
+            assert_eq!(&d[VnetHdr::LEN..VnetHdr::LEN + 12], &addrs);
+            assert_eq!(&d[frame_end - 2..frame_end], &body);
+            assert!(
+                d[frame_end..].iter().all(|&b| b == 0),
+                "pad not zero: {d:?}"
+            );
+        }
     }
 
     #[test]

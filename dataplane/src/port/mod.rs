@@ -214,33 +214,18 @@ impl Port {
     }
 }
 
-/// Writes `hdr` and the pieces of `frame` to `fd` with one `writev` (taps and packet sockets
-/// take a vnet header in front of each frame the same way).
+/// Writes `hdr` and `frame`, padded if it is short, to `fd` with one `writev` (taps and
+/// packet sockets take a vnet header in front of each frame the same way); the layout is
+/// [`batch::layout_frame`]'s.
 #[inline]
 pub(crate) fn writev_frame(fd: RawFd, hdr: &VnetHdr, frame: &EgressFrame<'_>) -> io::Result<()> {
-    let h = hdr.to_bytes();
-    let tag = frame.tag.unwrap_or([0; 4]);
-    let tag_len = if frame.tag.is_some() { tag.len() } else { 0 };
-    let iov = [
-        libc::iovec {
-            iov_base: h.as_ptr() as *mut libc::c_void,
-            iov_len: h.len(),
-        },
-        libc::iovec {
-            iov_base: frame.addrs.as_ptr() as *mut libc::c_void,
-            iov_len: frame.addrs.len(),
-        },
-        libc::iovec {
-            iov_base: tag.as_ptr() as *mut libc::c_void,
-            iov_len: tag_len,
-        },
-        libc::iovec {
-            iov_base: frame.rest.as_ptr() as *mut libc::c_void,
-            iov_len: frame.rest.len(),
-        },
-    ];
-    // SAFETY: every iovec points at memory borrowed for the whole call with its true length;
-    // writev only reads through them despite the `*mut` in the type.
+    let mut h = [0u8; VnetHdr::LEN];
+    let mut tag = [0u8; crate::wire::VLAN_HLEN];
+    let mut iov = [batch::NO_IOV; batch::FRAME_IOVS];
+    batch::layout_frame(&mut iov, &mut h, &mut tag, hdr, frame);
+    // SAFETY: every iovec points at memory alive for the whole call (`h`, `tag`, the frame's
+    // borrowed bytes, a static pad) with its true length; writev only reads through them
+    // despite the `*mut` in the type.
     let n = unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int) };
     if n < 0 {
         return Err(io::Error::last_os_error());
