@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -44,8 +44,25 @@ pub struct AppState {
 }
 
 impl AppState {
-    fn ctl(&self) -> MutexGuard<'_, Controller> {
-        self.ctl.lock().unwrap_or_else(|e| e.into_inner())
+    /// Runs `f` with the controller locked, on tokio's blocking pool. A long change (say, a
+    /// topology that removes 1000 taps), or a wait for the lock behind one, then never stalls
+    /// the API thread: `/healthz`, the request timeout and other connections are served
+    /// meanwhile. A change that has started is finished even if the request times out. A panic
+    /// in `f` is a 500 (and is logged).
+    async fn with_ctl<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Controller) -> ApiResult<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        let ctl = self.ctl.clone();
+        tokio::task::spawn_blocking(move || f(&mut ctl.lock().unwrap_or_else(|e| e.into_inner())))
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "request handler failed");
+                Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the request failed: {e}"),
+                ))
+            })
     }
 }
 
@@ -560,15 +577,17 @@ fn find_port(topo: &Topology, name: &str) -> ApiResult<usize> {
 /// List ports.
 #[utoipa::path(get, path = "/api/v1/ports", tag = "ports",
     responses((status = 200, body = [PortView]), (status = 401, body = Problem)))]
-async fn list_ports(State(st): State<AppState>) -> Json<Vec<PortView>> {
-    let ctl = st.ctl();
-    Json(
-        ctl.topology()
+async fn list_ports(State(st): State<AppState>) -> ApiResult<Json<Vec<PortView>>> {
+    st.with_ctl(|ctl| {
+        Ok(ctl
+            .topology()
             .ports
             .iter()
-            .map(|p| port_view(&ctl, p))
-            .collect(),
-    )
+            .map(|p| port_view(ctl, p))
+            .collect())
+    })
+    .await
+    .map(Json)
 }
 
 /// Show one port.
@@ -579,9 +598,12 @@ async fn get_port(
     State(st): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<PortView>> {
-    let ctl = st.ctl();
-    let i = find_port(ctl.topology(), &name)?;
-    Ok(Json(port_view(&ctl, &ctl.topology().ports[i])))
+    st.with_ctl(move |ctl| {
+        let i = find_port(ctl.topology(), &name)?;
+        Ok(port_view(ctl, &ctl.topology().ports[i]))
+    })
+    .await
+    .map(Json)
 }
 
 /// Add a port (a tap is created; a netdev attaches its interface, or waits for it).
@@ -590,20 +612,24 @@ async fn get_port(
         (status = 409, body = Problem, description = "name in use, or the interface cannot be attached"),
         (status = 422, body = Problem, description = "invalid field")))]
 async fn add_port(State(st): State<AppState>, Payload(p): Payload<Port>) -> ApiResult<Response> {
-    let mut ctl = st.ctl();
-    if ctl.topology().port(&p.name).is_some() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("port name {:?} is already in use", p.name),
-        )
-        .field("name"));
-    }
-    let mut t = ctl.topology().clone();
-    t.ports.push(p.clone());
-    let at = t.ports.len() - 1;
-    ctl.apply(t, false)
-        .map_err(|e| scoped(e.into(), &format!("ports[{at}]")))?;
-    Ok((StatusCode::CREATED, Json(port_view(&ctl, &p))).into_response())
+    let view = st
+        .with_ctl(move |ctl| {
+            if ctl.topology().port(&p.name).is_some() {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("port name {:?} is already in use", p.name),
+                )
+                .field("name"));
+            }
+            let mut t = ctl.topology().clone();
+            t.ports.push(p.clone());
+            let at = t.ports.len() - 1;
+            ctl.apply(t, false)
+                .map_err(|e| scoped(e.into(), &format!("ports[{at}]")))?;
+            Ok(port_view(ctl, &p))
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
 /// Change a port's mode or VLANs in place.
@@ -616,38 +642,41 @@ async fn patch_port(
     Path(name): Path<String>,
     Payload(patch): Payload<PortPatch>,
 ) -> ApiResult<Json<PortView>> {
-    let mut ctl = st.ctl();
-    let i = find_port(ctl.topology(), &name)?;
-    let mut t = ctl.topology().clone();
-    let p = &mut t.ports[i];
-    if let Some(mode) = patch.mode {
-        if mode != p.mode {
-            p.mode = mode;
-            p.vlan = None;
-            p.vlans = None;
-            p.native_vlan = None;
+    st.with_ctl(move |ctl| {
+        let i = find_port(ctl.topology(), &name)?;
+        let mut t = ctl.topology().clone();
+        let p = &mut t.ports[i];
+        if let Some(mode) = patch.mode {
+            if mode != p.mode {
+                p.mode = mode;
+                p.vlan = None;
+                p.vlans = None;
+                p.native_vlan = None;
+            }
         }
-    }
-    if let Some(v) = patch.vlan {
-        p.vlan = v;
-    }
-    if let Some(v) = patch.vlans {
-        p.vlans = v;
-    }
-    if let Some(v) = patch.native_vlan {
-        p.native_vlan = v;
-    }
-    if let Some(v) = patch.admin_up {
-        p.admin_up = v;
-    }
-    // Static entries of this port in VLANs it leaves go with them.
-    let members = p.member_vlans();
-    t.fdb
-        .retain(|m| m.port != name || members.contains(&m.vlan));
-    ctl.apply(t, false)
-        .map_err(|e| scoped(e.into(), &format!("ports[{i}]")))?;
-    let p = ctl.topology().ports[i].clone();
-    Ok(Json(port_view(&ctl, &p)))
+        if let Some(v) = patch.vlan {
+            p.vlan = v;
+        }
+        if let Some(v) = patch.vlans {
+            p.vlans = v;
+        }
+        if let Some(v) = patch.native_vlan {
+            p.native_vlan = v;
+        }
+        if let Some(v) = patch.admin_up {
+            p.admin_up = v;
+        }
+        // Static entries of this port in VLANs it leaves go with them.
+        let members = p.member_vlans();
+        t.fdb
+            .retain(|m| m.port != name || members.contains(&m.vlan));
+        ctl.apply(t, false)
+            .map_err(|e| scoped(e.into(), &format!("ports[{i}]")))?;
+        let p = ctl.topology().ports[i].clone();
+        Ok(port_view(ctl, &p))
+    })
+    .await
+    .map(Json)
 }
 
 /// Remove a port (and its static MAC entries). A tap the switch created disappears.
@@ -658,13 +687,15 @@ async fn delete_port(
     State(st): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let mut ctl = st.ctl();
-    let i = find_port(ctl.topology(), &name)?;
-    let mut t = ctl.topology().clone();
-    t.ports.remove(i);
-    t.fdb.retain(|m| m.port != name);
-    ctl.apply(t, false)?;
-    Ok(StatusCode::NO_CONTENT)
+    st.with_ctl(move |ctl| {
+        let i = find_port(ctl.topology(), &name)?;
+        let mut t = ctl.topology().clone();
+        t.ports.remove(i);
+        t.fdb.retain(|m| m.port != name);
+        ctl.apply(t, false)?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
 }
 
 fn vlan_view(topo: &Topology, id: u16) -> VlanView {
@@ -686,15 +717,16 @@ fn vlan_view(topo: &Topology, id: u16) -> VlanView {
 
 /// List VLANs (VLAN 1 always exists).
 #[utoipa::path(get, path = "/api/v1/vlans", tag = "vlans", responses((status = 200, body = [VlanView])))]
-async fn list_vlans(State(st): State<AppState>) -> Json<Vec<VlanView>> {
-    let ctl = st.ctl();
-    let t = ctl.topology();
-    Json(
-        t.vlan_ids()
+async fn list_vlans(State(st): State<AppState>) -> ApiResult<Json<Vec<VlanView>>> {
+    st.with_ctl(|ctl| {
+        let t = ctl.topology();
+        Ok(t.vlan_ids()
             .into_iter()
             .map(|id| vlan_view(t, id))
-            .collect(),
-    )
+            .collect())
+    })
+    .await
+    .map(Json)
 }
 
 fn parse_vid(raw: &str) -> ApiResult<u16> {
@@ -715,32 +747,39 @@ fn parse_vid(raw: &str) -> ApiResult<u16> {
     responses((status = 200, body = VlanView), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn get_vlan(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<VlanView>> {
     let id = parse_vid(&id)?;
-    let ctl = st.ctl();
-    if !ctl.topology().vlan_ids().contains(&id) {
-        return Err(ApiError::not_found(format!("VLAN {id} is not declared")).field("id"));
-    }
-    Ok(Json(vlan_view(ctl.topology(), id)))
+    st.with_ctl(move |ctl| {
+        if !ctl.topology().vlan_ids().contains(&id) {
+            return Err(ApiError::not_found(format!("VLAN {id} is not declared")).field("id"));
+        }
+        Ok(vlan_view(ctl.topology(), id))
+    })
+    .await
+    .map(Json)
 }
 
 /// Declare a VLAN.
 #[utoipa::path(post, path = "/api/v1/vlans", tag = "vlans", request_body = Vlan,
     responses((status = 201, body = VlanView), (status = 409, body = Problem), (status = 422, body = Problem)))]
 async fn add_vlan(State(st): State<AppState>, Payload(v): Payload<Vlan>) -> ApiResult<Response> {
-    let mut ctl = st.ctl();
-    if ctl.topology().vlans.iter().any(|x| x.id == v.id) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("VLAN {} is already declared", v.id),
-        )
-        .field("id"));
-    }
-    let mut t = ctl.topology().clone();
-    t.vlans.push(v.clone());
-    t.vlans.sort_by_key(|v| v.id);
-    let at = t.vlans.iter().position(|x| x.id == v.id).unwrap_or(0);
-    ctl.apply(t, false)
-        .map_err(|e| scoped(e.into(), &format!("vlans[{at}]")))?;
-    Ok((StatusCode::CREATED, Json(vlan_view(ctl.topology(), v.id))).into_response())
+    let view = st
+        .with_ctl(move |ctl| {
+            if ctl.topology().vlans.iter().any(|x| x.id == v.id) {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("VLAN {} is already declared", v.id),
+                )
+                .field("id"));
+            }
+            let mut t = ctl.topology().clone();
+            t.vlans.push(v.clone());
+            t.vlans.sort_by_key(|v| v.id);
+            let at = t.vlans.iter().position(|x| x.id == v.id).unwrap_or(0);
+            ctl.apply(t, false)
+                .map_err(|e| scoped(e.into(), &format!("vlans[{at}]")))?;
+            Ok(vlan_view(ctl.topology(), v.id))
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
 /// Errors about the whole topology name fields like `ports[3].vlan`; for a request about one
@@ -781,24 +820,26 @@ fn scoped(mut e: ApiError, prefix: &str) -> ApiError {
         (status = 409, body = Problem, description = "ports still use the VLAN")))]
 async fn delete_vlan(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let id = parse_vid(&id)?;
-    let mut ctl = st.ctl();
-    let users = vlan_view(ctl.topology(), id).ports;
-    if !users.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("VLAN {id} is used by ports {}", users.join(", ")),
-        )
-        .field("id"));
-    }
-    let mut t = ctl.topology().clone();
-    let before = t.vlans.len();
-    t.vlans.retain(|v| v.id != id);
-    if t.vlans.len() == before {
-        return Err(ApiError::not_found(format!("VLAN {id} is not declared")).field("id"));
-    }
-    t.fdb.retain(|m| m.vlan != id);
-    ctl.apply(t, false)?;
-    Ok(StatusCode::NO_CONTENT)
+    st.with_ctl(move |ctl| {
+        let users = vlan_view(ctl.topology(), id).ports;
+        if !users.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("VLAN {id} is used by ports {}", users.join(", ")),
+            )
+            .field("id"));
+        }
+        let mut t = ctl.topology().clone();
+        let before = t.vlans.len();
+        t.vlans.retain(|v| v.id != id);
+        if t.vlans.len() == before {
+            return Err(ApiError::not_found(format!("VLAN {id} is not declared")).field("id"));
+        }
+        t.fdb.retain(|m| m.vlan != id);
+        ctl.apply(t, false)?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
 }
 
 /// List MAC table entries.
@@ -808,43 +849,45 @@ async fn list_fdb(
     State(st): State<AppState>,
     Q(q): Q<FdbQuery>,
 ) -> ApiResult<Json<Vec<FdbEntryView>>> {
-    let ctl = st.ctl();
-    let sw = ctl.switch();
-    let snap = sw.snapshot();
-    let port_id =
-        match &q.port {
+    st.with_ctl(move |ctl| {
+        let sw = ctl.switch();
+        let snap = sw.snapshot();
+        let port_id = match &q.port {
             Some(name) => Some(snap.port_id(name).ok_or_else(|| {
                 ApiError::not_found(format!("no port named {name:?}")).field("port")
             })?),
             None => None,
         };
-    let now = sw.now();
-    let entries = sw
-        .fdb()
-        .entries(now, snap.aging_secs)
-        .into_iter()
-        .filter(|e| q.vlan.is_none_or(|v| v == e.vlan))
-        .filter(|e| port_id.is_none_or(|p| p == e.port))
-        .filter(|e| match q.kind {
-            Some(FdbType::Static) => e.is_static,
-            Some(FdbType::Dynamic) => !e.is_static,
-            None => true,
-        })
-        .map(|e| FdbEntryView {
-            vlan: e.vlan,
-            mac: e.mac.to_string(),
-            port: snap
-                .port(e.port)
-                .map_or_else(|| format!("#{}", e.port), |p| p.name.clone()),
-            kind: if e.is_static { "static" } else { "dynamic" }.into(),
-            age_secs: if e.is_static {
-                0
-            } else {
-                now.saturating_sub(e.last_seen)
-            },
-        })
-        .collect();
-    Ok(Json(entries))
+        let now = sw.now();
+        let entries = sw
+            .fdb()
+            .entries(now, snap.aging_secs)
+            .into_iter()
+            .filter(|e| q.vlan.is_none_or(|v| v == e.vlan))
+            .filter(|e| port_id.is_none_or(|p| p == e.port))
+            .filter(|e| match q.kind {
+                Some(FdbType::Static) => e.is_static,
+                Some(FdbType::Dynamic) => !e.is_static,
+                None => true,
+            })
+            .map(|e| FdbEntryView {
+                vlan: e.vlan,
+                mac: e.mac.to_string(),
+                port: snap
+                    .port(e.port)
+                    .map_or_else(|| format!("#{}", e.port), |p| p.name.clone()),
+                kind: if e.is_static { "static" } else { "dynamic" }.into(),
+                age_secs: if e.is_static {
+                    0
+                } else {
+                    now.saturating_sub(e.last_seen)
+                },
+            })
+            .collect();
+        Ok(entries)
+    })
+    .await
+    .map(Json)
 }
 
 /// Add a static MAC entry (kept in the configuration).
@@ -854,18 +897,22 @@ async fn add_static_mac(
     State(st): State<AppState>,
     Payload(mut m): Payload<StaticMac>,
 ) -> ApiResult<Response> {
-    let mut ctl = st.ctl();
     let mac: MacAddr = m.mac.parse().map_err(|e: dataplane::wire::MacParseError| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).field("mac")
     })?;
     m.mac = mac.to_string();
-    let mut t = ctl.topology().clone();
-    t.fdb
-        .retain(|x| !(x.vlan == m.vlan && x.mac.parse::<MacAddr>().ok() == Some(mac)));
-    t.fdb.push(m.clone());
-    let at = t.fdb.len() - 1;
-    ctl.apply(t, false)
-        .map_err(|e| scoped(e.into(), &format!("fdb[{at}]")))?;
+    let m = st
+        .with_ctl(move |ctl| {
+            let mut t = ctl.topology().clone();
+            t.fdb
+                .retain(|x| !(x.vlan == m.vlan && x.mac.parse::<MacAddr>().ok() == Some(mac)));
+            t.fdb.push(m.clone());
+            let at = t.fdb.len() - 1;
+            ctl.apply(t, false)
+                .map_err(|e| scoped(e.into(), &format!("fdb[{at}]")))?;
+            Ok(m)
+        })
+        .await?;
     Ok((StatusCode::CREATED, Json(m)).into_response())
 }
 
@@ -873,30 +920,33 @@ async fn add_static_mac(
 #[utoipa::path(delete, path = "/api/v1/fdb", tag = "fdb", params(FdbQuery),
     responses((status = 200, body = Removed), (status = 400, body = Problem), (status = 404, body = Problem)))]
 async fn flush_fdb(State(st): State<AppState>, Q(q): Q<FdbQuery>) -> ApiResult<Json<Removed>> {
-    let mut ctl = st.ctl();
-    let port_id =
-        match &q.port {
+    st.with_ctl(move |ctl| {
+        let port_id = match &q.port {
             Some(name) => Some(ctl.switch().port_id(name).ok_or_else(|| {
                 ApiError::not_found(format!("no port named {name:?}")).field("port")
             })?),
             None => None,
         };
-    if q.kind == Some(FdbType::Static) {
-        let mut t = ctl.topology().clone();
-        let before = t.fdb.len();
-        t.fdb.retain(|m| {
-            !(q.vlan.is_none_or(|v| v == m.vlan) && q.port.as_ref().is_none_or(|p| *p == m.port))
+        if q.kind == Some(FdbType::Static) {
+            let mut t = ctl.topology().clone();
+            let before = t.fdb.len();
+            t.fdb.retain(|m| {
+                !(q.vlan.is_none_or(|v| v == m.vlan)
+                    && q.port.as_ref().is_none_or(|p| *p == m.port))
+            });
+            let removed = before - t.fdb.len();
+            ctl.apply(t, false)?;
+            return Ok(Removed { removed });
+        }
+        let removed = ctl.switch().fdb().flush(FlushFilter {
+            vlan: q.vlan,
+            port: port_id,
+            include_static: false,
         });
-        let removed = before - t.fdb.len();
-        ctl.apply(t, false)?;
-        return Ok(Json(Removed { removed }));
-    }
-    let removed = ctl.switch().fdb().flush(FlushFilter {
-        vlan: q.vlan,
-        port: port_id,
-        include_static: false,
-    });
-    Ok(Json(Removed { removed }))
+        Ok(Removed { removed })
+    })
+    .await
+    .map(Json)
 }
 
 /// Remove one entry (a static one also leaves the configuration).
@@ -914,27 +964,32 @@ async fn delete_mac(
     let mac: MacAddr = mac.parse().map_err(|e: dataplane::wire::MacParseError| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).field("mac")
     })?;
-    let mut ctl = st.ctl();
-    let is_static = |m: &StaticMac| m.vlan == vlan && m.mac.parse::<MacAddr>().ok() == Some(mac);
-    if ctl.topology().fdb.iter().any(is_static) {
-        let mut t = ctl.topology().clone();
-        t.fdb.retain(|m| !is_static(m));
-        ctl.apply(t, false)?;
-        return Ok(StatusCode::NO_CONTENT);
-    }
-    if ctl.switch().fdb().remove(vlan, mac) {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found(format!(
-            "no entry for {mac} in VLAN {vlan}"
-        )))
-    }
+    st.with_ctl(move |ctl| {
+        let is_static =
+            |m: &StaticMac| m.vlan == vlan && m.mac.parse::<MacAddr>().ok() == Some(mac);
+        if ctl.topology().fdb.iter().any(is_static) {
+            let mut t = ctl.topology().clone();
+            t.fdb.retain(|m| !is_static(m));
+            ctl.apply(t, false)?;
+            return Ok(StatusCode::NO_CONTENT);
+        }
+        if ctl.switch().fdb().remove(vlan, mac) {
+            Ok(StatusCode::NO_CONTENT)
+        } else {
+            Err(ApiError::not_found(format!(
+                "no entry for {mac} in VLAN {vlan}"
+            )))
+        }
+    })
+    .await
 }
 
 /// Export the whole configuration in the topology-file schema.
 #[utoipa::path(get, path = "/api/v1/topology", tag = "topology", responses((status = 200, body = Topology)))]
-async fn get_topology(State(st): State<AppState>) -> Json<Topology> {
-    Json(st.ctl().topology().clone())
+async fn get_topology(State(st): State<AppState>) -> ApiResult<Json<Topology>> {
+    st.with_ctl(|ctl| Ok(ctl.topology().clone()))
+        .await
+        .map(Json)
 }
 
 /// Apply a whole desired configuration (JSON or YAML); only what differs is touched.
@@ -947,7 +1002,7 @@ async fn put_topology(
     Q(q): Q<ApplyQuery>,
     Payload(t): Payload<Topology>,
 ) -> ApiResult<Json<ApplyResult>> {
-    let changes = st.ctl().apply(t, q.dry_run)?;
+    let changes = st.with_ctl(move |ctl| Ok(ctl.apply(t, q.dry_run)?)).await?;
     Ok(Json(ApplyResult {
         dry_run: q.dry_run,
         changes,
@@ -994,15 +1049,15 @@ fn collect_stats(ctl: &Controller) -> Stats {
 
 /// Per-port and per-VLAN counters, with drops by reason.
 #[utoipa::path(get, path = "/api/v1/stats", tag = "stats", responses((status = 200, body = Stats)))]
-async fn stats(State(st): State<AppState>) -> Json<Stats> {
-    Json(collect_stats(&st.ctl()))
+async fn stats(State(st): State<AppState>) -> ApiResult<Json<Stats>> {
+    st.with_ctl(|ctl| Ok(collect_stats(ctl))).await.map(Json)
 }
 
 /// The same counters in Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "stats",
     responses((status = 200, content_type = "text/plain", body = String)))]
-async fn metrics(State(st): State<AppState>) -> Response {
-    let s = collect_stats(&st.ctl());
+async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
+    let s = st.with_ctl(|ctl| Ok(collect_stats(ctl))).await?;
     let mut out = String::new();
     let mut metric = |name: &str, help: &str, kind: &str, rows: Vec<(String, u64)>| {
         let _ = writeln!(
@@ -1094,7 +1149,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
         "counter",
         vec![(String::new(), s.fdb.no_room)],
     );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 
 /// A Prometheus label value: backslash, quote and newline escaped.

@@ -734,3 +734,59 @@ async fn token_is_required_when_configured() {
         StatusCode::OK
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hardening (issue 9): body shapes, media types, early 413, the auth scheme, VLAN 1, and an
+// API thread that never blocks on the controller.
+
+fn app_from(yaml: &str) -> (axum::Router, Arc<Mutex<Controller>>) {
+    let ctl = Arc::new(Mutex::new(
+        Controller::start(Topology::from_yaml(yaml).unwrap(), 1, None).unwrap(),
+    ));
+    let app = router(AppState {
+        ctl: ctl.clone(),
+        token: None,
+    });
+    (app, ctl)
+}
+
+/// Sends a request with the given headers; returns status, Content-Type and JSON body.
+#[tokio::test]
+async fn a_request_waiting_for_the_controller_does_not_stall_the_api_thread() {
+    // A long change is simulated by holding the controller's lock, as Controller::apply
+    // does while it runs. The route tests run on a current-thread runtime, like the API.
+    let (app, ctl) = app_from(TOPO);
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let _guard = ctl.lock().unwrap();
+        locked_tx.send(()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+    });
+    locked_rx.recv().unwrap();
+    let start = std::time::Instant::now();
+    let waiting: Vec<_> = ["/api/v1/ports", "/api/v1/topology", "/metrics"]
+        .into_iter()
+        .map(|uri| {
+            let app = app.clone();
+            tokio::spawn(async move { call(&app, Method::GET, uri, None).await.0 })
+        })
+        .collect();
+    // Let them start and wait for the lock.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let resp = app
+        .clone()
+        .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let took = start.elapsed();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        took < std::time::Duration::from_millis(700),
+        "/healthz took {took:?} while other requests waited for the controller"
+    );
+    assert!(waiting.iter().all(|t| !t.is_finished()));
+    holder.join().unwrap();
+    for t in waiting {
+        assert_eq!(t.await.unwrap(), StatusCode::OK);
+    }
+}
