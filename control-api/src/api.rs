@@ -27,6 +27,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::controller::{ControlError, Controller, ErrorChain};
 use crate::diff::Change;
+use crate::strict::Strict;
 use crate::topology::{FieldError, Port, PortKind, PortMode, StaticMac, Topology, Vlan};
 
 /// Largest request body accepted.
@@ -201,7 +202,8 @@ type ApiResult<T> = Result<T, ApiError>;
 // ---------------------------------------------------------------------------------------------
 // Request bodies: JSON (or YAML, by Content-Type), with the failing field named.
 
-/// A request body of type `T`, JSON by default, YAML when the Content-Type says so.
+/// A request body of type `T`, JSON by default, YAML when the Content-Type says so. Its
+/// structs, at any depth, must be objects (maps), never arrays (see [`Strict`]).
 pub struct Payload<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Payload<T> {
@@ -226,19 +228,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Payload<T> {
         if yaml {
             let text = std::str::from_utf8(&bytes)
                 .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "body is not UTF-8"))?;
-            return serde_yaml_ng::from_str(text)
+            return T::deserialize(Strict(serde_yaml_ng::Deserializer::from_str(text)))
                 .map(Payload)
                 .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid YAML: {e}")));
         }
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        match serde_path_to_error::deserialize(de) {
-            Ok(v) => Ok(Payload(v)),
+        let invalid = |e: &dyn std::fmt::Display| {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}"))
+        };
+        match serde_path_to_error::deserialize(Strict(&mut *de)) {
+            Ok(v) => {
+                // Nothing but whitespace may follow the value.
+                de.end().map_err(|e| invalid(&e))?;
+                Ok(Payload(v))
+            }
             Err(e) => {
                 let path = e.path().to_string();
-                let mut err = ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("invalid JSON: {}", e.inner()),
-                );
+                let mut err = invalid(e.inner());
                 if path != "." && path != "?" {
                     err = err.field(path);
                 }

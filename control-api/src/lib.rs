@@ -21,12 +21,15 @@
 //! - [`api`]: the REST API (axum) over the controller, with its OpenAPI document. Client
 //!   mistakes are 4xx `application/problem+json`; no request makes it panic.
 //! - [`build_snapshot`] turns a validated topology into the dataplane's configuration.
+//! - [`strict`]: a deserializer adapter under which structs accept maps only (not serde's
+//!   sequence form), used for request bodies and topology files.
 
 pub mod api;
 pub mod build;
 pub mod controller;
 pub mod diff;
 pub mod state;
+pub mod strict;
 pub mod topology;
 
 pub use build::{build_snapshot, port_mode};

@@ -206,8 +206,9 @@ impl Topology {
     /// # Ok::<(), control_api::TopologyError>(())
     /// ```
     pub fn from_yaml(text: &str) -> Result<Self, TopologyError> {
-        let topology: Self =
-            serde_yaml_ng::from_str(text).map_err(|e| TopologyError::Parse(e.to_string()))?;
+        // Strict: a struct (the topology, a port, ...) is a map, never serde's sequence form.
+        let de = crate::strict::Strict(serde_yaml_ng::Deserializer::from_str(text));
+        let topology = Self::deserialize(de).map_err(|e| TopologyError::Parse(e.to_string()))?;
         topology.validate()?;
         Ok(topology)
     }

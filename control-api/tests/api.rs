@@ -751,6 +751,158 @@ fn app_from(yaml: &str) -> (axum::Router, Arc<Mutex<Controller>>) {
 }
 
 /// Sends a request with the given headers; returns status, Content-Type and JSON body.
+async fn call_with(
+    app: &axum::Router,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (StatusCode, String, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = app
+        .clone()
+        .oneshot(req.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let ctype = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let bytes = to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+    (
+        status,
+        ctype,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn bodies_that_are_not_objects_are_400_and_change_nothing() {
+    let app = app();
+    let (_, _, before) = call(&app, Method::GET, "/api/v1/topology", None).await;
+    for (method, uri, body, field, text) in [
+        (
+            Method::PUT,
+            "/api/v1/topology",
+            "[]",
+            None,
+            "invalid type: sequence, expected struct Topology",
+        ),
+        (
+            Method::PUT,
+            "/api/v1/topology?dry_run=true",
+            "[]",
+            None,
+            "expected struct Topology",
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/ports/nx-t",
+            r#"["trunk",null,[10]]"#,
+            None,
+            "invalid type: sequence, expected struct PortPatch",
+        ),
+        (
+            Method::POST,
+            "/api/v1/ports",
+            r#"["nx-b","netdev","access",10]"#,
+            None,
+            "invalid type: sequence, expected struct Port",
+        ),
+        (
+            Method::POST,
+            "/api/v1/vlans",
+            "[30]",
+            None,
+            "expected struct Vlan",
+        ),
+        (
+            Method::POST,
+            "/api/v1/fdb",
+            r#"[10,"02:00:00:00:00:aa","nx-a"]"#,
+            None,
+            "expected struct StaticMac",
+        ),
+        // Nested: a port given as an array inside `ports`, a VLAN inside `vlans`.
+        (
+            Method::PUT,
+            "/api/v1/topology",
+            r#"{"ports":[["nx-a","netdev","access",10]]}"#,
+            Some("ports[0]"),
+            "invalid type: sequence, expected struct Port",
+        ),
+        (
+            Method::PUT,
+            "/api/v1/topology",
+            r#"{"vlans":[{"id":10},[20]]}"#,
+            Some("vlans[1]"),
+            "expected struct Vlan",
+        ),
+        (
+            Method::PUT,
+            "/api/v1/topology",
+            "null",
+            None,
+            "invalid type: null",
+        ),
+        (
+            Method::PUT,
+            "/api/v1/topology",
+            "7",
+            None,
+            "invalid type: integer",
+        ),
+        // One object, and nothing after it.
+        (
+            Method::PUT,
+            "/api/v1/topology",
+            "{} {}",
+            None,
+            "trailing characters",
+        ),
+    ] {
+        problem(
+            &app,
+            method,
+            uri,
+            Some(body),
+            StatusCode::BAD_REQUEST,
+            field,
+            text,
+        )
+        .await;
+    }
+    // The same in YAML.
+    for (body, text) in [
+        ("[]", "invalid type: sequence, expected struct Topology"),
+        (
+            "ports:\n  - [nx-a, netdev, access, 10]\n",
+            "ports[0]: invalid type: sequence, expected struct Port at line 2 column 5",
+        ),
+    ] {
+        let (s, ctype, v) = call_with(
+            &app,
+            Method::PUT,
+            "/api/v1/topology",
+            &[("content-type", "application/yaml")],
+            body,
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v}");
+        assert_eq!(ctype, "application/problem+json");
+        let detail = v["detail"].as_str().unwrap();
+        assert!(detail.contains(text), "{detail}");
+    }
+    let (_, _, after) = call(&app, Method::GET, "/api/v1/topology", None).await;
+    assert_eq!(after, before, "a refused body changed the configuration");
+    assert_eq!(after["ports"].as_array().unwrap().len(), 2);
+}
+
 #[tokio::test]
 async fn a_request_waiting_for_the_controller_does_not_stall_the_api_thread() {
     // A long change is simulated by holding the controller's lock, as Controller::apply
