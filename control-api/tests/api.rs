@@ -904,6 +904,129 @@ async fn bodies_that_are_not_objects_are_400_and_change_nothing() {
 }
 
 #[tokio::test]
+async fn a_body_must_be_json_or_yaml() {
+    let app = app();
+    let vlan = |id: u16| format!(r#"{{"id":{id}}}"#);
+    for ctype in [
+        "text/plain",
+        "text/plain; charset=utf-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/jsonx",
+        "+json",
+        "",
+    ] {
+        let (s, rtype, v) = call_with(
+            &app,
+            Method::POST,
+            "/api/v1/vlans",
+            &[("content-type", ctype)],
+            &vlan(30),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ctype:?}: {v}");
+        assert_eq!(rtype, "application/problem+json");
+        assert_eq!(v["status"], 415);
+        let detail = v["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("application/json") && detail.contains("application/yaml"),
+            "{detail}"
+        );
+    }
+    let (_, _, v) = call(&app, Method::GET, "/api/v1/vlans/30", None).await;
+    assert_eq!(v["status"], 404, "a 415 body was applied: {v}");
+
+    // JSON and YAML, with parameters, in any case; no Content-Type at all is JSON.
+    let accepted: [(&[(&str, &str)], String); 9] = [
+        (&[("content-type", "application/json")], vlan(30)),
+        (
+            &[("content-type", "Application/JSON; charset=UTF-8")],
+            vlan(31),
+        ),
+        (
+            &[("content-type", "application/merge-patch+json")],
+            vlan(32),
+        ),
+        (&[("content-type", "application/yaml")], "id: 33".into()),
+        (&[("content-type", "application/x-yaml")], "id: 34".into()),
+        (
+            &[("content-type", "text/yaml; charset=utf-8")],
+            "id: 35".into(),
+        ),
+        (&[("content-type", "TEXT/X-YAML")], "id: 36".into()),
+        (
+            &[("content-type", "application/vnd.vlanswitch+yaml")],
+            "id: 37".into(),
+        ),
+        (&[], vlan(38)),
+    ];
+    for (headers, body) in accepted {
+        let (s, _, v) = call_with(&app, Method::POST, "/api/v1/vlans", headers, &body).await;
+        assert_eq!(s, StatusCode::CREATED, "{headers:?} {body}: {v}");
+    }
+    // A YAML type really is read as YAML, a JSON type as JSON.
+    let (s, _, v) = call_with(
+        &app,
+        Method::POST,
+        "/api/v1/vlans",
+        &[("content-type", "application/json")],
+        "id: 39",
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["detail"].as_str().unwrap().starts_with("invalid JSON"));
+}
+
+#[tokio::test]
+async fn an_oversized_content_length_is_413_before_the_body_is_read() {
+    // In-process: the declared length alone is refused (the body here is tiny).
+    let app = app();
+    let (s, _, v) = call_with(
+        &app,
+        Method::PUT,
+        "/api/v1/topology",
+        &[
+            ("content-type", "application/json"),
+            ("content-length", "2097152"),
+        ],
+        "{}",
+    )
+    .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    assert!(v["detail"]
+        .as_str()
+        .unwrap()
+        .contains("larger than 1048576"));
+
+    // Over a socket, as a client that waits for `100 Continue` sees it: the first line of
+    // the answer is the 413, sent without the body ever being sent.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let first_line = tokio::task::spawn_blocking(move || {
+        use std::io::{BufRead, BufReader, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        s.write_all(
+            b"PUT /api/v1/topology HTTP/1.1\r\nHost: switchd\r\n\
+              Content-Type: application/json\r\nContent-Length: 2097152\r\n\
+              Expect: 100-continue\r\n\r\n",
+        )
+        .unwrap();
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    assert!(
+        first_line.starts_with("HTTP/1.1 413"),
+        "first response line: {first_line:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_request_waiting_for_the_controller_does_not_stall_the_api_thread() {
     // A long change is simulated by holding the controller's lock, as Controller::apply
     // does while it runs. The route tests run on a current-thread runtime, like the API.
