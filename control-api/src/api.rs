@@ -326,7 +326,7 @@ async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response 
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()));
         if !ok {
             let mut r = ApiError::new(
@@ -340,6 +340,15 @@ async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response 
         }
     }
     next.run(req).await
+}
+
+/// The token of `Bearer TOKEN`. The scheme is case-insensitive (RFC 9110, section 11.1),
+/// the token is not.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

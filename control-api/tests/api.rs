@@ -1027,6 +1027,40 @@ async fn an_oversized_content_length_is_413_before_the_body_is_read() {
 }
 
 #[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive_and_the_token_is_not() {
+    let app = app_with(Some("s3cret"));
+    let status = |auth: &'static str| {
+        let app = app.clone();
+        async move {
+            let req = Request::get("/api/v1/vlans")
+                .header(header::AUTHORIZATION, auth)
+                .body(Body::empty())
+                .unwrap();
+            app.oneshot(req).await.unwrap().status()
+        }
+    };
+    for auth in [
+        "Bearer s3cret",
+        "bearer s3cret",
+        "BEARER s3cret",
+        "bEaReR  s3cret",
+    ] {
+        assert_eq!(status(auth).await, StatusCode::OK, "{auth:?}");
+    }
+    for auth in [
+        "Bearer S3CRET",
+        "Bearer s3cre",
+        "Bearer s3cret2",
+        "Bearers3cret",
+        "Basic s3cret",
+        "s3cret",
+        "Bearer",
+    ] {
+        assert_eq!(status(auth).await, StatusCode::UNAUTHORIZED, "{auth:?}");
+    }
+}
+
+#[tokio::test]
 async fn a_request_waiting_for_the_controller_does_not_stall_the_api_thread() {
     // A long change is simulated by holding the controller's lock, as Controller::apply
     // does while it runs. The route tests run on a current-thread runtime, like the API.
