@@ -28,7 +28,9 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use crate::controller::{ControlError, Controller, ErrorChain};
 use crate::diff::Change;
 use crate::strict::Strict;
-use crate::topology::{FieldError, Port, PortKind, PortMode, StaticMac, Topology, Vlan};
+use crate::topology::{
+    FieldError, Port, PortKind, PortMode, StaticMac, Topology, Vlan, DEFAULT_VLAN,
+};
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 1 << 20;
@@ -884,14 +886,36 @@ fn scoped(mut e: ApiError, prefix: &str) -> ApiError {
     e
 }
 
-/// Remove a VLAN declaration; 409 while ports use it.
+/// Remove a VLAN declaration; 409 while ports use it. VLAN 1 always exists: removing its
+/// declaration (a name) is allowed and leaves its ports and static MACs; when it is not
+/// declared, the answer is 409.
 #[utoipa::path(delete, path = "/api/v1/vlans/{id}", tag = "vlans",
     params(("id" = u16, Path, description = "VLAN id")),
     responses((status = 204), (status = 404, body = Problem),
-        (status = 409, body = Problem, description = "ports still use the VLAN")))]
+        (status = 409, body = Problem,
+            description = "ports still use the VLAN, or it is VLAN 1 (the default VLAN) and not declared")))]
 async fn delete_vlan(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let id = parse_vid(&id)?;
     st.with_ctl(move |ctl| {
+        let mut t = ctl.topology().clone();
+        let before = t.vlans.len();
+        t.vlans.retain(|v| v.id != id);
+        let declared = t.vlans.len() != before;
+        if id == DEFAULT_VLAN {
+            if !declared {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "VLAN {id} is the default VLAN and always exists; \
+                         only a declaration of it (with a name) can be removed"
+                    ),
+                )
+                .field("id"));
+            }
+            // It still exists without the declaration: its ports and static MACs stay.
+            ctl.apply(t, false)?;
+            return Ok(StatusCode::NO_CONTENT);
+        }
         let users = vlan_view(ctl.topology(), id).ports;
         if !users.is_empty() {
             return Err(ApiError::new(
@@ -900,10 +924,7 @@ async fn delete_vlan(State(st): State<AppState>, Path(id): Path<String>) -> ApiR
             )
             .field("id"));
         }
-        let mut t = ctl.topology().clone();
-        let before = t.vlans.len();
-        t.vlans.retain(|v| v.id != id);
-        if t.vlans.len() == before {
+        if !declared {
             return Err(ApiError::not_found(format!("VLAN {id} is not declared")).field("id"));
         }
         t.fdb.retain(|m| m.vlan != id);

@@ -1061,6 +1061,78 @@ async fn the_bearer_scheme_is_case_insensitive_and_the_token_is_not() {
 }
 
 #[tokio::test]
+async fn vlan_1_always_exists() {
+    // Not declared, and used by no port: GET finds it, DELETE says why it cannot go.
+    let (app, _) = app_from(
+        "ports: [{ name: nx-a, kind: netdev, mode: access, vlan: 10 }]\nvlans: [{ id: 10 }]\n",
+    );
+    let (s, _, v) = call(&app, Method::GET, "/api/v1/vlans/1", None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    problem(
+        &app,
+        Method::DELETE,
+        "/api/v1/vlans/1",
+        None,
+        StatusCode::CONFLICT,
+        Some("id"),
+        "VLAN 1 is the default VLAN and always exists",
+    )
+    .await;
+    // Used by a port (nx-t's native VLAN): the same answer.
+    let app = self::app();
+    problem(
+        &app,
+        Method::DELETE,
+        "/api/v1/vlans/1",
+        None,
+        StatusCode::CONFLICT,
+        Some("id"),
+        "default VLAN",
+    )
+    .await;
+    // Declared with a name: the declaration can be removed, VLAN 1 stays with its port and
+    // its static MAC.
+    let (s, _, v) = call(
+        &app,
+        Method::POST,
+        "/api/v1/vlans",
+        Some(r#"{"id":1,"name":"default"}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, _, v) = call(
+        &app,
+        Method::POST,
+        "/api/v1/fdb",
+        Some(r#"{"vlan":1,"mac":"02:00:00:00:00:01","port":"nx-t"}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (_, _, v) = call(&app, Method::GET, "/api/v1/vlans/1", None).await;
+    assert_eq!(v["name"], "default");
+    let (s, _, v) = call(&app, Method::DELETE, "/api/v1/vlans/1", None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    let (s, _, v) = call(&app, Method::GET, "/api/v1/vlans/1", None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v.get("name").is_none(), "{v}");
+    assert_eq!(v["ports"], json!(["nx-t"]));
+    let (_, _, t) = call(&app, Method::GET, "/api/v1/topology", None).await;
+    assert_eq!(t["fdb"][0]["vlan"], 1, "{t}");
+    assert!(t["vlans"].as_array().unwrap().iter().all(|v| v["id"] != 1));
+    // And now it is not declared any more.
+    problem(
+        &app,
+        Method::DELETE,
+        "/api/v1/vlans/1",
+        None,
+        StatusCode::CONFLICT,
+        Some("id"),
+        "default VLAN",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_request_waiting_for_the_controller_does_not_stall_the_api_thread() {
     // A long change is simulated by holding the controller's lock, as Controller::apply
     // does while it runs. The route tests run on a current-thread runtime, like the API.
