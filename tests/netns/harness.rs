@@ -442,6 +442,11 @@ impl Switchd {
         self.log()
     }
 
+    /// switchd's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// CPU time switchd has used so far (user + system), in seconds.
     pub fn cpu_seconds(&self) -> f64 {
         let pid = self.child.as_ref().expect("running").id();

@@ -7,6 +7,7 @@ mod harness;
 mod lab;
 
 mod api;
+mod api_limits;
 mod cli;
 mod isolation;
 mod netdev;
