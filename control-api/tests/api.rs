@@ -1171,3 +1171,18 @@ async fn a_request_waiting_for_the_controller_does_not_stall_the_api_thread() {
         assert_eq!(t.await.unwrap(), StatusCode::OK);
     }
 }
+
+#[tokio::test]
+async fn method_not_allowed_is_a_problem_document() {
+    let app = app();
+    problem(
+        &app,
+        Method::PUT,
+        "/api/v1/ports",
+        Some("{}"),
+        StatusCode::METHOD_NOT_ALLOWED,
+        None,
+        "method not allowed",
+    )
+    .await;
+}
