@@ -55,6 +55,10 @@ pub enum ControlError {
 /// Result alias for this module.
 pub type Result<T> = std::result::Result<T, ControlError>;
 
+/// How long adding a port waits for a removed port of the same name to be closed. Workers let
+/// go of a removed port at their next wakeup, so this is only reached if one is stuck.
+const NAME_FREE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The running switch with its topology.
 #[derive(Debug)]
 pub struct Controller {
@@ -221,7 +225,7 @@ impl Controller {
             match c {
                 Change::AddPort { name } | Change::ReplacePort { name } => {
                     let p = desired.port(name).expect("diff names ports of desired");
-                    let port = attach(p, Arc::default())?;
+                    let port = self.attach(p, Arc::default())?;
                     let entry = Some(PortEntry {
                         name: p.name.clone(),
                         mode: crate::port_mode(p),
@@ -270,7 +274,7 @@ impl Controller {
             let Some(p) = self.topo.port(name) else {
                 continue;
             };
-            match attach(p, Arc::default()) {
+            match self.attach(p, Arc::default()) {
                 Ok(port) => {
                     before[*id as usize] = Some(PortEntry {
                         name: name.clone(),
@@ -287,6 +291,20 @@ impl Controller {
         if let Err(e) = self.switch.update(|_| Snapshot::new(before, aging)) {
             tracing::error!(error = %e, "cannot restore the previous configuration");
         }
+    }
+
+    /// Attaches `p` (see [`attach`]) once every removed port of the same name is closed: a tap
+    /// that was just removed still exists until the reaper closes it, and creating one of the
+    /// same name meanwhile would fail with `EBUSY`. So the old one is closed here first.
+    fn attach(&self, p: &topology::Port, counters: Arc<PortCounters>) -> Result<Arc<Port>> {
+        if !self.switch.reaper().reap_now(&p.name, NAME_FREE_WAIT) {
+            return Err(ControlError::Conflict(format!(
+                "port {}: a removed port of that name is still in use by a worker after {:?}; \
+                 try again",
+                p.name, NAME_FREE_WAIT
+            )));
+        }
+        attach(p, counters)
     }
 
     /// Removes static MAC entries that are in `old` but no longer configured and installs
@@ -345,11 +363,12 @@ impl Controller {
             return;
         }
         let new = if present.is_some() {
-            attach(p, current.counters.clone()).unwrap_or_else(|e| {
-                let reason = ErrorChain(&e).to_string();
-                tracing::warn!(port = %p.name, error = %reason, "cannot attach");
-                Arc::new(Port::detached(&p.name, reason, current.counters.clone()))
-            })
+            self.attach(p, current.counters.clone())
+                .unwrap_or_else(|e| {
+                    let reason = ErrorChain(&e).to_string();
+                    tracing::warn!(port = %p.name, error = %reason, "cannot attach");
+                    Arc::new(Port::detached(&p.name, reason, current.counters.clone()))
+                })
         } else {
             tracing::warn!(port = %p.name, "interface vanished; port is down until it returns");
             Arc::new(Port::detached(

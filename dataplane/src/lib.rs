@@ -17,6 +17,7 @@ pub mod counters;
 pub mod fdb;
 pub mod forward;
 pub mod port;
+pub mod reaper;
 pub mod switch;
 pub mod wire;
 mod worker;

@@ -16,6 +16,7 @@ use crate::counters::{VlanCounters, VlanValues};
 use crate::fdb::Fdb;
 use crate::port::sys::{Epoll, EventFd};
 use crate::port::Port;
+use crate::reaper::Reaper;
 use crate::worker;
 
 /// Errors starting or changing the switch.
@@ -33,7 +34,7 @@ pub enum SwitchError {
         #[source]
         source: std::io::Error,
     },
-    /// A worker thread could not be started.
+    /// A worker (or the reaper) thread could not be started.
     #[error("cannot start worker thread")]
     Spawn(#[source] std::io::Error),
 }
@@ -83,6 +84,8 @@ pub struct Switch {
     threads: Vec<JoinHandle<()>>,
     /// Control side only: serializes updates and remembers fd placement.
     watched: Mutex<Vec<Watched>>,
+    /// Closes removed ports and frees replaced snapshots, off the workers and the caller.
+    reaper: Reaper,
 }
 
 impl Switch {
@@ -97,6 +100,7 @@ impl Switch {
                 .collect(),
         });
         let stop = EventFd::new().map_err(SwitchError::Wakeup)?;
+        let reaper = Reaper::start().map_err(SwitchError::Spawn)?;
         let n = opts.workers.max(1);
         let mut epolls = Vec::with_capacity(n);
         for _ in 0..n {
@@ -120,6 +124,7 @@ impl Switch {
             epolls,
             threads,
             watched: Mutex::new(Vec::new()),
+            reaper,
         };
         switch.update(|_| snapshot)?;
         Ok(switch)
@@ -128,7 +133,9 @@ impl Switch {
     /// Replaces the configuration with `f(current)`: makes the workers wait on the fds of
     /// ports that are new, publishes the snapshot atomically, then stops waiting on the fds of
     /// ports that are gone. On an error nothing is published. Ports that stay (the same
-    /// `Arc<Port>`) are not touched, so their traffic never pauses.
+    /// `Arc<Port>`) are not touched, so their traffic never pauses. Ports that are gone and the
+    /// replaced snapshot go to the [`Reaper`], which closes and frees them once no worker holds
+    /// them: neither a worker nor the caller ever waits for a close.
     pub fn update(&self, f: impl FnOnce(&Snapshot) -> Snapshot) -> Result<()> {
         let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.shared.snapshot.load_full();
@@ -164,8 +171,9 @@ impl Switch {
             });
         }
         self.shared.snapshot.store(new.clone());
+        self.reaper.retire_snapshot(old);
         // Stop watching fds of ports no longer present. Their fds are still open: `watched`
-        // holds the ports until after the delete.
+        // holds the ports until after the delete, then the reaper holds them.
         watched.retain(|w| {
             let keep = new
                 .ports()
@@ -176,10 +184,17 @@ impl Switch {
                 if let Some(fd) = w.port.fd() {
                     let _ = self.epolls[w.worker].delete(fd);
                 }
+                self.reaper.retire_port(w.port.clone());
             }
             keep
         });
         Ok(())
+    }
+
+    /// The reaper that closes removed ports (see [`Reaper::reap_now`] before creating an
+    /// interface whose name a removed port may still hold).
+    pub fn reaper(&self) -> &Reaper {
+        &self.reaper
     }
 
     /// The current configuration.
@@ -235,5 +250,6 @@ impl Switch {
         for t in self.threads {
             let _ = t.join();
         }
+        self.reaper.stop();
     }
 }

@@ -8,6 +8,7 @@ mod lab;
 
 mod api;
 mod api_limits;
+mod churn;
 mod cli;
 mod isolation;
 mod netdev;
