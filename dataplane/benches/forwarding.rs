@@ -20,15 +20,12 @@ const PORTS: u16 = 8;
 fn snapshot() -> Snapshot {
     let ports = (0..PORTS)
         .map(|i| {
-            Some(PortEntry {
-                name: format!("p{i}"),
-                mode: if i < 6 {
-                    PortMode::Access { vlan: 10 }
-                } else {
-                    PortMode::trunk([10], None)
-                },
-                port: None,
-            })
+            let mode = if i < 6 {
+                PortMode::Access { vlan: 10 }
+            } else {
+                PortMode::trunk([10], None)
+            };
+            Some(PortEntry::new(format!("p{i}"), mode, None))
         })
         .collect();
     Snapshot::new(ports, 300)

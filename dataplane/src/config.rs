@@ -5,8 +5,9 @@
 
 use std::sync::Arc;
 
+use crate::fdb::{FlapPolicy, LearnRules};
 use crate::port::Port;
-use crate::wire::EgressTag;
+use crate::wire::{EgressTag, MacAddr};
 
 /// Index of a port in the snapshot's port table.
 pub type PortId = u16;
@@ -161,6 +162,48 @@ impl PortMode {
     }
 }
 
+/// What a port does with a frame whose source MAC would exceed a MAC limit (of the port or
+/// of the VLAN).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LimitAction {
+    /// Forward the frame, but do not learn its source (frames to it are flooded).
+    #[default]
+    Flood,
+    /// Drop the frame.
+    Drop,
+    /// Drop the frame and shut the port down until an operator enables it again.
+    Shutdown,
+}
+
+/// Port security: which source MACs a port may bring in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSecurity {
+    /// Most MACs learned on the port at once.
+    pub max_macs: u32,
+    /// What a frame from a new source beyond a limit gets.
+    pub action: LimitAction,
+    /// When set, only frames from these sources are accepted; others are dropped.
+    pub allowed: Option<Arc<[MacAddr]>>,
+}
+
+impl Default for PortSecurity {
+    fn default() -> Self {
+        PortSecurity {
+            max_macs: u32::MAX,
+            action: LimitAction::Flood,
+            allowed: None,
+        }
+    }
+}
+
+impl PortSecurity {
+    /// True if a frame from `src` may enter the port.
+    #[inline]
+    pub fn admits(&self, src: MacAddr) -> bool {
+        self.allowed.as_ref().is_none_or(|a| a.contains(&src))
+    }
+}
+
 /// One port in a snapshot: its mode and its I/O handle (shared between snapshots).
 #[derive(Debug, Clone)]
 pub struct PortEntry {
@@ -168,8 +211,53 @@ pub struct PortEntry {
     pub name: String,
     /// VLAN membership.
     pub mode: PortMode,
+    /// Port security.
+    pub security: PortSecurity,
     /// I/O and counters; `None` in pure tests that only look at decisions.
     pub port: Option<Arc<Port>>,
+}
+
+impl PortEntry {
+    /// An entry with the default (unlimited) port security.
+    pub fn new(name: impl Into<String>, mode: PortMode, port: Option<Arc<Port>>) -> Self {
+        PortEntry {
+            name: name.into(),
+            mode,
+            security: PortSecurity::default(),
+            port,
+        }
+    }
+}
+
+/// Learning rules that are the same for all ports: per-VLAN MAC limits and the flap policy.
+#[derive(Debug, Clone)]
+pub struct Learning {
+    /// `vlan_max_macs[vid]`: most dynamic MACs in that VLAN.
+    vlan_max_macs: Arc<[u32]>,
+    /// Flap detection and damping.
+    pub flap: FlapPolicy,
+}
+
+impl Default for Learning {
+    fn default() -> Self {
+        Learning::new(|_| u32::MAX, FlapPolicy::default())
+    }
+}
+
+impl Learning {
+    /// Limits from `vlan_max(vid)` for every VLAN id, and `flap`.
+    pub fn new(vlan_max: impl Fn(u16) -> u32, flap: FlapPolicy) -> Self {
+        Learning {
+            vlan_max_macs: (0u16..4096).map(vlan_max).collect(),
+            flap,
+        }
+    }
+
+    /// The MAC limit of `vlan`.
+    #[inline]
+    pub fn vlan_max_macs(&self, vlan: u16) -> u32 {
+        self.vlan_max_macs[(vlan & 0x0fff) as usize]
+    }
 }
 
 /// An immutable view of the whole configuration, with flood lists precomputed per VLAN.
@@ -180,6 +268,8 @@ pub struct Snapshot {
     flood: Vec<Vec<PortId>>,
     /// Aging time for dynamic FDB entries, in seconds.
     pub aging_secs: u32,
+    /// Per-VLAN limits and the flap policy.
+    pub learning: Learning,
 }
 
 impl Default for Snapshot {
@@ -209,6 +299,24 @@ impl Snapshot {
             ports,
             flood,
             aging_secs,
+            learning: Learning::default(),
+        }
+    }
+
+    /// This snapshot with `learning` as its per-VLAN limits and flap policy.
+    pub fn with_learning(mut self, learning: Learning) -> Self {
+        self.learning = learning;
+        self
+    }
+
+    /// The rules for learning a source on port `entry` in `vlan`.
+    #[inline]
+    pub fn learn_rules(&self, entry: &PortEntry, vlan: u16) -> LearnRules {
+        LearnRules {
+            aging: self.aging_secs,
+            port_max: entry.security.max_macs,
+            vlan_max: self.learning.vlan_max_macs(vlan),
+            flap: self.learning.flap,
         }
     }
 
@@ -238,7 +346,7 @@ impl Snapshot {
         if let Some(Some(e)) = ports.get_mut(id as usize) {
             e.port = Some(port);
         }
-        Snapshot::new(ports, self.aging_secs)
+        Snapshot::new(ports, self.aging_secs).with_learning(self.learning.clone())
     }
 
     /// The id of the port named `name`.
@@ -285,13 +393,7 @@ mod tests {
 
     #[test]
     fn flood_lists_follow_membership() {
-        let e = |name: &str, mode| {
-            Some(PortEntry {
-                name: name.into(),
-                mode,
-                port: None,
-            })
-        };
+        let e = |name: &str, mode| Some(PortEntry::new(name, mode, None));
         let s = Snapshot::new(
             vec![
                 e("a", PortMode::Access { vlan: 10 }),

@@ -25,11 +25,20 @@ pub enum DropReason {
     /// The kernel dropped the frame before switchd read it: a netdev port's receive ring (or
     /// socket buffer) was full because switchd fell behind.
     RxOverrun,
+    /// The source MAC was not learned because the ingress port or its VLAN has reached its
+    /// MAC limit. With the port's limit action `flood` the frame itself was still forwarded
+    /// (like [`DropReason::NoRoom`]); with `drop` or `shutdown` it was dropped.
+    MacLimit,
+    /// The source MAC is not in the ingress port's `allowed_macs`: dropped.
+    MacNotAllowed,
+    /// The port is shut down by port security (limit action `shutdown`): frames from it and
+    /// copies for it are dropped until it is enabled again.
+    PortDisabled,
 }
 
 impl DropReason {
     /// All reasons, in counter order.
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::BadFrame,
         DropReason::VlanNotAllowed,
         DropReason::TaggedOnAccess,
@@ -38,6 +47,9 @@ impl DropReason {
         DropReason::NoSuchPort,
         DropReason::LinkDown,
         DropReason::RxOverrun,
+        DropReason::MacLimit,
+        DropReason::MacNotAllowed,
+        DropReason::PortDisabled,
     ];
 
     /// A stable snake_case name for logs and metrics.
@@ -51,6 +63,34 @@ impl DropReason {
             DropReason::NoSuchPort => "no_such_port",
             DropReason::LinkDown => "link_down",
             DropReason::RxOverrun => "rx_overrun",
+            DropReason::MacLimit => "mac_limit",
+            DropReason::MacNotAllowed => "mac_not_allowed",
+            DropReason::PortDisabled => "port_disabled",
+        }
+    }
+}
+
+/// Learning events counted per port (the port a MAC moved to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MacEvent {
+    /// A MAC learned on another port of the same VLAN moved to this port.
+    Moved,
+    /// A move to this port made the MAC count as flapping.
+    Flapping,
+    /// A move to this port was refused: the MAC is flapping and damped.
+    Damped,
+}
+
+impl MacEvent {
+    /// All events, in counter order.
+    pub const ALL: [MacEvent; 3] = [MacEvent::Moved, MacEvent::Flapping, MacEvent::Damped];
+
+    /// A stable snake_case name for logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            MacEvent::Moved => "mac_moves",
+            MacEvent::Flapping => "mac_flaps",
+            MacEvent::Damped => "mac_damped",
         }
     }
 }
@@ -71,6 +111,7 @@ pub struct PortCounters {
     rx: Traffic,
     tx: Traffic,
     drops: [AtomicU64; DropReason::ALL.len()],
+    events: [AtomicU64; MacEvent::ALL.len()],
 }
 
 /// A plain copy of [`PortCounters`] at one instant.
@@ -86,12 +127,19 @@ pub struct CounterValues {
     pub tx_bytes: u64,
     /// Drops, indexed like [`DropReason::ALL`].
     pub drops: [u64; DropReason::ALL.len()],
+    /// Learning events, indexed like [`MacEvent::ALL`].
+    pub events: [u64; MacEvent::ALL.len()],
 }
 
 impl CounterValues {
     /// The drop count for `r`.
     pub fn drop_count(&self, r: DropReason) -> u64 {
         self.drops[r as usize]
+    }
+
+    /// The count of event `e`.
+    pub fn event_count(&self, e: MacEvent) -> u64 {
+        self.events[e as usize]
     }
 }
 
@@ -104,6 +152,9 @@ impl std::fmt::Display for CounterValues {
         )?;
         for r in DropReason::ALL {
             write!(f, " drop_{}={}", r.name(), self.drop_count(r))?;
+        }
+        for e in MacEvent::ALL {
+            write!(f, " {}={}", e.name(), self.event_count(e))?;
         }
         Ok(())
     }
@@ -136,10 +187,20 @@ impl PortCounters {
         self.drops[r as usize].fetch_add(n, Relaxed);
     }
 
+    /// Counts one learning event.
+    #[inline]
+    pub fn count_event(&self, e: MacEvent) {
+        self.events[e as usize].fetch_add(1, Relaxed);
+    }
+
     /// Reads all counters.
     pub fn values(&self) -> CounterValues {
         let mut drops = [0; DropReason::ALL.len()];
         for (d, a) in drops.iter_mut().zip(&self.drops) {
+            *d = a.load(Relaxed);
+        }
+        let mut events = [0; MacEvent::ALL.len()];
+        for (d, a) in events.iter_mut().zip(&self.events) {
             *d = a.load(Relaxed);
         }
         CounterValues {
@@ -148,6 +209,7 @@ impl PortCounters {
             tx_packets: self.tx.packets.load(Relaxed),
             tx_bytes: self.tx.bytes.load(Relaxed),
             drops,
+            events,
         }
     }
 }

@@ -22,7 +22,7 @@
 //! one frame flooded, or sent to a stale port of the same VLAN (never across VLANs: the decision
 //! checks the port is a member of the frame's VLAN).
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use crate::config::PortId;
 use crate::wire::MacAddr;
@@ -39,6 +39,14 @@ const TOMBSTONE: u64 = u64::MAX;
 
 const VAL_VALID: u64 = 1 << 16;
 const VAL_STATIC: u64 = 1 << 17;
+/// Bits 18-21: moves of the entry within the flap window (saturating at 15).
+const MOVES_SHIFT: u32 = 18;
+const MOVES_MAX: u64 = 0xf;
+/// Bits 22-31: the second of the entry's last move, modulo 1024.
+const MOVED_SHIFT: u32 = 22;
+const MOVED_MASK: u64 = 0x3ff;
+/// Longest flap window or damping hold the 10-bit move time can measure.
+pub const MAX_FLAP_SECS: u16 = 1000;
 
 #[inline]
 fn key(vlan: u16, mac: MacAddr) -> u64 {
@@ -48,6 +56,74 @@ fn key(vlan: u16, mac: MacAddr) -> u64 {
 #[inline]
 fn value(port: PortId, is_static: bool, now: u32) -> u64 {
     port as u64 | VAL_VALID | if is_static { VAL_STATIC } else { 0 } | ((now as u64) << 32)
+}
+
+#[inline]
+fn val_moves(v: u64) -> u8 {
+    ((v >> MOVES_SHIFT) & MOVES_MAX) as u8
+}
+
+/// Seconds since the entry's last move (modulo 1024).
+#[inline]
+fn since_move(v: u64, now: u32) -> u16 {
+    ((u64::from(now).wrapping_sub(v >> MOVED_SHIFT)) & MOVED_MASK) as u16
+}
+
+#[inline]
+fn with_moves(v: u64, moves: u8, moved_at: u32) -> u64 {
+    let clear = !((MOVES_MAX << MOVES_SHIFT) | (MOVED_MASK << MOVED_SHIFT));
+    (v & clear)
+        | ((u64::from(moves) & MOVES_MAX) << MOVES_SHIFT)
+        | ((u64::from(moved_at) & MOVED_MASK) << MOVED_SHIFT)
+}
+
+/// When a MAC that keeps moving between ports counts as flapping, and whether its moves are
+/// then refused for a while (damping).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlapPolicy {
+    /// Moves within `window_secs` that make a MAC flap (2-15).
+    pub moves: u8,
+    /// The window, in seconds (1-1000).
+    pub window_secs: u16,
+    /// Once flapping, further moves are refused for this many seconds after the last one
+    /// (0: never; the MAC keeps following its frames).
+    pub damp_secs: u16,
+}
+
+impl Default for FlapPolicy {
+    fn default() -> Self {
+        FlapPolicy {
+            moves: 5,
+            window_secs: 10,
+            damp_secs: 0,
+        }
+    }
+}
+
+/// What one learning call may do: the aging time, the MAC limits that apply to the learning
+/// port and VLAN, and the flap policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LearnRules {
+    /// Aging time in seconds.
+    pub aging: u32,
+    /// Most dynamic entries the learning port may have.
+    pub port_max: u32,
+    /// Most dynamic entries the VLAN may have.
+    pub vlan_max: u32,
+    /// Flap detection and damping.
+    pub flap: FlapPolicy,
+}
+
+impl LearnRules {
+    /// No limit but the table's size, the default flap policy.
+    pub fn unlimited(aging: u32) -> Self {
+        LearnRules {
+            aging,
+            port_max: u32::MAX,
+            vlan_max: u32::MAX,
+            flap: FlapPolicy::default(),
+        }
+    }
 }
 
 #[inline]
@@ -71,11 +147,23 @@ pub enum Learned {
     Moved {
         /// The port the MAC was on before.
         from: PortId,
+        /// This move made the MAC count as flapping ([`FlapPolicy::moves`] moves within its
+        /// window); later moves within the window report it again.
+        flapping: bool,
+    },
+    /// The MAC is flapping and damped: it stays on `on`, the move was refused.
+    Damped {
+        /// The port the entry stays on.
+        on: PortId,
     },
     /// A static entry points elsewhere; static entries never move.
     StaticConflict,
     /// The table is full (or the key's probe window is): not learned.
     NoRoom,
+    /// The learning port has reached its MAC limit: not learned (nor moved there).
+    PortLimit,
+    /// The VLAN has reached its MAC limit: not learned.
+    VlanLimit,
 }
 
 /// One entry, as listed by [`Fdb::entries`].
@@ -149,6 +237,55 @@ pub struct FdbCounters {
     pub no_room: AtomicU64,
     /// Entries removed by aging.
     pub aged: AtomicU64,
+    /// Source MACs not learned (or not moved) because a port or VLAN MAC limit was reached.
+    pub limited: AtomicU64,
+    /// Moves that made a MAC count as flapping.
+    pub flaps: AtomicU64,
+    /// Moves refused because the MAC was flapping and damped.
+    pub damped: AtomicU64,
+}
+
+/// Dynamic-entry counts per port id and per VLAN, for the MAC limits.
+struct Occupancy {
+    ports: Box<[AtomicU32]>,
+    vlans: Box<[AtomicU32]>,
+}
+
+impl Occupancy {
+    fn new() -> Self {
+        Occupancy {
+            ports: (0..=PortId::MAX as usize)
+                .map(|_| AtomicU32::new(0))
+                .collect(),
+            vlans: (0..4096).map(|_| AtomicU32::new(0)).collect(),
+        }
+    }
+
+    #[inline]
+    fn port(&self, p: PortId) -> &AtomicU32 {
+        &self.ports[p as usize]
+    }
+
+    #[inline]
+    fn vlan(&self, v: u16) -> &AtomicU32 {
+        &self.vlans[(v & 0x0fff) as usize]
+    }
+
+    /// Takes one place for port `p`, unless it already holds `max`.
+    #[inline]
+    fn claim(a: &AtomicU32, max: u32) -> bool {
+        if a.fetch_add(1, Relaxed) >= max {
+            a.fetch_sub(1, Relaxed);
+            return false;
+        }
+        true
+    }
+
+    #[inline]
+    fn release(a: &AtomicU32) {
+        // Never below zero, even if a race counted one entry twice.
+        let _ = a.fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+    }
 }
 
 /// The MAC table. Shared by reference between all workers; every method takes `&self`.
@@ -158,6 +295,7 @@ pub struct Fdb {
     shift: u32,
     max_entries: usize,
     len: AtomicUsize,
+    occupancy: Occupancy,
     /// Table counters.
     pub counters: FdbCounters,
 }
@@ -185,6 +323,7 @@ impl Fdb {
             shift: 64 - n.trailing_zeros(),
             max_entries,
             len: AtomicUsize::new(0),
+            occupancy: Occupancy::new(),
             counters: FdbCounters::default(),
         }
     }
@@ -257,9 +396,36 @@ impl Fdb {
         Self::is_live(v, now, aging).then(|| val_port(v))
     }
 
-    /// Records that `mac` was seen in `vlan` on `port` at `now`.
+    /// Records that `mac` was seen in `vlan` on `port` at `now`, with no limit but the
+    /// table's size and the default flap policy.
     #[inline]
     pub fn learn(&self, vlan: u16, mac: MacAddr, port: PortId, now: u32, aging: u32) -> Learned {
+        self.learn_with(vlan, mac, port, now, &LearnRules::unlimited(aging))
+    }
+
+    /// Dynamic entries learned on port `port` now.
+    pub fn port_macs(&self, port: PortId) -> u32 {
+        self.occupancy.port(port).load(Relaxed)
+    }
+
+    /// Dynamic entries in `vlan` now.
+    pub fn vlan_macs(&self, vlan: u16) -> u32 {
+        self.occupancy.vlan(vlan).load(Relaxed)
+    }
+
+    /// Records that `mac` was seen in `vlan` on `port` at `now`, within `rules`: a new entry
+    /// needs room under the port's and the VLAN's limits, a move needs room under the new
+    /// port's; a MAC that keeps moving is reported as flapping and, if the policy says so,
+    /// stays where it is for a while.
+    #[inline]
+    pub fn learn_with(
+        &self,
+        vlan: u16,
+        mac: MacAddr,
+        port: PortId,
+        now: u32,
+        rules: &LearnRules,
+    ) -> Learned {
         let k = key(vlan, mac);
         let h = self.home(k);
         let mut reuse: Option<usize> = None;
@@ -268,23 +434,24 @@ impl Fdb {
             let s = &self.slots[idx];
             let sk = s.key.load(Relaxed);
             if sk == k {
-                return self.update(s, port, now, aging);
+                return self.update(s, port, now, rules);
             }
             if sk == TOMBSTONE {
                 reuse.get_or_insert(idx);
                 continue;
             }
             if sk == EMPTY {
-                return self.insert(k, reuse.unwrap_or(idx), h, port, now);
+                return self.insert(k, reuse.unwrap_or(idx), h, port, now, rules);
             }
         }
         match reuse {
-            Some(idx) => self.insert(k, idx, h, port, now),
+            Some(idx) => self.insert(k, idx, h, port, now, rules),
             None => self.no_room(),
         }
     }
 
-    fn update(&self, s: &Slot, port: PortId, now: u32, aging: u32) -> Learned {
+    fn update(&self, s: &Slot, port: PortId, now: u32, rules: &LearnRules) -> Learned {
+        let aging = rules.aging;
         let old = s.val.load(Relaxed);
         if old & VAL_VALID == 0 {
             // Being inserted by another worker right now; it will have the right port.
@@ -297,25 +464,66 @@ impl Fdb {
                 Learned::StaticConflict
             };
         }
-        let new = value(port, false, now);
-        if old == new {
+        let from = val_port(old);
+        let live = Self::is_live(old, now, aging);
+        let flap = rules.flap;
+        let (moves, since) = (val_moves(old), since_move(old, now));
+        if from == port {
+            // A refresh. The move history is kept while it may still matter (within the flap
+            // window or the damping hold) and forgotten after.
+            let keep = moves > 0 && (since < flap.window_secs || since < flap.damp_secs);
+            let new = if keep {
+                with_moves(
+                    value(port, false, now),
+                    moves,
+                    now.wrapping_sub(u32::from(since)),
+                )
+            } else {
+                value(port, false, now)
+            };
+            if old != new {
+                // Lost races leave the entry to the other writer.
+                let _ = s.val.compare_exchange(old, new, Relaxed, Relaxed);
+            }
             return Learned::Refreshed;
         }
+        // Another port. A live entry moves, an expired one is learned afresh; either way the
+        // new port needs room under its limit.
+        let damped = live && flap.damp_secs > 0 && moves >= flap.moves && since < flap.damp_secs;
+        if damped {
+            self.counters.damped.fetch_add(1, Relaxed);
+            return Learned::Damped { on: from };
+        }
+        if !Occupancy::claim(self.occupancy.port(port), rules.port_max) {
+            self.counters.limited.fetch_add(1, Relaxed);
+            return Learned::PortLimit;
+        }
+        let moves = if !live {
+            0
+        } else if moves > 0 && since < flap.window_secs {
+            moves.saturating_add(1).min(MOVES_MAX as u8)
+        } else {
+            1
+        };
+        let new = with_moves(value(port, false, now), moves, now);
         // Compare-and-swap, not a store: if the entry was removed (value zeroed) or refreshed
         // by another worker meanwhile, leave it; a removed slot must never get a value back.
         if s.val.compare_exchange(old, new, Relaxed, Relaxed).is_err() {
+            Occupancy::release(self.occupancy.port(port));
             return Learned::Refreshed;
         }
-        let from = val_port(old);
-        if from != port && Self::is_live(old, now, aging) {
+        Occupancy::release(self.occupancy.port(from));
+        if live {
             self.counters.moves.fetch_add(1, Relaxed);
-            Learned::Moved { from }
-        } else if from != port {
+            let flapping = moves >= flap.moves;
+            if flapping {
+                self.counters.flaps.fetch_add(1, Relaxed);
+            }
+            Learned::Moved { from, flapping }
+        } else {
             // An expired entry not swept yet: a fresh learn, not a move.
             self.counters.learned.fetch_add(1, Relaxed);
             Learned::New
-        } else {
-            Learned::Refreshed
         }
     }
 
@@ -325,11 +533,39 @@ impl Fdb {
     }
 
     /// Claims slot `idx` (empty or tombstone) for `k`; on a lost race, probes again from `h`.
-    fn insert(&self, k: u64, mut idx: usize, h: usize, port: PortId, now: u32) -> Learned {
+    fn insert(
+        &self,
+        k: u64,
+        mut idx: usize,
+        h: usize,
+        port: PortId,
+        now: u32,
+        rules: &LearnRules,
+    ) -> Learned {
         if self.len.fetch_add(1, Relaxed) >= self.max_entries {
             self.len.fetch_sub(1, Relaxed);
             return self.no_room();
         }
+        let (pc, vc) = (
+            self.occupancy.port(port),
+            self.occupancy.vlan((k >> 48) as u16),
+        );
+        if !Occupancy::claim(pc, rules.port_max) {
+            self.len.fetch_sub(1, Relaxed);
+            self.counters.limited.fetch_add(1, Relaxed);
+            return Learned::PortLimit;
+        }
+        if !Occupancy::claim(vc, rules.vlan_max) {
+            Occupancy::release(pc);
+            self.len.fetch_sub(1, Relaxed);
+            self.counters.limited.fetch_add(1, Relaxed);
+            return Learned::VlanLimit;
+        }
+        let undo = || {
+            Occupancy::release(pc);
+            Occupancy::release(vc);
+            self.len.fetch_sub(1, Relaxed);
+        };
         let val = value(port, false, now);
         let mut i = idx.wrapping_sub(h) & self.mask;
         loop {
@@ -346,12 +582,12 @@ impl Fdb {
             }
             if cur == k {
                 // Someone inserted the same key meanwhile.
-                self.len.fetch_sub(1, Relaxed);
+                undo();
                 return Learned::Refreshed;
             }
             i += 1;
             if i >= MAX_PROBE {
-                self.len.fetch_sub(1, Relaxed);
+                undo();
                 return self.no_room();
             }
             idx = (h + i) & self.mask;
@@ -360,20 +596,34 @@ impl Fdb {
 
     /// Adds or replaces a static entry: it never ages and never moves. Returns false when the
     /// table has no room for it.
+    ///
+    /// Static entries do not count against port or VLAN MAC limits.
     pub fn add_static(&self, vlan: u16, mac: MacAddr, port: PortId) -> bool {
         let k = key(vlan, mac);
+        let make_static = |s: &Slot| {
+            let old = s.val.swap(value(port, true, 0), Relaxed);
+            if old & VAL_VALID != 0 && old & VAL_STATIC == 0 {
+                // It was a dynamic entry: it leaves the limits' counts.
+                Occupancy::release(self.occupancy.port(val_port(old)));
+                Occupancy::release(self.occupancy.vlan(vlan));
+            }
+        };
         if let Some(s) = self.find(k) {
-            s.val.store(value(port, true, 0), Relaxed);
+            make_static(s);
             return true;
         }
         match self.learn(vlan, mac, port, 0, u32::MAX) {
             Learned::New | Learned::Refreshed | Learned::Moved { .. } => {
                 if let Some(s) = self.find(k) {
-                    s.val.store(value(port, true, 0), Relaxed);
+                    make_static(s);
                 }
                 true
             }
-            Learned::StaticConflict | Learned::NoRoom => false,
+            Learned::StaticConflict
+            | Learned::NoRoom
+            | Learned::PortLimit
+            | Learned::VlanLimit
+            | Learned::Damped { .. } => false,
         }
     }
 
@@ -392,6 +642,10 @@ impl Fdb {
                 // Only the control side changes a live key, so this succeeds.
                 let _ = s.key.compare_exchange(k, TOMBSTONE, Relaxed, Relaxed);
                 self.len.fetch_sub(1, Relaxed);
+                if v & VAL_VALID != 0 && v & VAL_STATIC == 0 {
+                    Occupancy::release(self.occupancy.port(val_port(v)));
+                    Occupancy::release(self.occupancy.vlan((k >> 48) as u16));
+                }
                 n += 1;
             }
         }
@@ -471,7 +725,13 @@ mod tests {
         let f = Fdb::new(16);
         f.learn(10, mac(1), 3, 100, 300);
         assert_eq!(f.learn(10, mac(1), 3, 150, 300), Learned::Refreshed);
-        assert_eq!(f.learn(10, mac(1), 5, 151, 300), Learned::Moved { from: 3 });
+        assert_eq!(
+            f.learn(10, mac(1), 5, 151, 300),
+            Learned::Moved {
+                from: 3,
+                flapping: false
+            }
+        );
         assert_eq!(f.lookup(10, mac(1), 151, 300), Some(5));
         assert_eq!(f.counters.moves.load(Relaxed), 1);
         assert_eq!(f.counters.learned.load(Relaxed), 1);
@@ -520,7 +780,13 @@ mod tests {
         assert_eq!(f.counters.no_room.load(Relaxed), 1);
         assert_eq!(f.lookup(10, mac(99), 0, 300), None);
         // known MACs still refresh and move when full
-        assert_eq!(f.learn(10, mac(0), 2, 1, 300), Learned::Moved { from: 1 });
+        assert_eq!(
+            f.learn(10, mac(0), 2, 1, 300),
+            Learned::Moved {
+                from: 1,
+                flapping: false
+            }
+        );
         // room again after a flush
         assert_eq!(
             f.flush(FlushFilter {
@@ -585,5 +851,153 @@ mod tests {
             assert_eq!(f.lookup(1, mac(i), 1, 300), Some((i % 2) as PortId));
         }
         assert_eq!(f.len(), 16000);
+    }
+
+    fn rules(port_max: u32, vlan_max: u32) -> LearnRules {
+        LearnRules {
+            port_max,
+            vlan_max,
+            ..LearnRules::unlimited(300)
+        }
+    }
+
+    #[test]
+    fn a_port_limit_leaves_room_for_other_ports_and_vlans() {
+        let f = Fdb::new(64);
+        let r = rules(4, u32::MAX);
+        for i in 0..4 {
+            assert_eq!(f.learn_with(10, mac(i), 1, 0, &r), Learned::New);
+        }
+        // port 1 is full: a fifth source is not learned, known ones still refresh
+        assert_eq!(f.learn_with(10, mac(99), 1, 0, &r), Learned::PortLimit);
+        assert_eq!(f.learn_with(10, mac(0), 1, 1, &r), Learned::Refreshed);
+        assert_eq!(f.port_macs(1), 4);
+        // other ports and other VLANs learn as before
+        assert_eq!(f.learn_with(10, mac(50), 2, 0, &r), Learned::New);
+        assert_eq!(f.learn_with(20, mac(51), 1, 0, &r), Learned::PortLimit);
+        assert_eq!(f.learn_with(20, mac(51), 3, 0, &r), Learned::New);
+        // a MAC does not move onto a full port either
+        assert_eq!(f.learn_with(10, mac(50), 1, 2, &r), Learned::PortLimit);
+        assert_eq!(f.lookup(10, mac(50), 2, 300), Some(2));
+        assert_eq!(f.counters.limited.load(Relaxed), 3);
+        // aging and flushing give the places back
+        assert_eq!(
+            f.flush(FlushFilter {
+                port: Some(1),
+                ..Default::default()
+            }),
+            4
+        );
+        assert_eq!(f.port_macs(1), 0);
+        assert_eq!(f.learn_with(10, mac(99), 1, 3, &r), Learned::New);
+        f.age(1000, 300);
+        assert_eq!((f.port_macs(1), f.port_macs(2), f.vlan_macs(10)), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_vlan_limit_counts_every_port_of_the_vlan() {
+        let f = Fdb::new(64);
+        let r = rules(u32::MAX, 3);
+        assert_eq!(f.learn_with(10, mac(1), 1, 0, &r), Learned::New);
+        assert_eq!(f.learn_with(10, mac(2), 2, 0, &r), Learned::New);
+        assert_eq!(f.learn_with(10, mac(3), 3, 0, &r), Learned::New);
+        assert_eq!(f.learn_with(10, mac(4), 4, 0, &r), Learned::VlanLimit);
+        assert_eq!(f.learn_with(20, mac(4), 4, 0, &r), Learned::New);
+        assert_eq!(f.vlan_macs(10), 3);
+        // a move stays within the VLAN's count
+        assert!(matches!(
+            f.learn_with(10, mac(1), 2, 1, &r),
+            Learned::Moved { from: 1, .. }
+        ));
+        assert_eq!((f.vlan_macs(10), f.port_macs(1), f.port_macs(2)), (3, 0, 2));
+        // static entries do not count, and a dynamic entry made static leaves the count
+        assert!(f.add_static(10, mac(2), 2));
+        assert_eq!((f.vlan_macs(10), f.port_macs(2)), (2, 1));
+        assert!(f.add_static(10, mac(9), 5));
+        assert_eq!(f.vlan_macs(10), 2);
+    }
+
+    #[test]
+    fn a_mac_moving_back_and_forth_flaps_and_can_be_damped() {
+        let flap = FlapPolicy {
+            moves: 3,
+            window_secs: 10,
+            damp_secs: 0,
+        };
+        let r = LearnRules {
+            flap,
+            ..LearnRules::unlimited(300)
+        };
+        let f = Fdb::new(64);
+        assert_eq!(f.learn_with(10, mac(1), 1, 100, &r), Learned::New);
+        let mut seen = Vec::new();
+        for t in 0..4u32 {
+            let port = if t % 2 == 0 { 2 } else { 1 };
+            seen.push(f.learn_with(10, mac(1), port, 101 + t, &r));
+        }
+        assert_eq!(
+            seen,
+            [
+                Learned::Moved {
+                    from: 1,
+                    flapping: false
+                },
+                Learned::Moved {
+                    from: 2,
+                    flapping: false
+                },
+                Learned::Moved {
+                    from: 1,
+                    flapping: true
+                },
+                Learned::Moved {
+                    from: 2,
+                    flapping: true
+                },
+            ]
+        );
+        assert_eq!(f.counters.flaps.load(Relaxed), 2);
+        // moves far apart are no flap: the history is forgotten after the window
+        assert_eq!(f.learn_with(10, mac(1), 1, 200, &r), Learned::Refreshed);
+        assert_eq!(
+            f.learn_with(10, mac(1), 2, 230, &r),
+            Learned::Moved {
+                from: 1,
+                flapping: false
+            }
+        );
+
+        // with damping, a flapping MAC stays where it is for the hold time
+        let damped = LearnRules {
+            flap: FlapPolicy {
+                damp_secs: 30,
+                ..flap
+            },
+            ..r
+        };
+        let g = Fdb::new(64);
+        g.learn_with(10, mac(1), 1, 100, &damped);
+        for t in 0..3u32 {
+            let port = if t % 2 == 0 { 2 } else { 1 };
+            assert!(matches!(
+                g.learn_with(10, mac(1), port, 101 + t, &damped),
+                Learned::Moved { .. }
+            ));
+        }
+        // it flapped onto port 2 at 103: held there until 133
+        assert_eq!(
+            g.learn_with(10, mac(1), 1, 104, &damped),
+            Learned::Damped { on: 2 }
+        );
+        assert_eq!(
+            g.learn_with(10, mac(1), 1, 132, &damped),
+            Learned::Damped { on: 2 }
+        );
+        assert_eq!(g.lookup(10, mac(1), 132, 300), Some(2));
+        assert_eq!(g.counters.damped.load(Relaxed), 2);
+        assert!(matches!(
+            g.learn_with(10, mac(1), 1, 133, &damped),
+            Learned::Moved { from: 2, .. }
+        ));
     }
 }

@@ -5,7 +5,7 @@
 //! push, pop or rewrite) is [`crate::wire::EgressFrame::render`]. No sockets, threads or clocks:
 //! the tests below drive it with plain bytes and chosen times.
 
-use crate::config::{PortId, PortMode, Snapshot};
+use crate::config::{LimitAction, PortId, PortMode, Snapshot};
 use crate::counters::DropReason;
 use crate::fdb::{Fdb, Learned};
 use crate::wire::{EgressTag, EthernetFrame};
@@ -52,7 +52,11 @@ pub fn classify(mode: &PortMode, vid: Option<u16>) -> Result<u16, DropReason> {
 
 /// Decides what happens to `frame`, received on port `ingress` at `now` (seconds).
 ///
-/// Learning happens here, so the FDB is updated as a side effect; nothing else is.
+/// Learning happens here, so the FDB is updated as a side effect; nothing else is. Port
+/// security is part of the decision: a source outside the port's allowed MACs is dropped
+/// ([`DropReason::MacNotAllowed`]), and a new source beyond the port's or the VLAN's MAC limit
+/// is not learned; the frame is then still forwarded if the port's limit action is `Flood`,
+/// else dropped ([`DropReason::MacLimit`]).
 #[inline]
 pub fn decide(
     snap: &Snapshot,
@@ -64,18 +68,17 @@ pub fn decide(
     let port = snap.port(ingress).ok_or(DropReason::NoSuchPort)?;
     let vlan = classify(&port.mode, frame.vid())?;
     let src = frame.src();
+    if !port.security.admits(src) {
+        return Err(DropReason::MacNotAllowed);
+    }
     let learned = if src.is_multicast() || src.is_zero() {
         None
     } else {
-        let l = fdb.learn(vlan, src, ingress, now, snap.aging_secs);
-        if let Learned::Moved { from } = l {
-            tracing::debug!(
-                mac = %src,
-                vlan,
-                from = snap.port(from).map_or("?", |p| p.name.as_str()),
-                to = port.name.as_str(),
-                "MAC moved"
-            );
+        let l = fdb.learn_with(vlan, src, ingress, now, &snap.learn_rules(port, vlan));
+        if matches!(l, Learned::PortLimit | Learned::VlanLimit)
+            && port.security.action != LimitAction::Flood
+        {
+            return Err(DropReason::MacLimit);
         }
         Some(l)
     };
@@ -169,13 +172,7 @@ mod tests {
         let ports = modes
             .into_iter()
             .enumerate()
-            .map(|(i, mode)| {
-                Some(PortEntry {
-                    name: format!("p{i}"),
-                    mode,
-                    port: None,
-                })
-            })
+            .map(|(i, mode)| Some(PortEntry::new(format!("p{i}"), mode, None)))
             .collect();
         Snapshot::new(ports, 300)
     }
@@ -364,7 +361,13 @@ mod tests {
         let d = decide(&s, &fdb, &EthernetFrame::parse(&f1).unwrap(), 0, 0).unwrap();
         assert_eq!(d.learned, Some(Learned::New));
         let d = decide(&s, &fdb, &EthernetFrame::parse(&f1).unwrap(), 1, 1).unwrap();
-        assert_eq!(d.learned, Some(Learned::Moved { from: 0 }));
+        assert_eq!(
+            d.learned,
+            Some(Learned::Moved {
+                from: 0,
+                flapping: false
+            })
+        );
         let group_src = frame(BCAST, [0x03, 0, 0, 0, 0, 1], None);
         let d = decide(&s, &fdb, &EthernetFrame::parse(&group_src).unwrap(), 0, 1).unwrap();
         assert_eq!(d.learned, None);
@@ -401,6 +404,45 @@ mod tests {
             run(&s, &fdb, &frame(mac(2), mac(1), None), 0),
             Ok(vec![(1, EgressTag::Untagged), (3, EgressTag::Tagged)])
         );
+    }
+
+    #[test]
+    fn port_security_allowed_macs_and_limits() {
+        use crate::config::{LimitAction, PortSecurity};
+        let mut s = lab();
+        let secure = |max_macs, action, allowed: Option<Vec<[u8; 6]>>| PortSecurity {
+            max_macs,
+            action,
+            allowed: allowed.map(|a| a.into_iter().map(crate::wire::MacAddr).collect()),
+        };
+        let fdb = Fdb::new(64);
+        // port 0 accepts only mac(1)
+        let mut ports = s.ports().to_vec();
+        ports[0].as_mut().unwrap().security =
+            secure(u32::MAX, LimitAction::Flood, Some(vec![mac(1)]));
+        // port 1 learns at most one MAC and drops frames from others
+        ports[1].as_mut().unwrap().security = secure(1, LimitAction::Drop, None);
+        // port 2 learns at most one MAC and still forwards frames from others
+        ports[2].as_mut().unwrap().security = secure(1, LimitAction::Flood, None);
+        s = Snapshot::new(ports, 300);
+        assert_eq!(
+            run(&s, &fdb, &frame(BCAST, mac(9), None), 0),
+            Err(DropReason::MacNotAllowed)
+        );
+        assert!(run(&s, &fdb, &frame(BCAST, mac(1), None), 0).is_ok());
+        assert!(run(&s, &fdb, &frame(BCAST, mac(2), None), 1).is_ok());
+        assert_eq!(
+            run(&s, &fdb, &frame(BCAST, mac(3), None), 1),
+            Err(DropReason::MacLimit)
+        );
+        // the known source still passes
+        assert!(run(&s, &fdb, &frame(BCAST, mac(2), None), 1).is_ok());
+        assert!(run(&s, &fdb, &frame(BCAST, mac(4), None), 2).is_ok());
+        let f = frame(BCAST, mac(5), None);
+        let d = decide(&s, &fdb, &EthernetFrame::parse(&f).unwrap(), 2, 0).unwrap();
+        assert_eq!(d.learned, Some(Learned::PortLimit));
+        assert_eq!(d.out, Out::Flood);
+        assert_eq!(fdb.lookup(20, crate::wire::MacAddr(mac(5)), 0, 300), None);
     }
 
     mod prop {

@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod counters;
+pub mod events;
 pub mod fdb;
 pub mod forward;
 pub mod port;

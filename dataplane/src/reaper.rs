@@ -286,11 +286,11 @@ mod tests {
         let p = port("c");
         let weak = Arc::downgrade(&p);
         let snap = Arc::new(Snapshot::new(
-            vec![Some(PortEntry {
-                name: "c".into(),
-                mode: PortMode::Access { vlan: 1 },
-                port: Some(p.clone()),
-            })],
+            vec![Some(PortEntry::new(
+                "c",
+                PortMode::Access { vlan: 1 },
+                Some(p.clone()),
+            ))],
             300,
         ));
         let worker_guard = snap.clone();

@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::{PortId, Snapshot};
 use crate::counters::{VlanCounters, VlanValues};
+use crate::events::{Event, EventRing};
 use crate::fdb::Fdb;
 use crate::port::sys::{Epoll, EventFd};
 use crate::port::Port;
@@ -59,6 +60,8 @@ pub(crate) struct Shared {
     epoch: Instant,
     /// Per-VLAN counters, one table per worker.
     pub(crate) vlan_stats: Vec<VlanCounters>,
+    /// Learning and port-security events, one ring per worker.
+    pub(crate) events: Vec<EventRing>,
 }
 
 impl Shared {
@@ -97,6 +100,9 @@ impl Switch {
             epoch: Instant::now(),
             vlan_stats: (0..opts.workers.max(1))
                 .map(|_| VlanCounters::default())
+                .collect(),
+            events: (0..opts.workers.max(1))
+                .map(|_| EventRing::default())
                 .collect(),
         });
         let stop = EventFd::new().map_err(SwitchError::Wakeup)?;
@@ -234,6 +240,18 @@ impl Switch {
             t.flooded += v.flooded;
         }
         t
+    }
+
+    /// Calls `f` with every learning and port-security event since the last call with the same
+    /// `cursors` (one per worker; start with an empty vector). Returns how many events were
+    /// lost because they were overwritten before being read.
+    pub fn read_events(&self, cursors: &mut Vec<u64>, mut f: impl FnMut(Event)) -> u64 {
+        cursors.resize(self.shared.events.len(), 0);
+        let mut lost = 0;
+        for (ring, cursor) in self.shared.events.iter().zip(cursors.iter_mut()) {
+            lost += ring.read(cursor, &mut f);
+        }
+        lost
     }
 
     /// The id of port `name`, if configured.

@@ -13,8 +13,9 @@
 use std::io;
 use std::sync::Arc;
 
-use crate::config::{PortId, Snapshot};
-use crate::counters::DropReason;
+use crate::config::{LimitAction, PortEntry, PortId, Snapshot};
+use crate::counters::{DropReason, MacEvent};
+use crate::events::{Event as SwitchEvent, EventKind};
 use crate::fdb::Learned;
 use crate::forward::{decide, egress_ports, prefetch, Out};
 use crate::port::batch::{RxBatch, TxBatch, TxQueue, RX_BATCH};
@@ -252,6 +253,10 @@ fn forward_one<'a>(
     tx: &mut TxBatch<'a>,
 ) -> Option<PortId> {
     port.counters.rx(len);
+    if port.is_disabled() {
+        port.counters.count_drop(DropReason::PortDisabled);
+        return None;
+    }
     let Some(frame) = frame else {
         port.counters.count_drop(DropReason::BadFrame);
         return None;
@@ -260,11 +265,16 @@ fn forward_one<'a>(
         Ok(d) => d,
         Err(r) => {
             port.counters.count_drop(r);
+            if matches!(r, DropReason::MacLimit | DropReason::MacNotAllowed) {
+                if let Some(entry) = snap.port(ingress) {
+                    security_drop(shared, worker, entry, port, ingress, &frame, r, now);
+                }
+            }
             return None;
         }
     };
-    if d.learned == Some(Learned::NoRoom) {
-        port.counters.count_drop(DropReason::NoRoom);
+    if let Some(l) = d.learned {
+        learned(shared, worker, port, ingress, &frame, d.vlan, l, now);
     }
     shared.vlan_stats[worker].count(d.vlan, len, d.out == Out::Flood);
     let vh = VnetHdr::from_bytes(hdr);
@@ -277,6 +287,10 @@ fn forward_one<'a>(
             out.counters.count_drop(DropReason::LinkDown);
             continue;
         }
+        if out.is_disabled() {
+            out.counters.count_drop(DropReason::PortDisabled);
+            continue;
+        }
         let e = EgressFrame::render(&frame, d.vlan, how);
         let oh = vh.shifted(e.len_delta(&frame));
         if let PortIo::Packet(sock) = out.io() {
@@ -287,7 +301,7 @@ fn forward_one<'a>(
             tx.push(sock, u32::from(p), &oh, &e);
         } else {
             match out.send(&oh, &e) {
-                Ok(()) => out.counters.tx(e.len()),
+                Ok(()) => out.counters.tx(e.wire_len(&oh)),
                 Err(e) => {
                     out.counters.count_drop(tx_drop(&e));
                     continue;
@@ -299,6 +313,98 @@ fn forward_one<'a>(
         }
     }
     sent_to
+}
+
+/// Counts what learning the source of `frame` did on port `ingress`, and records moves,
+/// flaps, damping and limits as events for the control side to log.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+fn learned(
+    shared: &Shared,
+    worker: usize,
+    port: &Port,
+    ingress: PortId,
+    frame: &EthernetFrame<'_>,
+    vlan: u16,
+    l: Learned,
+    now: u32,
+) {
+    let (kind, other) = match l {
+        Learned::New | Learned::Refreshed | Learned::StaticConflict => return,
+        Learned::NoRoom => {
+            port.counters.count_drop(DropReason::NoRoom);
+            return;
+        }
+        Learned::PortLimit | Learned::VlanLimit => {
+            port.counters.count_drop(DropReason::MacLimit);
+            let k = if l == Learned::PortLimit {
+                EventKind::PortLimit
+            } else {
+                EventKind::VlanLimit
+            };
+            (k, ingress)
+        }
+        Learned::Moved { from, flapping } => {
+            port.counters.count_event(MacEvent::Moved);
+            if flapping {
+                port.counters.count_event(MacEvent::Flapping);
+                (EventKind::Flapping, from)
+            } else {
+                (EventKind::Moved, from)
+            }
+        }
+        Learned::Damped { on } => {
+            port.counters.count_event(MacEvent::Damped);
+            (EventKind::Damped, on)
+        }
+    };
+    shared.events[worker].push(SwitchEvent {
+        kind,
+        vlan,
+        mac: frame.src(),
+        port: ingress,
+        other,
+        at: now,
+    });
+}
+
+/// A frame from `ingress` was dropped by port security (`r`): record it, and shut the port
+/// down if its limit action says so.
+#[cold]
+#[allow(clippy::too_many_arguments)]
+fn security_drop(
+    shared: &Shared,
+    worker: usize,
+    entry: &PortEntry,
+    port: &Port,
+    ingress: PortId,
+    frame: &EthernetFrame<'_>,
+    r: DropReason,
+    now: u32,
+) {
+    let vlan = crate::forward::classify(&entry.mode, frame.vid()).unwrap_or(0);
+    let ev = |kind| SwitchEvent {
+        kind,
+        vlan,
+        mac: frame.src(),
+        port: ingress,
+        other: ingress,
+        at: now,
+    };
+    let ring = &shared.events[worker];
+    if r == DropReason::MacNotAllowed {
+        ring.push(ev(EventKind::NotAllowed));
+        return;
+    }
+    let kind = if shared.fdb.port_macs(ingress) >= entry.security.max_macs {
+        EventKind::PortLimit
+    } else {
+        EventKind::VlanLimit
+    };
+    ring.push(ev(kind));
+    if entry.security.action == LimitAction::Shutdown && !port.set_disabled(true) {
+        ring.push(ev(EventKind::Shutdown));
+    }
 }
 
 #[cfg(test)]

@@ -38,13 +38,7 @@ fuzz_target!(|data: &[u8]| {
         modes
             .iter()
             .enumerate()
-            .map(|(i, m)| {
-                Some(PortEntry {
-                    name: format!("p{i}"),
-                    mode: m.clone(),
-                    port: None,
-                })
-            })
+            .map(|(i, m)| Some(PortEntry::new(format!("p{i}"), m.clone(), None)))
             .collect(),
         300,
     );

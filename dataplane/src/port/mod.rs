@@ -78,6 +78,8 @@ pub struct Port {
     rx_busy: AtomicBool,
     /// The errno of a receive error that stopped the port (0: none).
     rx_failed: AtomicI32,
+    /// Shut down by port security: frames from and to it are dropped.
+    disabled: AtomicBool,
 }
 
 impl Port {
@@ -89,6 +91,7 @@ impl Port {
             counters: Arc::default(),
             rx_busy: AtomicBool::new(false),
             rx_failed: AtomicI32::new(0),
+            disabled: AtomicBool::new(false),
         })
     }
 
@@ -100,6 +103,7 @@ impl Port {
             counters,
             rx_busy: AtomicBool::new(false),
             rx_failed: AtomicI32::new(0),
+            disabled: AtomicBool::new(false),
         })
     }
 
@@ -113,6 +117,7 @@ impl Port {
             counters,
             rx_busy: AtomicBool::new(false),
             rx_failed: AtomicI32::new(0),
+            disabled: AtomicBool::new(false),
         }
     }
 
@@ -138,6 +143,17 @@ impl Port {
     /// True if frames can be sent and received.
     pub fn is_attached(&self) -> bool {
         self.fd().is_some()
+    }
+
+    /// True while port security has shut the port down.
+    #[inline]
+    pub fn is_disabled(&self) -> bool {
+        self.disabled.load(Ordering::Relaxed)
+    }
+
+    /// Shuts the port down (`true`) or enables it again; returns whether it was shut down.
+    pub fn set_disabled(&self, disabled: bool) -> bool {
+        self.disabled.swap(disabled, Ordering::Relaxed)
     }
 
     /// Claims the right to read this port; false if another worker is reading it now. Never
