@@ -2,9 +2,12 @@
 
 use std::sync::Arc;
 
+use dataplane::config::{Learning, PortSecurity};
+use dataplane::fdb::FlapPolicy;
+use dataplane::wire::MacAddr;
 use dataplane::{PortEntry, Snapshot};
 
-use crate::topology::{self, Topology};
+use crate::topology::{self, LimitAction, Topology};
 
 /// The dataplane mode of a validated topology port.
 pub fn port_mode(p: &topology::Port) -> dataplane::PortMode {
@@ -19,6 +22,59 @@ pub fn port_mode(p: &topology::Port) -> dataplane::PortMode {
     }
 }
 
+/// The dataplane's port security for port `p` of `topo`: its limit (own or default), limit
+/// action and allowed MACs.
+pub fn port_security(topo: &Topology, p: &topology::Port) -> PortSecurity {
+    PortSecurity {
+        max_macs: topo.port_max_macs(p),
+        action: match p.mac_limit_action.unwrap_or_default() {
+            LimitAction::Flood => dataplane::config::LimitAction::Flood,
+            LimitAction::Drop => dataplane::config::LimitAction::Drop,
+            LimitAction::Shutdown => dataplane::config::LimitAction::Shutdown,
+        },
+        // validated: every listed MAC parses
+        allowed: p.allowed_macs.as_ref().map(|macs| {
+            macs.iter()
+                .filter_map(|m| m.parse::<MacAddr>().ok())
+                .collect()
+        }),
+    }
+}
+
+/// The snapshot entry of port `p` of `topo`, with its I/O handle.
+pub fn port_entry(topo: &Topology, p: &topology::Port, port: Arc<dataplane::Port>) -> PortEntry {
+    PortEntry {
+        security: port_security(topo, p),
+        ..PortEntry::new(p.name.clone(), port_mode(p), Some(port))
+    }
+}
+
+/// The switch-wide learning rules of `topo`: per-VLAN limits and the flap policy.
+pub fn learning(topo: &Topology) -> Learning {
+    let flap = topo.mac_flap();
+    Learning::new(
+        |vid| topo.vlan_max_macs(vid),
+        FlapPolicy {
+            moves: flap.moves,
+            window_secs: flap.window_secs,
+            damp_secs: flap.damp_secs,
+        },
+    )
+}
+
+/// A snapshot of `ports` (indexed by port id) under the settings of `topo`, with every
+/// entry's mode and port security taken from `topo`.
+pub fn snapshot(topo: &Topology, mut ports: Vec<Option<PortEntry>>) -> Snapshot {
+    for e in ports.iter_mut().flatten() {
+        if let Some(p) = topo.port(&e.name) {
+            e.mode = port_mode(p);
+            e.security = port_security(topo, p);
+        }
+    }
+    let aging = u32::try_from(topo.mac_aging_secs).unwrap_or(u32::MAX);
+    Snapshot::new(ports, aging).with_learning(learning(topo))
+}
+
 /// Builds the snapshot for `topo`; `attach` gives each port its I/O handle, in file order
 /// (port ids follow the file's order).
 pub fn build_snapshot<E>(
@@ -27,14 +83,9 @@ pub fn build_snapshot<E>(
 ) -> Result<Snapshot, E> {
     let mut ports = Vec::with_capacity(topo.ports.len());
     for p in &topo.ports {
-        ports.push(Some(PortEntry {
-            name: p.name.clone(),
-            mode: port_mode(p),
-            port: Some(attach(p)?),
-        }));
+        ports.push(Some(port_entry(topo, p, attach(p)?)));
     }
-    let aging = u32::try_from(topo.mac_aging_secs).unwrap_or(u32::MAX);
-    Ok(Snapshot::new(ports, aging))
+    Ok(snapshot(topo, ports))
 }
 
 #[cfg(test)]

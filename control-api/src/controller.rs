@@ -65,6 +65,9 @@ pub struct Controller {
     switch: Switch,
     topo: Topology,
     state: Option<PathBuf>,
+    /// Where [`Controller::log_events`] left off in each worker's event ring.
+    event_cursors: Vec<u64>,
+    event_log: crate::eventlog::EventLog,
 }
 
 impl Controller {
@@ -89,6 +92,8 @@ impl Controller {
             switch,
             topo,
             state,
+            event_cursors: Vec::new(),
+            event_log: Default::default(),
         };
         ctl.sync_static_macs(&[]);
         Ok(ctl)
@@ -150,9 +155,8 @@ impl Controller {
             // A port whose kind changes must let go of its interface before it is attached
             // anew under the same name: publish the table without it first. If anything
             // below fails, `restore` attaches it again and puts `before` back.
-            let aging = aging_secs(&self.topo);
-            let without = before.clone();
-            if let Err(e) = self.switch.update(|_| Snapshot::new(without, aging)) {
+            let without = crate::build::snapshot(&self.topo, before.clone());
+            if let Err(e) = self.switch.update(|_| without) {
                 self.restore(before, &replaced);
                 return Err(e.into());
             }
@@ -179,9 +183,9 @@ impl Controller {
                 return Err(e);
             }
         };
-        let aging = aging_secs(&desired);
+        let next = crate::build::snapshot(&desired, slots);
         // `update` publishes nothing when it fails.
-        if let Err(e) = self.switch.update(|_| Snapshot::new(slots, aging)) {
+        if let Err(e) = self.switch.update(|_| next) {
             if let Some(path) = &self.state {
                 // Best effort: the state file goes back to what still runs.
                 let _ = persist(path, &self.topo);
@@ -226,11 +230,7 @@ impl Controller {
                 Change::AddPort { name } | Change::ReplacePort { name } => {
                     let p = desired.port(name).expect("diff names ports of desired");
                     let port = self.attach(p, Arc::default())?;
-                    let entry = Some(PortEntry {
-                        name: p.name.clone(),
-                        mode: crate::port_mode(p),
-                        port: Some(port),
-                    });
+                    let entry = Some(crate::port_entry(desired, p, port));
                     match free.next() {
                         Some(i) => slots[i] = entry,
                         None => slots.push(entry),
@@ -256,6 +256,17 @@ impl Controller {
                     if fields.iter().any(|f| f == "admin_up") && p.brings_link_up() {
                         link_up.push(p.name.clone());
                     }
+                    // A tighter limit or a new allow list applies to the MACs already learned
+                    // too: the port learns afresh under the new rules.
+                    if fields
+                        .iter()
+                        .any(|f| f == "max_macs" || f == "allowed_macs")
+                    {
+                        flush.push(FlushFilter {
+                            port: Some(id),
+                            ..Default::default()
+                        });
+                    }
                 }
                 _ => {}
             }
@@ -275,20 +286,14 @@ impl Controller {
                 continue;
             };
             match self.attach(p, Arc::default()) {
-                Ok(port) => {
-                    before[*id as usize] = Some(PortEntry {
-                        name: name.clone(),
-                        mode: crate::port_mode(p),
-                        port: Some(port),
-                    })
-                }
+                Ok(port) => before[*id as usize] = Some(crate::port_entry(&self.topo, p, port)),
                 Err(e) => {
                     tracing::error!(port = %name, error = %ErrorChain(&e), "cannot restore port")
                 }
             }
         }
-        let aging = aging_secs(&self.topo);
-        if let Err(e) = self.switch.update(|_| Snapshot::new(before, aging)) {
+        let snapshot = crate::build::snapshot(&self.topo, before);
+        if let Err(e) = self.switch.update(|_| snapshot) {
             tracing::error!(error = %e, "cannot restore the previous configuration");
         }
     }
@@ -377,6 +382,8 @@ impl Controller {
                 current.counters.clone(),
             ))
         };
+        // A port shut down by port security stays shut down across re-attaching.
+        new.set_disabled(current.is_disabled());
         if let Err(e) = self.switch.update(|s| s.with_port(id, new)) {
             tracing::error!(port = %p.name, error = %e, "cannot apply port change");
         }
@@ -385,6 +392,29 @@ impl Controller {
             ..Default::default()
         });
         self.sync_static_macs(&[]);
+    }
+
+    /// Enables port `name` again after port security shut it down. Returns whether it was shut
+    /// down; `None` if there is no such port.
+    pub fn enable_port(&self, name: &str) -> Option<bool> {
+        let snap = self.switch.snapshot();
+        let port = snap.port(snap.port_id(name)?)?.port.as_ref()?;
+        let was = port.set_disabled(false);
+        if was {
+            tracing::info!(port = %name, "port enabled again after a port-security shutdown");
+        }
+        Some(was)
+    }
+
+    /// Logs the learning and port-security events the workers recorded since the last call
+    /// (MAC moves at info; flaps, damping, limits and shutdowns at warn), rate-limited.
+    pub fn log_events(&mut self, now: std::time::Instant) {
+        let snap = self.switch.snapshot();
+        let mut events = Vec::new();
+        let lost = self
+            .switch
+            .read_events(&mut self.event_cursors, |e| events.push(e));
+        self.event_log.log(&events, lost, now, &snap, &self.topo);
     }
 
     /// Counters of every port, by name, in port order.
@@ -413,10 +443,6 @@ fn id_of(slots: &[Option<PortEntry>], name: &str) -> Option<PortId> {
         .iter()
         .position(|e| e.as_ref().is_some_and(|e| e.name == name))
         .map(|i| i as PortId)
-}
-
-fn aging_secs(t: &Topology) -> u32 {
-    u32::try_from(t.mac_aging_secs).unwrap_or(u32::MAX)
 }
 
 /// Formats an error with its sources, `a: b: c`.

@@ -40,6 +40,17 @@ pub enum Change {
         /// VLAN id.
         id: u16,
     },
+    /// A VLAN's own MAC limit (`max_macs`) changed.
+    SetVlanMaxMacs {
+        /// VLAN id.
+        id: u16,
+    },
+    /// A switch-wide learning setting changed: `port_max_macs`, `vlan_max_macs` or
+    /// `mac_flap`.
+    SetLearning {
+        /// The settings that changed.
+        fields: Vec<String>,
+    },
     /// A port was added.
     AddPort {
         /// Port name.
@@ -55,7 +66,7 @@ pub enum Change {
         /// Port name.
         name: String,
     },
-    /// A port's mode, VLANs or admin state changed; it stays attached.
+    /// A port's mode, VLANs, admin state or port security changed; it stays attached.
     UpdatePort {
         /// Port name.
         name: String,
@@ -98,11 +109,30 @@ pub fn diff(old: &Topology, new: &Topology) -> Vec<Change> {
             to: new.fdb_max_entries,
         });
     }
+    let mut learning = Vec::new();
+    if old.port_max_macs != new.port_max_macs {
+        learning.push("port_max_macs".to_string());
+    }
+    if old.vlan_max_macs != new.vlan_max_macs {
+        learning.push("vlan_max_macs".to_string());
+    }
+    if old.mac_flap() != new.mac_flap() {
+        learning.push("mac_flap".to_string());
+    }
+    if !learning.is_empty() {
+        out.push(Change::SetLearning { fields: learning });
+    }
     for v in &new.vlans {
         match old.vlans.iter().find(|o| o.id == v.id) {
             None => out.push(Change::AddVlan { id: v.id }),
-            Some(o) if o.name != v.name => out.push(Change::RenameVlan { id: v.id }),
-            Some(_) => {}
+            Some(o) => {
+                if o.name != v.name {
+                    out.push(Change::RenameVlan { id: v.id });
+                }
+                if o.max_macs != v.max_macs {
+                    out.push(Change::SetVlanMaxMacs { id: v.id });
+                }
+            }
         }
     }
     for o in &old.vlans {
@@ -176,6 +206,22 @@ fn changed_fields(o: &Port, p: &Port) -> Vec<String> {
     if o.admin_up != p.admin_up {
         f.push("admin_up".to_string());
     }
+    if o.max_macs != p.max_macs {
+        f.push("max_macs".to_string());
+    }
+    if o.mac_limit_action.unwrap_or_default() != p.mac_limit_action.unwrap_or_default() {
+        f.push("mac_limit_action".to_string());
+    }
+    let macs = |v: &Option<Vec<String>>| {
+        v.as_ref().map(|m| {
+            m.iter()
+                .map(|m| m.to_ascii_lowercase())
+                .collect::<BTreeSet<_>>()
+        })
+    };
+    if macs(&o.allowed_macs) != macs(&p.allowed_macs) {
+        f.push("allowed_macs".to_string());
+    }
     f
 }
 
@@ -219,6 +265,40 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn learning_settings_and_port_security_are_changes() {
+        let new = BASE
+            .replace("{id: 20}", "{id: 20, max_macs: 100}")
+            .replace(
+                "{name: p1, kind: tap, mode: access, vlan: 10}",
+                "{name: p1, kind: tap, mode: access, vlan: 10, max_macs: 3, mac_limit_action: drop, allowed_macs: ['02:00:00:00:00:01']}",
+            );
+        let new = format!("port_max_macs: 50\nmac_flap: {{ moves: 3 }}\n{new}");
+        assert_eq!(
+            diff(&topo(BASE), &topo(&new)),
+            vec![
+                Change::SetLearning {
+                    fields: vec!["port_max_macs".into(), "mac_flap".into()]
+                },
+                Change::SetVlanMaxMacs { id: 20 },
+                Change::UpdatePort {
+                    name: "p1".into(),
+                    fields: vec![
+                        "max_macs".into(),
+                        "mac_limit_action".into(),
+                        "allowed_macs".into()
+                    ]
+                },
+            ]
+        );
+        // the default action written out is no change
+        let same = BASE.replace(
+            "{name: p1, kind: tap, mode: access, vlan: 10}",
+            "{name: p1, kind: tap, mode: access, vlan: 10, mac_limit_action: flood}",
+        );
+        assert!(diff(&topo(BASE), &topo(&same)).is_empty());
     }
 
     #[test]

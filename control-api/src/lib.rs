@@ -28,13 +28,15 @@ pub mod api;
 pub mod build;
 pub mod controller;
 pub mod diff;
+pub mod eventlog;
 pub mod state;
 pub mod strict;
 pub mod topology;
 
-pub use build::{build_snapshot, port_mode};
+pub use build::{build_snapshot, port_entry, port_mode};
 pub use controller::{ControlError, Controller};
 
 pub use topology::{
-    FieldError, Port, PortKind, PortMode, StaticMac, Topology, TopologyError, Vlan,
+    FieldError, LimitAction, MacFlap, Port, PortKind, PortMode, StaticMac, Topology, TopologyError,
+    Vlan,
 };

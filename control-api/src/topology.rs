@@ -28,6 +28,12 @@ pub const MAX_MAC_AGING_SECS: u64 = 1_000_000;
 pub const DEFAULT_FDB_MAX_ENTRIES: usize = 65_536;
 /// Largest accepted [`Topology::fdb_max_entries`] (2^24).
 pub const MAX_FDB_ENTRIES: usize = 1 << 24;
+/// Without `port_max_macs`, a port may learn at most this fraction of the table
+/// (`fdb_max_entries / 8`), so that no single port can fill it for everyone.
+pub const DEFAULT_PORT_SHARE: usize = 8;
+/// Without `vlan_max_macs`, a VLAN may learn at most this fraction of the table
+/// (`fdb_max_entries / 2`), so that no single VLAN can fill it for the others.
+pub const DEFAULT_VLAN_SHARE: usize = 2;
 
 /// The whole configuration of one switch instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -44,6 +50,18 @@ pub struct Topology {
     /// Static MAC table entries: they never age and never move.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fdb: Vec<StaticMac>,
+    /// The MAC limit of every port that sets no `max_macs` of its own. Absent:
+    /// `fdb_max_entries / 8`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port_max_macs: Option<u32>,
+    /// The MAC limit of every VLAN that sets no `max_macs` of its own. Absent:
+    /// `fdb_max_entries / 2`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vlan_max_macs: Option<u32>,
+    /// When a MAC that keeps moving between ports counts as flapping, and whether it is then
+    /// held on its port (damped). Absent: 5 moves in 10 s, no damping.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac_flap: Option<MacFlap>,
 }
 
 impl Default for Topology {
@@ -54,6 +72,62 @@ impl Default for Topology {
             vlans: Vec::new(),
             ports: Vec::new(),
             fdb: Vec::new(),
+            port_max_macs: None,
+            vlan_max_macs: None,
+            mac_flap: None,
+        }
+    }
+}
+
+/// Flap detection and damping: a MAC that moves `moves` times within `window_secs` is
+/// flapping (logged at warn, counted); with `damp_secs`, it then stays on the port it is on
+/// until it has not moved for that long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct MacFlap {
+    /// Moves within the window that make a MAC flap (2-15).
+    pub moves: u8,
+    /// The window in seconds (1-1000).
+    pub window_secs: u16,
+    /// Seconds a flapping MAC is held on its port (0-1000; 0: never held).
+    pub damp_secs: u16,
+}
+
+impl Default for MacFlap {
+    fn default() -> Self {
+        let d = dataplane::fdb::FlapPolicy::default();
+        MacFlap {
+            moves: d.moves,
+            window_secs: d.window_secs,
+            damp_secs: d.damp_secs,
+        }
+    }
+}
+
+/// What a port does with a frame whose new source MAC would go beyond the port's or its
+/// VLAN's MAC limit.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitAction {
+    /// Forward the frame but do not learn the source (frames to it are flooded in its VLAN).
+    #[default]
+    Flood,
+    /// Drop the frame.
+    Drop,
+    /// Drop the frame and shut the port down until it is enabled again
+    /// (`POST /api/v1/ports/{name}/enable`).
+    Shutdown,
+}
+
+impl LimitAction {
+    /// The name used in topology files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Flood => "flood",
+            Self::Drop => "drop",
+            Self::Shutdown => "shutdown",
         }
     }
 }
@@ -79,6 +153,10 @@ pub struct Vlan {
     /// A label for people; not used for forwarding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Most MACs learned in this VLAN at once (all ports together). Absent: the switch's
+    /// `vlan_max_macs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_macs: Option<u32>,
 }
 
 /// A switch port.
@@ -104,6 +182,16 @@ pub struct Port {
     /// did). Absent or `false`: the interface's own state is left alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_up: Option<bool>,
+    /// Most MACs learned on this port at once. Absent: the switch's `port_max_macs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_macs: Option<u32>,
+    /// What a frame from a new source beyond the port's or its VLAN's limit gets. Absent:
+    /// `flood`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_limit_action: Option<LimitAction>,
+    /// Only frames from these source MACs enter the port; others are dropped and counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_macs: Option<Vec<String>>,
 }
 
 /// What a port is attached to.
@@ -250,6 +338,24 @@ impl Topology {
             );
         }
 
+        problems.check_max_macs("port_max_macs", self.port_max_macs);
+        problems.check_max_macs("vlan_max_macs", self.vlan_max_macs);
+        if let Some(f) = &self.mac_flap {
+            if !(2..=15).contains(&f.moves) {
+                problems.push("mac_flap.moves", "must be between 2 and 15");
+            }
+            let most = dataplane::fdb::MAX_FLAP_SECS;
+            if !(1..=most).contains(&f.window_secs) {
+                problems.push(
+                    "mac_flap.window_secs",
+                    format!("must be between 1 and {most}"),
+                );
+            }
+            if f.damp_secs > most {
+                problems.push("mac_flap.damp_secs", format!("must be at most {most}"));
+            }
+        }
+
         // The VLANs ports may use: the valid declared ones, and the default VLAN.
         let mut declared = BTreeSet::new();
         for (i, vlan) in self.vlans.iter().enumerate() {
@@ -259,6 +365,7 @@ impl Topology {
             } else if !declared.insert(vlan.id) {
                 problems.push(path, format!("{} is declared twice", vlan.id));
             }
+            problems.check_max_macs(format!("vlans[{i}].max_macs"), vlan.max_macs);
         }
         declared.insert(DEFAULT_VLAN);
 
@@ -278,21 +385,36 @@ impl Topology {
                 }
             }
             problems.check_port_vlans(i, port, &declared);
+            problems.check_max_macs(format!("ports[{i}].max_macs"), port.max_macs);
+            if let Some(macs) = &port.allowed_macs {
+                if macs.is_empty() {
+                    problems.push(
+                        format!("ports[{i}].allowed_macs"),
+                        "must list at least one MAC (leave it out to allow any)",
+                    );
+                }
+                let mut seen = HashMap::new();
+                for (j, m) in macs.iter().enumerate() {
+                    let path = format!("ports[{i}].allowed_macs[{j}]");
+                    match parse_unicast(m) {
+                        Ok(mac) => {
+                            if let Some(first) = seen.insert(mac, j) {
+                                problems
+                                    .push(path, format!("{mac} is already listed at [{first}]"));
+                            }
+                        }
+                        Err(reason) => problems.push(path, reason),
+                    }
+                }
+            }
         }
 
         let mut seen_macs: HashMap<(u16, dataplane::wire::MacAddr), usize> = HashMap::new();
         for (i, entry) in self.fdb.iter().enumerate() {
-            let mac = match entry.mac.parse::<dataplane::wire::MacAddr>() {
-                Ok(m) if m.is_multicast() || m.is_zero() => {
-                    problems.push(
-                        format!("fdb[{i}].mac"),
-                        format!("{m} is not a unicast address"),
-                    );
-                    None
-                }
+            let mac = match parse_unicast(&entry.mac) {
                 Ok(m) => Some(m),
-                Err(e) => {
-                    problems.push(format!("fdb[{i}].mac"), e.to_string());
+                Err(reason) => {
+                    problems.push(format!("fdb[{i}].mac"), reason);
                     None
                 }
             };
@@ -340,6 +462,44 @@ impl Topology {
     /// The port with this name, if any.
     pub fn port(&self, name: &str) -> Option<&Port> {
         self.ports.iter().find(|p| p.name == name)
+    }
+
+    /// The MAC limit that applies to port `p`: its own, else `port_max_macs`, else
+    /// `fdb_max_entries / 8`.
+    pub fn port_max_macs(&self, p: &Port) -> u32 {
+        p.max_macs
+            .or(self.port_max_macs)
+            .unwrap_or_else(|| share(self.fdb_max_entries, DEFAULT_PORT_SHARE))
+    }
+
+    /// The MAC limit that applies to VLAN `vid`: its own, else `vlan_max_macs`, else
+    /// `fdb_max_entries / 2`.
+    pub fn vlan_max_macs(&self, vid: u16) -> u32 {
+        self.vlans
+            .iter()
+            .find(|v| v.id == vid)
+            .and_then(|v| v.max_macs)
+            .or(self.vlan_max_macs)
+            .unwrap_or_else(|| share(self.fdb_max_entries, DEFAULT_VLAN_SHARE))
+    }
+
+    /// The flap policy in force.
+    pub fn mac_flap(&self) -> MacFlap {
+        self.mac_flap.unwrap_or_default()
+    }
+}
+
+/// `1/n` of a table of `entries`, at least 1.
+fn share(entries: usize, n: usize) -> u32 {
+    u32::try_from((entries / n).max(1)).unwrap_or(u32::MAX)
+}
+
+/// A unicast MAC address, or why `text` is not one.
+fn parse_unicast(text: &str) -> Result<dataplane::wire::MacAddr, String> {
+    match text.parse::<dataplane::wire::MacAddr>() {
+        Ok(m) if m.is_multicast() || m.is_zero() => Err(format!("{m} is not a unicast address")),
+        Ok(m) => Ok(m),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -423,6 +583,15 @@ impl Problems {
             path: path.into(),
             reason: reason.into(),
         });
+    }
+
+    /// Checks a MAC limit: at least 1, at most the largest table.
+    fn check_max_macs(&mut self, path: impl Into<String>, max: Option<u32>) {
+        if let Some(n) = max {
+            if n == 0 || n as usize > MAX_FDB_ENTRIES {
+                self.push(path, format!("must be between 1 and {MAX_FDB_ENTRIES}"));
+            }
+        }
     }
 
     /// Checks a VLAN id a port refers to: valid, and declared (or VLAN 1).
@@ -510,6 +679,9 @@ ports:
             vlans: None,
             native_vlan: None,
             admin_up: None,
+            max_macs: None,
+            mac_limit_action: None,
+            allowed_macs: None,
         }
     }
 
@@ -522,11 +694,18 @@ ports:
             vlans,
             native_vlan,
             admin_up: None,
+            max_macs: None,
+            mac_limit_action: None,
+            allowed_macs: None,
         }
     }
 
     fn vlan(id: u16) -> Vlan {
-        Vlan { id, name: None }
+        Vlan {
+            id,
+            name: None,
+            max_macs: None,
+        }
     }
 
     /// A valid topology to break: VLANs 10 and 20, one access port in each.
@@ -562,12 +741,12 @@ ports:
             t.vlans,
             [
                 Vlan {
-                    id: 10,
-                    name: Some("tenant-a".into())
+                    name: Some("tenant-a".into()),
+                    ..vlan(10)
                 },
                 Vlan {
-                    id: 20,
-                    name: Some("tenant-b".into())
+                    name: Some("tenant-b".into()),
+                    ..vlan(20)
                 },
             ]
         );
@@ -762,6 +941,60 @@ ports:
                 |t| t.fdb_max_entries = 16_777_217,
                 "fdb_max_entries: must be between 1 and 16777216",
             ),
+            (
+                |t| t.port_max_macs = Some(0),
+                "port_max_macs: must be between 1 and 16777216",
+            ),
+            (
+                |t| t.vlans[1].max_macs = Some(16_777_217),
+                "vlans[1].max_macs: must be between 1 and 16777216",
+            ),
+            (
+                |t| t.ports[0].max_macs = Some(0),
+                "ports[0].max_macs: must be between 1 and 16777216",
+            ),
+            (
+                |t| t.ports[1].allowed_macs = Some(Vec::new()),
+                "ports[1].allowed_macs: must list at least one MAC (leave it out to allow any)",
+            ),
+            (
+                |t| {
+                    t.ports[1].allowed_macs =
+                        Some(vec!["02:00:00:00:00:01".into(), "02:00:00:00:00:01".into()])
+                },
+                "ports[1].allowed_macs[1]: 02:00:00:00:00:01 is already listed at [0]",
+            ),
+            (
+                |t| t.ports[1].allowed_macs = Some(vec!["ff:ff:ff:ff:ff:ff".into()]),
+                "ports[1].allowed_macs[0]: ff:ff:ff:ff:ff:ff is not a unicast address",
+            ),
+            (
+                |t| {
+                    t.mac_flap = Some(MacFlap {
+                        moves: 1,
+                        ..MacFlap::default()
+                    })
+                },
+                "mac_flap.moves: must be between 2 and 15",
+            ),
+            (
+                |t| {
+                    t.mac_flap = Some(MacFlap {
+                        window_secs: 0,
+                        ..MacFlap::default()
+                    })
+                },
+                "mac_flap.window_secs: must be between 1 and 1000",
+            ),
+            (
+                |t| {
+                    t.mac_flap = Some(MacFlap {
+                        damp_secs: 1001,
+                        ..MacFlap::default()
+                    })
+                },
+                "mac_flap.damp_secs: must be at most 1000",
+            ),
         ];
         assert_eq!(problems(&base()), Vec::<String>::new());
         for (break_it, expected) in cases {
@@ -769,6 +1002,32 @@ ports:
             break_it(&mut t);
             assert_eq!(problems(&t), [*expected], "for {t:#?}");
         }
+    }
+
+    #[test]
+    fn mac_limits_default_to_shares_of_the_table() {
+        let mut t = Topology::from_yaml(
+            "fdb_max_entries: 1024\nvlans: [{ id: 10, max_macs: 30 }, { id: 20 }]\nports:\n\
+             \x20 - { name: a, kind: tap, mode: access, vlan: 10 }\n\
+             \x20 - { name: b, kind: tap, mode: access, vlan: 20, max_macs: 2, \
+             mac_limit_action: shutdown, allowed_macs: ['02:00:00:00:00:01'] }\n",
+        )
+        .expect("valid");
+        assert_eq!(t.port_max_macs(&t.ports[0]), 128);
+        assert_eq!(t.port_max_macs(&t.ports[1]), 2);
+        assert_eq!(t.ports[1].mac_limit_action, Some(LimitAction::Shutdown));
+        assert_eq!((t.vlan_max_macs(10), t.vlan_max_macs(20)), (30, 512));
+        t.port_max_macs = Some(7);
+        t.vlan_max_macs = Some(9);
+        assert_eq!(t.port_max_macs(&t.ports[0]), 7);
+        assert_eq!((t.vlan_max_macs(10), t.vlan_max_macs(20)), (30, 9));
+        assert_eq!(t.mac_flap(), MacFlap::default());
+        assert_eq!(Topology::from_yaml(&t.to_yaml()).expect("round trip"), t);
+        let err = Topology::from_yaml(
+            "ports: [{ name: a, kind: tap, mode: access, vlan: 1, mac_limit_action: block }]",
+        )
+        .expect_err("unknown action");
+        assert!(err.to_string().contains("unknown variant `block`"), "{err}");
     }
 
     #[test]

@@ -159,6 +159,7 @@ pub fn wait_for_stop(ctl: &Mutex<Controller>, stop: &AtomicBool) -> Result<()> {
         if !events.is_empty() {
             lock().on_link_events(&events);
         }
+        lock().log_events(Instant::now());
         if last_age.elapsed() >= Duration::from_secs(1) {
             last_age = Instant::now();
             let n = lock().switch().age();
