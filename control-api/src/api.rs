@@ -15,9 +15,9 @@ use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use dataplane::counters::DropReason;
+use dataplane::counters::{DropReason, MacEvent};
 use dataplane::fdb::FlushFilter;
 use dataplane::port::PortIo;
 use dataplane::wire::MacAddr;
@@ -29,7 +29,7 @@ use crate::controller::{ControlError, Controller, ErrorChain};
 use crate::diff::Change;
 use crate::strict::Strict;
 use crate::topology::{
-    FieldError, Port, PortKind, PortMode, StaticMac, Topology, Vlan, DEFAULT_VLAN,
+    FieldError, LimitAction, Port, PortKind, PortMode, StaticMac, Topology, Vlan, DEFAULT_VLAN,
 };
 
 /// Largest request body accepted.
@@ -77,6 +77,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/ports/{name}",
             get(get_port).patch(patch_port).delete(delete_port),
         )
+        .route("/api/v1/ports/{name}/enable", post(enable_port))
         .route("/api/v1/vlans", get(list_vlans).post(add_vlan))
         .route("/api/v1/vlans/{id}", get(get_vlan).delete(delete_vlan))
         .route(
@@ -381,8 +382,24 @@ pub struct PortState {
     pub reason: Option<String>,
     /// MAC addresses learned (or configured) on the port.
     pub learned_macs: usize,
+    /// Port security as it applies now.
+    pub security: SecurityState,
     /// Traffic and drops.
     pub counters: Counters,
+}
+
+/// Port security of a port as it applies now: the limits in force (the port's own or the
+/// switch's default) and whether it has shut the port down.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecurityState {
+    /// The MAC limit in force.
+    pub max_macs: u32,
+    /// Learned (dynamic) MACs that count against it.
+    pub dynamic_macs: u32,
+    /// What a frame from a new source beyond a limit gets.
+    pub mac_limit_action: LimitAction,
+    /// True while port security has shut the port down (`POST .../enable` ends it).
+    pub shutdown: bool,
 }
 
 /// A port: its configuration (the topology-file fields) and its live state.
@@ -407,8 +424,13 @@ pub struct Counters {
     /// Bytes sent.
     pub tx_bytes: u64,
     /// Drops by reason: bad_frame, vlan_not_allowed, tagged_on_access, fdb_no_room (source not
-    /// learned; frame still flooded), tx_error, no_such_port, link_down, rx_overrun.
+    /// learned; frame still flooded), tx_error, no_such_port, link_down, rx_overrun, mac_limit
+    /// (source not learned: a MAC limit; the frame is dropped unless the action is flood),
+    /// mac_not_allowed, port_disabled.
     pub drops: BTreeMap<String, u64>,
+    /// Learning events on this port: mac_moves (MACs that moved here), mac_flaps (of those,
+    /// moves that made the MAC flap), mac_damped (moves here refused by damping).
+    pub mac_events: BTreeMap<String, u64>,
 }
 
 impl From<dataplane::counters::CounterValues> for Counters {
@@ -421,6 +443,10 @@ impl From<dataplane::counters::CounterValues> for Counters {
             drops: DropReason::ALL
                 .iter()
                 .map(|r| (r.name().to_string(), v.drop_count(*r)))
+                .collect(),
+            mac_events: MacEvent::ALL
+                .iter()
+                .map(|e| (e.name().to_string(), v.event_count(*e)))
                 .collect(),
         }
     }
@@ -484,6 +510,12 @@ pub struct FdbStats {
     pub no_room: u64,
     /// Entries removed by aging.
     pub aged: u64,
+    /// Source MACs not learned (or not moved) because of a port or VLAN MAC limit.
+    pub limited: u64,
+    /// Moves that made a MAC count as flapping.
+    pub flaps: u64,
+    /// Moves refused because the MAC was flapping and damped.
+    pub damped: u64,
 }
 
 /// All counters.
@@ -537,6 +569,18 @@ pub struct PortPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<bool>)]
     pub admin_up: Option<Option<bool>>,
+    /// The port's MAC limit (`null`: the switch's default).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>)]
+    pub max_macs: Option<Option<u32>>,
+    /// What a frame from a new source beyond a limit gets (`null`: flood).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<LimitAction>)]
+    pub mac_limit_action: Option<Option<LimitAction>>,
+    /// The only source MACs accepted (`null`: any).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub allowed_macs: Option<Option<Vec<String>>>,
 }
 
 /// Filters of `GET`/`DELETE /api/v1/fdb`, as `bridge fdb` has them.
@@ -629,12 +673,25 @@ fn port_view_with(
         None => ("down", Some("not attached".to_string())),
     };
     let learned_macs = id.and_then(|id| macs.get(&id).copied()).unwrap_or(0);
+    let security = SecurityState {
+        max_macs: ctl.topology().port_max_macs(p),
+        dynamic_macs: id.map_or(0, |id| sw.fdb().port_macs(id)),
+        mac_limit_action: p.mac_limit_action.unwrap_or_default(),
+        shutdown: port.as_ref().is_some_and(|p| p.is_disabled()),
+    };
+    let link = if security.shutdown { "down" } else { link };
+    let reason = if security.shutdown {
+        Some("shut down by port security (MAC limit reached, action shutdown)".to_string())
+    } else {
+        reason
+    };
     PortView {
         config: p.clone(),
         state: PortState {
             link: link.into(),
             reason,
             learned_macs,
+            security,
             counters: port.map(|p| p.counter_values()).unwrap_or_default().into(),
         },
     }
@@ -652,11 +709,12 @@ fn find_port(topo: &Topology, name: &str) -> ApiResult<usize> {
     responses((status = 200, body = [PortView]), (status = 401, body = Problem)))]
 async fn list_ports(State(st): State<AppState>) -> ApiResult<Json<Vec<PortView>>> {
     st.with_ctl(|ctl| {
+        let macs = macs_per_port(ctl);
         Ok(ctl
             .topology()
             .ports
             .iter()
-            .map(|p| port_view(ctl, p))
+            .map(|p| port_view_with(ctl, p, &macs))
             .collect())
     })
     .await
@@ -739,12 +797,47 @@ async fn patch_port(
         if let Some(v) = patch.admin_up {
             p.admin_up = v;
         }
+        if let Some(v) = patch.max_macs {
+            p.max_macs = v;
+        }
+        if let Some(v) = patch.mac_limit_action {
+            p.mac_limit_action = v;
+        }
+        if let Some(v) = patch.allowed_macs {
+            p.allowed_macs = v;
+        }
         // Static entries of this port in VLANs it leaves go with them.
         let members = p.member_vlans();
         t.fdb
             .retain(|m| m.port != name || members.contains(&m.vlan));
         ctl.apply(t, false)
             .map_err(|e| scoped(e.into(), &format!("ports[{i}]")))?;
+        let p = ctl.topology().ports[i].clone();
+        Ok(port_view(ctl, &p))
+    })
+    .await
+    .map(Json)
+}
+
+/// Enable a port again after port security shut it down (`mac_limit_action: shutdown`).
+/// The port's learned MACs are flushed, so it starts afresh under its limit. Answers the
+/// port; enabling a port that is not shut down changes nothing.
+#[utoipa::path(post, path = "/api/v1/ports/{name}/enable", tag = "ports",
+    params(("name" = String, Path, description = "port name")),
+    responses((status = 200, body = PortView), (status = 404, body = Problem)))]
+async fn enable_port(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<PortView>> {
+    st.with_ctl(move |ctl| {
+        let i = find_port(ctl.topology(), &name)?;
+        if ctl.enable_port(&name) == Some(true) {
+            let id = ctl.switch().port_id(&name);
+            ctl.switch().fdb().flush(FlushFilter {
+                port: id,
+                ..Default::default()
+            });
+        }
         let p = ctl.topology().ports[i].clone();
         Ok(port_view(ctl, &p))
     })
@@ -1135,6 +1228,9 @@ fn collect_stats(ctl: &Controller) -> Stats {
             moves: load(&c.moves),
             no_room: load(&c.no_room),
             aged: load(&c.aged),
+            limited: load(&c.limited),
+            flaps: load(&c.flaps),
+            damped: load(&c.damped),
         },
     }
 }
@@ -1224,23 +1320,91 @@ async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
         per_vlan(&|v| v.flooded),
     );
     metric(
-        "fdb_entries",
-        "MAC table entries.",
+        "vlan_bytes_total",
+        "Bytes of the frames classified into the VLAN.",
+        "counter",
+        per_vlan(&|v| v.bytes),
+    );
+    metric(
+        "vlan_learned_macs",
+        "MAC table entries in the VLAN.",
         "gauge",
-        vec![(String::new(), s.fdb.entries as u64)],
+        per_vlan(&|v| v.learned_macs as u64),
     );
+    let events = s
+        .ports
+        .iter()
+        .flat_map(|(n, c)| {
+            c.mac_events
+                .iter()
+                .map(move |(e, v)| (format!("{{port=\"{}\",event=\"{e}\"}}", label(n)), *v))
+        })
+        .collect();
     metric(
-        "fdb_moves_total",
-        "MAC moves between ports.",
+        "port_mac_events_total",
+        "Learning events on the port: mac_moves, mac_flaps, mac_damped.",
         "counter",
-        vec![(String::new(), s.fdb.moves)],
+        events,
     );
-    metric(
-        "fdb_no_room_total",
-        "Source MACs not learned: table full.",
-        "counter",
-        vec![(String::new(), s.fdb.no_room)],
-    );
+    let f = &s.fdb;
+    for (name, help, kind, v) in [
+        (
+            "fdb_entries",
+            "MAC table entries.",
+            "gauge",
+            f.entries as u64,
+        ),
+        (
+            "fdb_max_entries",
+            "MAC table capacity.",
+            "gauge",
+            f.max_entries as u64,
+        ),
+        (
+            "fdb_learned_total",
+            "MAC table entries learned.",
+            "counter",
+            f.learned,
+        ),
+        (
+            "fdb_aged_total",
+            "MAC table entries aged out.",
+            "counter",
+            f.aged,
+        ),
+        (
+            "fdb_moves_total",
+            "MAC moves between ports.",
+            "counter",
+            f.moves,
+        ),
+        (
+            "fdb_no_room_total",
+            "Source MACs not learned: table full.",
+            "counter",
+            f.no_room,
+        ),
+        (
+            "fdb_limited_total",
+            "Source MACs not learned: a port or VLAN MAC limit.",
+            "counter",
+            f.limited,
+        ),
+        (
+            "fdb_flaps_total",
+            "Moves that made a MAC flap.",
+            "counter",
+            f.flaps,
+        ),
+        (
+            "fdb_damped_total",
+            "Moves refused by flap damping.",
+            "counter",
+            f.damped,
+        ),
+    ] {
+        metric(name, help, kind, vec![(String::new(), v)]);
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 
@@ -1256,7 +1420,7 @@ fn label(v: &str) -> String {
 #[openapi(
     info(title = "vlanswitch", description = "REST control plane of the vlanswitch 802.1Q switch."),
     paths(
-        list_ports, get_port, add_port, patch_port, delete_port,
+        list_ports, get_port, add_port, patch_port, enable_port, delete_port,
         list_vlans, get_vlan, add_vlan, delete_vlan,
         list_fdb, add_static_mac, flush_fdb, delete_mac,
         get_topology, put_topology, stats, metrics

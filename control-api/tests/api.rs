@@ -1186,3 +1186,77 @@ async fn method_not_allowed_is_a_problem_document() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn port_security_is_configured_shown_and_enabled() {
+    let app = app();
+    // defaults: an eighth of the table per port, action flood, not shut down
+    let (s, _, v) = call(&app, Method::GET, "/api/v1/ports/nx-a", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        v["state"]["security"],
+        json!({"max_macs": 8192, "dynamic_macs": 0, "mac_limit_action": "flood", "shutdown": false})
+    );
+    assert_eq!(v["state"]["counters"]["drops"]["mac_limit"], 0);
+    assert_eq!(v["state"]["counters"]["mac_events"]["mac_moves"], 0);
+    let (s, _, v) = call(
+        &app,
+        Method::PATCH,
+        "/api/v1/ports/nx-a",
+        Some(r#"{"max_macs": 2, "mac_limit_action": "shutdown", "allowed_macs": ["02:00:00:00:00:0A"]}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["max_macs"], 2);
+    assert_eq!(v["allowed_macs"], json!(["02:00:00:00:00:0A"]));
+    assert_eq!(v["state"]["security"]["max_macs"], 2);
+    assert_eq!(v["state"]["security"]["mac_limit_action"], "shutdown");
+    problem(
+        &app,
+        Method::PATCH,
+        "/api/v1/ports/nx-a",
+        Some(r#"{"allowed_macs": ["01:00:5e:00:00:01"]}"#),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("allowed_macs[0]"),
+        "not a unicast address",
+    )
+    .await;
+    problem(
+        &app,
+        Method::PATCH,
+        "/api/v1/ports/nx-a",
+        Some(r#"{"mac_limit_action": "block"}"#),
+        StatusCode::BAD_REQUEST,
+        Some("mac_limit_action"),
+        "unknown variant",
+    )
+    .await;
+    // null goes back to the defaults
+    let (_, _, v) = call(
+        &app,
+        Method::PATCH,
+        "/api/v1/ports/nx-a",
+        Some(r#"{"max_macs": null, "mac_limit_action": null, "allowed_macs": null}"#),
+    )
+    .await;
+    assert_eq!(v["state"]["security"]["max_macs"], 8192);
+    assert!(v.get("allowed_macs").is_none(), "{v}");
+    // enable: a port that is not shut down stays as it is; no such port is 404
+    let (s, _, v) = call(&app, Method::POST, "/api/v1/ports/nx-a/enable", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["state"]["security"]["shutdown"], false);
+    problem(
+        &app,
+        Method::POST,
+        "/api/v1/ports/nope/enable",
+        None,
+        StatusCode::NOT_FOUND,
+        Some("name"),
+        "no port named",
+    )
+    .await;
+    let (_, _, v) = call(&app, Method::GET, "/api/v1/stats", None).await;
+    assert_eq!(v["fdb"]["limited"], 0);
+    let (_, _, m) = call(&app, Method::GET, "/api/v1/openapi.json", None).await;
+    assert!(m["paths"]["/api/v1/ports/{name}/enable"]["post"].is_object());
+}

@@ -62,6 +62,50 @@ struct ModeArgs {
     native: Option<String>,
 }
 
+/// Port security options of `port add` and `port set`.
+#[derive(Debug, Args)]
+struct SecurityArgs {
+    /// Most MACs the port learns at once; `default` for the switch's default.
+    #[arg(long, value_name = "N|default")]
+    max_macs: Option<String>,
+    /// What a frame from a new source beyond a MAC limit gets: flood (forwarded, not
+    /// learned), drop, or shutdown (the port is shut down until `port enable`).
+    #[arg(long, value_name = "flood|drop|shutdown")]
+    limit_action: Option<String>,
+    /// Only these source MACs may enter (comma-separated); `any` removes the list.
+    #[arg(long, value_name = "MACS|any")]
+    allow_macs: Option<String>,
+}
+
+fn security_json(a: &SecurityArgs, body: &mut serde_json::Map<String, Value>) -> Result<()> {
+    match a.max_macs.as_deref() {
+        None => {}
+        Some("default") => {
+            body.insert("max_macs".into(), Value::Null);
+        }
+        Some(n) => {
+            let n: u32 = n
+                .parse()
+                .with_context(|| format!("--max-macs {n:?}: not a number"))?;
+            body.insert("max_macs".into(), json!(n));
+        }
+    }
+    if let Some(a) = &a.limit_action {
+        body.insert("mac_limit_action".into(), json!(a));
+    }
+    match a.allow_macs.as_deref() {
+        None => {}
+        Some("any") => {
+            body.insert("allowed_macs".into(), Value::Null);
+        }
+        Some(list) => {
+            let macs: Vec<&str> = list.split(',').map(str::trim).collect();
+            body.insert("allowed_macs".into(), json!(macs));
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, Subcommand)]
 enum PortCmd {
     /// Add a port: `port add vm1 --kind tap --access 10`.
@@ -75,13 +119,19 @@ enum PortCmd {
         /// Set the interface up when attaching.
         #[arg(long)]
         admin_up: bool,
+        #[command(flatten)]
+        security: SecurityArgs,
     },
-    /// Change a port's mode or VLANs: `port set vm1 --trunk 10,20 --native 1`.
+    /// Change a port's mode, VLANs or port security: `port set vm1 --trunk 10,20 --native 1`.
     Set {
         name: String,
         #[command(flatten)]
         mode: ModeArgs,
+        #[command(flatten)]
+        security: SecurityArgs,
     },
+    /// Enable a port again after port security shut it down.
+    Enable { name: String },
     /// Remove a port.
     Del { name: String },
     /// List ports.
@@ -341,11 +391,15 @@ fn run(cli: Cli) -> Result<()> {
             kind,
             mode,
             admin_up,
+            security,
         }) => {
             let mut body = serde_json::Map::new();
             body.insert("name".into(), json!(name));
             body.insert("kind".into(), json!(kind));
             mode_json(&mode, &mut body)?;
+            security_json(&security, &mut body)?;
+            // `default` and `any` mean "not set" for a new port.
+            body.retain(|_, v| !v.is_null());
             if !body.contains_key("mode") {
                 bail!("give --access VID or --trunk VIDS");
             }
@@ -359,16 +413,36 @@ fn run(cli: Cli) -> Result<()> {
                 table(&PORT_HEADER, port_rows(&[v]))
             }
         }
-        Cmd::Port(PortCmd::Set { name, mode }) => {
+        Cmd::Port(PortCmd::Set {
+            name,
+            mode,
+            security,
+        }) => {
             let mut body = serde_json::Map::new();
             mode_json(&mode, &mut body)?;
+            security_json(&security, &mut body)?;
             if body.is_empty() {
-                bail!("nothing to set: give --access, --trunk or --native");
+                bail!(
+                    "nothing to set: give --access, --trunk, --native, --max-macs, \
+                     --limit-action or --allow-macs"
+                );
             }
             let v = c.json(
                 "PATCH",
                 &format!("/api/v1/ports/{}", enc(&name)),
                 &Value::Object(body),
+            )?;
+            if cli.json {
+                print(&v)
+            } else {
+                table(&PORT_HEADER, port_rows(&[v]))
+            }
+        }
+        Cmd::Port(PortCmd::Enable { name }) => {
+            let v = c.call(
+                "POST",
+                &format!("/api/v1/ports/{}/enable", enc(&name)),
+                None,
             )?;
             if cli.json {
                 print(&v)
