@@ -161,6 +161,35 @@ impl Host {
         }
     }
 
+    /// Like [`Host::attach`], but the host sends nothing on its own and has the MAC `mac`.
+    /// IPv6 is off in its namespace (no duplicate address detection, router solicitation or
+    /// MLD report), so the only source MACs the switch sees from it are the frames a test
+    /// sends, and ARP when it pings. For tests that count the sources of a port.
+    pub fn attach_quiet(ifname: &str, addr: &str, mac: [u8; 6]) -> Host {
+        let ns = Netns::new(&format!("vs-{ifname}"));
+        // Set before the interface arrives: it takes the namespace's defaults.
+        ns.run(|| {
+            for conf in ["all", "default"] {
+                let path = format!("/proc/sys/net/ipv6/conf/{conf}/disable_ipv6");
+                std::fs::write(&path, "1").unwrap_or_else(|e| panic!("write {path}: {e}"));
+            }
+        });
+        ip(&["link", "set", ifname, "netns", &ns.name]);
+        ns.ip(&["link", "set", ifname, "address", &mac_string(mac)]);
+        ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", ifname]);
+        ns.ip(&["link", "set", ifname, "up"]);
+        let off = ns.run(|| {
+            std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"))
+                .unwrap_or_default()
+        });
+        assert_eq!(off.trim(), "1", "IPv6 still on for {ifname}");
+        Host {
+            ns,
+            ifname: ifname.to_string(),
+            addr: addr.to_string(),
+        }
+    }
+
     /// Forgets learned neighbours (after a peer changed its MAC).
     pub fn flush_neighbours(&self) {
         self.ns.ip(&["neigh", "flush", "all"]);
@@ -237,6 +266,14 @@ impl Raw {
             .expect("raw send");
     }
 
+    /// Sends `frame`; an error (such as `ENOBUFS` when the interface's queue is full) is
+    /// returned, not a panic.
+    pub fn try_send(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        self.tx
+            .send_to(frame, None)
+            .unwrap_or_else(|| Err(std::io::Error::other("send_to returned None")))
+    }
+
     /// Frames received within `window` that contain `marker`.
     pub fn capture(&mut self, marker: &[u8], window: Duration) -> Vec<Vec<u8>> {
         let end = Instant::now() + window;
@@ -271,6 +308,11 @@ pub fn frame(dst: [u8; 6], src: [u8; 6], tags: &[u16], marker: &[u8]) -> Vec<u8>
 }
 
 pub const BROADCAST: [u8; 6] = [0xff; 6];
+
+/// `02:00:5e:00:00:01`, as `ip` and the switch write MACs.
+pub fn mac_string(mac: [u8; 6]) -> String {
+    mac.map(|b| format!("{b:02x}")).join(":")
+}
 
 /// Frames as they were on the wire, tags included.
 pub struct TaggedCapture {

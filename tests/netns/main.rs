@@ -12,5 +12,6 @@ mod churn;
 mod cli;
 mod isolation;
 mod netdev;
+mod security;
 mod tcp;
 mod trunk;

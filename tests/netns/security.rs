@@ -1,0 +1,337 @@
+//! Port security against the real switchd: a flood of random source MACs cannot fill the MAC
+//! table for everyone (CAM overflow).
+//!
+//! Hosts that count sources are attached with [`Host::attach_quiet`] (IPv6 off), so that the
+//! only source MACs a port brings in are the frames the test sends.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use crate::harness::{eventually, frame, mac_string, unique_id, Host, Switchd, BROADCAST};
+
+/// The frames one flood sends.
+const FLOOD: usize = 200_000;
+
+/// A MAC built for one test: `02:53:45:43:TAG:N` ("SEC"), locally administered unicast.
+fn mac(tag: u8, n: u8) -> [u8; 6] {
+    [0x02, 0x53, 0x45, 0x43, tag, n]
+}
+
+/// xorshift64: random locally administered unicast MACs, no crate needed.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
+    fn mac(&mut self) -> [u8; 6] {
+        let x = &mut self.0;
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        let b = x.to_le_bytes();
+        [(b[0] & 0xfc) | 0x02, b[1], b[2], b[3], b[4], b[5]]
+    }
+}
+
+/// `switchctl --json fdb show ARGS...` as (vlan, mac, port) triples.
+fn fdb(sw: &Switchd, args: &[&str]) -> Vec<(u16, String, String)> {
+    let mut a = vec!["--json", "fdb", "show"];
+    a.extend_from_slice(args);
+    let out = sw.ctl_ok(&a);
+    let v: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("fdb show: {e}: {out}"));
+    v.as_array()
+        .unwrap_or_else(|| panic!("fdb show is not an array: {out}"))
+        .iter()
+        .map(|e| {
+            (
+                e["vlan"].as_u64().expect("vlan") as u16,
+                e["mac"].as_str().expect("mac").to_string(),
+                e["port"].as_str().expect("port").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The port `m` is learned on in `vlan`, if it is.
+fn port_of(sw: &Switchd, vlan: u16, m: [u8; 6]) -> Option<String> {
+    let m = mac_string(m);
+    fdb(sw, &["--vlan", &vlan.to_string()])
+        .into_iter()
+        .find(|(_, mm, _)| *mm == m)
+        .map(|(_, _, p)| p)
+}
+
+/// `port`'s counters from `GET /api/v1/stats` (through switchctl): a traffic counter such as
+/// `rx_packets`, or a drop reason such as `mac_limit`.
+fn counter(sw: &Switchd, port: &str, name: &str) -> u64 {
+    let out = sw.ctl_ok(&["--json", "stats"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("stats JSON");
+    let c = &v["ports"][port];
+    c[name]
+        .as_u64()
+        .or_else(|| c["drops"][name].as_u64())
+        .unwrap_or_else(|| panic!("no counter {name} for port {port}: {out}"))
+}
+
+/// Waits until switchd has read all that the kernel queued on `port`: its `rx_packets` has
+/// not changed for half a second.
+fn settle(sw: &Switchd, port: &str) -> u64 {
+    let mut last = counter(sw, port, "rx_packets");
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = counter(sw, port, "rx_packets");
+        if now == last || Instant::now() > end {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// The first line of `log` at `level` (`INFO`, `WARN`) that contains every one of `parts`.
+fn line_with<'a>(log: &'a str, level: &str, parts: &[&str]) -> Option<&'a str> {
+    log.lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(level) && parts.iter().all(|p| l.contains(p)))
+}
+
+fn count_with(frames: &[Vec<u8>], marker: &[u8]) -> usize {
+    frames
+        .iter()
+        .filter(|f| f.windows(marker.len()).any(|w| w == marker))
+        .count()
+}
+
+/// Finding 2 of issue 9. One host in VLAN 10 sends `FLOOD` frames from random source MACs
+/// as fast as its raw socket takes them; then fresh hosts join in VLAN 10 and VLAN 20.
+fn a_mac_flood_leaves_the_table_to_everyone_else(fdb_max_entries: Option<usize>) {
+    let id = unique_id();
+    let [att, v1, v2, w1, w2, w3] =
+        ["att", "v1", "v2", "w1", "w2", "w3"].map(|p| format!("{id}{p}"));
+    let table = fdb_max_entries.map_or(String::new(), |n| format!("fdb_max_entries: {n}\n"));
+    let sw = Switchd::start(
+        &format!(
+            "{table}vlans: [{{ id: 10 }}, {{ id: 20 }}]\nports:\n\
+             \x20 - {{ name: {att}, kind: tap, mode: access, vlan: 10 }}\n\
+             \x20 - {{ name: {v1}, kind: tap, mode: access, vlan: 10 }}\n\
+             \x20 - {{ name: {v2}, kind: tap, mode: access, vlan: 10 }}\n\
+             \x20 - {{ name: {w1}, kind: tap, mode: access, vlan: 20 }}\n\
+             \x20 - {{ name: {w2}, kind: tap, mode: access, vlan: 20 }}\n\
+             \x20 - {{ name: {w3}, kind: tap, mode: access, vlan: 20 }}\n"
+        ),
+        2,
+    );
+    // The documented default: an eighth of the table per port.
+    let limit = fdb_max_entries.unwrap_or(65_536) / 8;
+    let attacker = Host::attach(&att, "198.18.0.1");
+    let mut raw = attacker.raw();
+
+    // The flood: unknown unicast destination, a new random source in every frame.
+    let mut rng = Rng::new(0x5eed_0000 ^ u64::from(std::process::id()));
+    let mut f = frame(
+        [0x02, 0x00, 0x5e, 0xff, 0xff, 0xfe],
+        [0; 6],
+        &[],
+        b"vs-cam-flood",
+    );
+    let start = Instant::now();
+    let mut refused = 0;
+    for _ in 0..FLOOD {
+        f[6..12].copy_from_slice(&rng.mac());
+        if raw.try_send(&f).is_err() {
+            refused += 1;
+        }
+    }
+    let took = start.elapsed();
+    let read = settle(&sw, &att);
+    eprintln!(
+        "flood: {FLOOD} frames in {took:?} ({refused} refused by the socket), switchd read {read}"
+    );
+    assert!(
+        read as usize > 2 * limit,
+        "the flood hardly reached the switch ({read} frames read): it proves nothing"
+    );
+
+    // (a) The attacker's port holds its limit and not one MAC more; the rest is counted.
+    let on_att = fdb(&sw, &["--port", &att]).len();
+    assert!(
+        on_att <= limit,
+        "{att} holds {on_att} MACs after the flood, over its limit of {limit}"
+    );
+    assert_eq!(on_att, limit, "{att} should hold exactly its limit");
+    let limited = counter(&sw, &att, "mac_limit");
+    assert!(limited > 0, "no mac_limit drop counted on {att}");
+    assert!(
+        eventually(Duration::from_secs(3), || line_with(
+            &sw.log(),
+            "WARN",
+            &[
+                "port reached its MAC limit; new source not learned",
+                &format!("port={att}")
+            ]
+        )
+        .is_some()),
+        "no warning about {att}'s MAC limit:\n{}",
+        sw.log()
+    );
+
+    // (b), (c) Hosts that join after the flood learn, in VLAN 10 and in VLAN 20.
+    let hv1 = Host::attach(&v1, "198.18.0.11");
+    let hv2 = Host::attach(&v2, "198.18.0.12");
+    let hw1 = Host::attach(&w1, "198.18.0.21");
+    let hw2 = Host::attach(&w2, "198.18.0.22");
+    let hw3 = Host::attach(&w3, "198.18.0.23");
+    assert!(hv1.reaches(&hv2.addr), "v1 -> v2 after the flood");
+    assert!(hw1.reaches(&hw2.addr), "w1 -> w2 after the flood");
+    for (vlan, h, p) in [
+        (10, &hv1, &v1),
+        (10, &hv2, &v2),
+        (20, &hw1, &w1),
+        (20, &hw2, &w2),
+    ] {
+        assert_eq!(
+            port_of(&sw, vlan, h.mac()).as_deref(),
+            Some(p.as_str()),
+            "{} was not learned in VLAN {vlan} after the flood",
+            mac_string(h.mac())
+        );
+    }
+
+    // 300 unicast frames each way between v1 and v2, and between w1 and w2; one broadcast in
+    // each VLAN as a control that the eavesdroppers' captures work.
+    let (m_v1, m_v2, m_w1, m_w2) = (hv1.mac(), hv2.mac(), hw1.mac(), hw2.mac());
+    let uni = |dst, src| frame(dst, src, &[], b"vs-cam-uni");
+    let ctl = |src| frame(BROADCAST, src, &[], b"vs-cam-ctl");
+    let mut senders = [hv1.raw(), hv2.raw(), hw1.raw(), hw2.raw()];
+    let mut caps = [raw, hv1.raw(), hv2.raw(), hw1.raw(), hw2.raw(), hw3.raw()];
+    let seen: Vec<Vec<Vec<u8>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = caps
+            .iter_mut()
+            .map(|c| s.spawn(|| c.capture(b"vs-cam-", Duration::from_millis(2000))))
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        for _ in 0..300 {
+            senders[0].send(&uni(m_v2, m_v1));
+            senders[1].send(&uni(m_v1, m_v2));
+            senders[2].send(&uni(m_w2, m_w1));
+            senders[3].send(&uni(m_w1, m_w2));
+            std::thread::sleep(Duration::from_micros(300));
+        }
+        senders[0].send(&ctl(m_v1));
+        senders[2].send(&ctl(m_w1));
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let n = |i: usize, m: &[u8]| count_with(&seen[i], m);
+    // A host's capture also sees what it sent itself: count what came from its peer.
+    let from = |i: usize, src: [u8; 6]| {
+        seen[i]
+            .iter()
+            .filter(|f| f[6..12] == src && f.windows(10).any(|w| w == b"vs-cam-uni"))
+            .count()
+    };
+    assert_eq!(from(1, m_v2), 300, "v1 must get v2's 300 frames");
+    assert_eq!(from(2, m_v1), 300, "v2 must get v1's 300 frames");
+    assert_eq!(from(3, m_w2), 300, "w1 must get w2's 300 frames");
+    assert_eq!(from(4, m_w1), 300, "w2 must get w1's 300 frames");
+    assert_eq!(
+        n(0, b"vs-cam-ctl"),
+        1,
+        "the attacker's capture missed the control broadcast"
+    );
+    assert_eq!(
+        n(5, b"vs-cam-ctl"),
+        1,
+        "w3's capture missed the control broadcast"
+    );
+    assert_eq!(
+        n(0, b"vs-cam-uni"),
+        0,
+        "the attacker in VLAN 10 saw {} of the 600 unicast frames between v1 and v2",
+        n(0, b"vs-cam-uni")
+    );
+    assert_eq!(
+        n(5, b"vs-cam-uni"),
+        0,
+        "w3 in VLAN 20 saw {} of the 600 unicast frames between w1 and w2",
+        n(5, b"vs-cam-uni")
+    );
+    drop(sw);
+}
+
+#[test]
+fn a_200k_mac_flood_with_the_default_table_leaves_other_ports_and_vlans_learning() {
+    a_mac_flood_leaves_the_table_to_everyone_else(None);
+}
+
+#[test]
+fn a_200k_mac_flood_with_a_1024_entry_table_leaves_other_ports_and_vlans_learning() {
+    a_mac_flood_leaves_the_table_to_everyone_else(Some(1024));
+}
+
+/// With `mac_limit_action: drop`, a source beyond the limit does not even get its frame
+/// through.
+#[test]
+fn with_limit_action_drop_frames_from_sources_beyond_the_limit_are_dropped_and_counted() {
+    let id = unique_id();
+    let (att, lis) = (format!("{id}att"), format!("{id}lis"));
+    let sw = Switchd::start(
+        &format!(
+            "fdb_max_entries: 1024\nvlans: [{{ id: 10 }}]\nports:\n\
+             \x20 - {{ name: {att}, kind: tap, mode: access, vlan: 10, mac_limit_action: drop }}\n\
+             \x20 - {{ name: {lis}, kind: tap, mode: access, vlan: 10 }}\n"
+        ),
+        2,
+    );
+    let limit = 1024 / 8;
+    let attacker = Host::attach_quiet(&att, "198.18.0.1", mac(1, 1));
+    let listener = Host::attach(&lis, "198.18.0.2");
+    let mut raw = attacker.raw();
+    let mut cap = listener.raw();
+    let mut rng = Rng::new(0xd0d0 ^ u64::from(std::process::id()));
+    let frames: Vec<Vec<u8>> = (0..2000)
+        .map(|_| frame(BROADCAST, rng.mac(), &[], b"vs-drop-flood"))
+        .collect();
+    let seen = std::thread::scope(|s| {
+        let h = s.spawn(|| cap.capture(b"vs-drop-flood", Duration::from_millis(2500)));
+        std::thread::sleep(Duration::from_millis(200));
+        for chunk in frames.chunks(100) {
+            for f in chunk {
+                raw.send(f);
+            }
+            std::thread::sleep(Duration::from_millis(3));
+        }
+        h.join().unwrap()
+    });
+    let read = settle(&sw, &att);
+    let learned: BTreeSet<String> = fdb(&sw, &["--port", &att])
+        .into_iter()
+        .map(|(_, m, _)| m)
+        .collect();
+    let delivered: BTreeSet<String> = seen
+        .iter()
+        .map(|f| mac_string(f[6..12].try_into().unwrap()))
+        .collect();
+    let limited = counter(&sw, &att, "mac_limit");
+    assert!(
+        read >= 1000,
+        "only {read} of 2000 frames reached the switch"
+    );
+    assert_eq!(learned.len(), limit, "{att} must hold exactly its limit");
+    assert_eq!(
+        seen.len(),
+        limit,
+        "the listener got {} flood frames: only the first {limit} sources may pass",
+        seen.len()
+    );
+    assert_eq!(
+        delivered, learned,
+        "the frames that passed must be those of the learned sources"
+    );
+    assert_eq!(
+        limited,
+        read - limit as u64,
+        "every frame beyond the limit counts as mac_limit ({read} read)"
+    );
+}
