@@ -1,5 +1,6 @@
 //! Port security against the real switchd: a flood of random source MACs cannot fill the MAC
-//! table for everyone (CAM overflow).
+//! table for everyone (CAM overflow), and ports limited to listed MACs or to the first N they
+//! learn drop other sources.
 //!
 //! Hosts that count sources are attached with [`Host::attach_quiet`] (IPv6 off), so that the
 //! only source MACs a port brings in are the frames the test sends.
@@ -7,7 +8,9 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::harness::{eventually, frame, mac_string, unique_id, Host, Switchd, BROADCAST};
+use crate::harness::{
+    eventually, frame, mac_string, port_stats, unique_id, Host, Raw, Switchd, BROADCAST,
+};
 
 /// The frames one flood sends.
 const FLOOD: usize = 200_000;
@@ -95,6 +98,14 @@ fn settle(sw: &Switchd, port: &str) -> u64 {
 fn line_with<'a>(log: &'a str, level: &str, parts: &[&str]) -> Option<&'a str> {
     log.lines()
         .find(|l| l.split_whitespace().nth(1) == Some(level) && parts.iter().all(|p| l.contains(p)))
+}
+
+/// Sends each of `frames`, `gap` apart (so that a tap's queue never overflows).
+fn send_all(raw: &mut Raw, frames: &[Vec<u8>], gap: Duration) {
+    for f in frames {
+        raw.send(f);
+        std::thread::sleep(gap);
+    }
 }
 
 fn count_with(frames: &[Vec<u8>], marker: &[u8]) -> usize {
@@ -334,4 +345,140 @@ fn with_limit_action_drop_frames_from_sources_beyond_the_limit_are_dropped_and_c
         read - limit as u64,
         "every frame beyond the limit counts as mac_limit ({read} read)"
     );
+}
+
+/// Finding 3 of issue 9, static and sticky port security.
+#[test]
+fn a_port_limited_to_listed_macs_or_to_its_first_n_drops_other_sources() {
+    let id = unique_id();
+    let [sta, stk, lis] = ["sta", "stk", "lis"].map(|p| format!("{id}{p}"));
+    let allowed = mac(2, 1);
+    let sw = Switchd::start(
+        &format!(
+            "vlans: [{{ id: 10 }}]\nports:\n\
+             \x20 - {{ name: {sta}, kind: tap, mode: access, vlan: 10, allowed_macs: [\"{}\"] }}\n\
+             \x20 - {{ name: {stk}, kind: tap, mode: access, vlan: 10, max_macs: 3, mac_limit_action: drop }}\n\
+             \x20 - {{ name: {lis}, kind: tap, mode: access, vlan: 10 }}\n",
+            mac_string(allowed)
+        ),
+        2,
+    );
+    let h_sta = Host::attach_quiet(&sta, "198.18.0.1", allowed);
+    let h_stk = Host::attach_quiet(&stk, "198.18.0.2", mac(3, 1));
+    let h_lis = Host::attach_quiet(&lis, "198.18.0.3", mac(4, 1));
+    let (mut r_sta, mut r_stk, mut r_lis) = (h_sta.raw(), h_stk.raw(), h_lis.raw());
+    let mut cap = h_lis.raw();
+    let m_lis = mac(4, 1);
+    let stranger = mac(2, 9);
+    // The listener makes itself known first, so that a spoofer could try to take its MAC.
+    r_lis.send(&frame(BROADCAST, m_lis, &[], b"vs-sec-hello"));
+    assert!(eventually(Duration::from_secs(2), || port_of(
+        &sw, 10, m_lis
+    )
+    .is_some_and(|p| p == lis)));
+
+    let gap = Duration::from_millis(1);
+    let seen = std::thread::scope(|s| {
+        let h = s.spawn(|| cap.capture(b"vs-sec-", Duration::from_millis(2000)));
+        std::thread::sleep(Duration::from_millis(200));
+        // The allowed MAC passes; a stranger and the listener's own MAC do not.
+        send_all(
+            &mut r_sta,
+            &vec![frame(BROADCAST, allowed, &[], b"vs-sec-ok"); 20],
+            gap,
+        );
+        send_all(
+            &mut r_sta,
+            &vec![frame(BROADCAST, stranger, &[], b"vs-sec-spoof"); 25],
+            gap,
+        );
+        send_all(
+            &mut r_sta,
+            &vec![frame(BROADCAST, m_lis, &[], b"vs-sec-spoof"); 25],
+            gap,
+        );
+        // The sticky port learns its first three sources; the fourth is dropped, the first
+        // still passes afterwards.
+        for n in 1..=3 {
+            send_all(
+                &mut r_stk,
+                &vec![frame(BROADCAST, mac(3, n), &[], b"vs-sec-n"); 5],
+                gap,
+            );
+        }
+        send_all(
+            &mut r_stk,
+            &vec![frame(BROADCAST, mac(3, 4), &[], b"vs-sec-4th"); 10],
+            gap,
+        );
+        send_all(
+            &mut r_stk,
+            &vec![frame(BROADCAST, mac(3, 1), &[], b"vs-sec-n"); 5],
+            gap,
+        );
+        h.join().unwrap()
+    });
+    settle(&sw, &sta);
+    let n = |m: &[u8]| count_with(&seen, m);
+    assert_eq!(n(b"vs-sec-ok"), 20, "frames from the allowed MAC must pass");
+    assert_eq!(
+        n(b"vs-sec-spoof"),
+        0,
+        "a spoofed source passed the allowed_macs port"
+    );
+    assert_eq!(
+        n(b"vs-sec-n"),
+        20,
+        "the sticky port's first three sources must pass"
+    );
+    assert_eq!(
+        n(b"vs-sec-4th"),
+        0,
+        "the sticky port's fourth source passed"
+    );
+    assert_eq!(
+        port_of(&sw, 10, m_lis).as_deref(),
+        Some(lis.as_str()),
+        "the listener's MAC moved although the spoofer's frames were refused"
+    );
+    assert_eq!(port_of(&sw, 10, stranger), None, "the stranger was learned");
+    assert_eq!(port_of(&sw, 10, allowed).as_deref(), Some(sta.as_str()));
+    let sticky: BTreeSet<String> = fdb(&sw, &["--port", &stk])
+        .into_iter()
+        .map(|(_, m, _)| m)
+        .collect();
+    assert_eq!(
+        sticky,
+        (1..=3)
+            .map(|n| mac_string(mac(3, n)))
+            .collect::<BTreeSet<_>>(),
+        "the sticky port must hold its first three sources"
+    );
+    assert!(
+        eventually(Duration::from_secs(2), || {
+            let log = sw.log();
+            line_with(
+                &log,
+                "WARN",
+                &[
+                    "frame from a MAC not allowed on the port dropped",
+                    &format!("port={sta}"),
+                ],
+            )
+            .is_some()
+                && line_with(
+                    &log,
+                    "WARN",
+                    &["port reached its MAC limit", &format!("port={stk}")],
+                )
+                .is_some()
+        }),
+        "missing warnings:\n{}",
+        sw.log()
+    );
+    let log = sw.stop();
+    let (st_sta, st_stk) = (port_stats(&log, &sta), port_stats(&log, &stk));
+    assert_eq!(st_sta["drop_mac_not_allowed"], 50, "{sta}: {st_sta:?}");
+    assert_eq!(st_stk["drop_mac_limit"], 10, "{stk}: {st_stk:?}");
+    assert_eq!(st_stk["drop_mac_not_allowed"], 0, "{stk}: {st_stk:?}");
 }
