@@ -1,6 +1,7 @@
 //! Port security against the real switchd: a flood of random source MACs cannot fill the MAC
-//! table for everyone (CAM overflow), and ports limited to listed MACs or to the first N they
-//! learn drop other sources.
+//! table for everyone (CAM overflow), ports limited to listed MACs or to the first N they learn
+//! drop other sources, and MAC moves and flapping are logged and counted and a damped MAC
+//! stays where it belongs.
 //!
 //! Hosts that count sources are attached with [`Host::attach_quiet`] (IPv6 off), so that the
 //! only source MACs a port brings in are the frames the test sends.
@@ -481,4 +482,150 @@ fn a_port_limited_to_listed_macs_or_to_its_first_n_drops_other_sources() {
     assert_eq!(st_sta["drop_mac_not_allowed"], 50, "{sta}: {st_sta:?}");
     assert_eq!(st_stk["drop_mac_limit"], 10, "{stk}: {st_stk:?}");
     assert_eq!(st_stk["drop_mac_not_allowed"], 0, "{stk}: {st_stk:?}");
+}
+
+/// Three quiet hosts in VLAN 10: a victim, a spoofer and an observer.
+struct Trio {
+    sw: Switchd,
+    vic: Host,
+    spf: Host,
+    obs: Host,
+    names: [String; 3],
+}
+
+const VICTIM: [u8; 6] = [0x02, 0x53, 0x45, 0x43, 5, 1];
+
+fn trio(extra: &str) -> Trio {
+    let id = unique_id();
+    let names = ["vic", "spf", "obs"].map(|p| format!("{id}{p}"));
+    let [vic, spf, obs] = &names;
+    let sw = Switchd::start(
+        &format!(
+            "{extra}vlans: [{{ id: 10 }}]\nports:\n\
+             \x20 - {{ name: {vic}, kind: tap, mode: access, vlan: 10 }}\n\
+             \x20 - {{ name: {spf}, kind: tap, mode: access, vlan: 10 }}\n\
+             \x20 - {{ name: {obs}, kind: tap, mode: access, vlan: 10 }}\n"
+        ),
+        2,
+    );
+    Trio {
+        vic: Host::attach_quiet(vic, "198.18.0.1", VICTIM),
+        spf: Host::attach_quiet(spf, "198.18.0.2", mac(5, 2)),
+        obs: Host::attach_quiet(obs, "198.18.0.3", mac(5, 3)),
+        sw,
+        names,
+    }
+}
+
+/// Finding 3 of issue 9: a spoofed source moves the victim's MAC, which is logged at info;
+/// a quick back and forth is flapping, logged at warn and counted.
+#[test]
+fn a_spoofed_mac_move_is_logged_and_flapping_is_warned_and_counted() {
+    let t = trio("");
+    let [vic, spf, _] = &t.names;
+    let (mut rv, mut rs) = (t.vic.raw(), t.spf.raw());
+    let from_victim = frame(BROADCAST, VICTIM, &[], b"vs-flap-v");
+    rv.send(&from_victim);
+    assert!(eventually(Duration::from_secs(2), || port_of(
+        &t.sw, 10, VICTIM
+    )
+    .is_some_and(|p| p == *vic)));
+    rs.send(&frame(BROADCAST, VICTIM, &[], b"vs-flap-s"));
+    assert!(
+        eventually(Duration::from_secs(2), || port_of(&t.sw, 10, VICTIM)
+            .is_some_and(|p| p == *spf)),
+        "the spoofed frame did not move the victim's MAC"
+    );
+    let (m, to, from) = (
+        format!("mac={}", mac_string(VICTIM)),
+        format!("to={spf}"),
+        format!("from={vic}"),
+    );
+    let moved = [
+        "MAC moved",
+        "vlan=10",
+        m.as_str(),
+        from.as_str(),
+        to.as_str(),
+    ];
+    let move_logged = eventually(Duration::from_secs(2), || {
+        line_with(&t.sw.log(), "INFO", &moved).is_some()
+    });
+    // 20 frames from each within 2 s.
+    for _ in 0..20 {
+        rv.send(&from_victim);
+        std::thread::sleep(Duration::from_millis(25));
+        rs.send(&frame(BROADCAST, VICTIM, &[], b"vs-flap-s"));
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let flapping = ["MAC is flapping between ports", "vlan=10", m.as_str()];
+    let flap_logged = eventually(Duration::from_secs(2), || {
+        line_with(&t.sw.log(), "WARN", &flapping).is_some()
+    });
+    let log = t.sw.stop();
+    let (sv, ss) = (port_stats(&log, vic), port_stats(&log, spf));
+    assert!(
+        sv["mac_moves"] >= 20 && ss["mac_moves"] >= 21,
+        "moves to {vic}: {sv:?}; to {spf}: {ss:?}"
+    );
+    assert!(
+        sv["mac_flaps"] + ss["mac_flaps"] > 0,
+        "no flap counted: {vic}: {sv:?}; {spf}: {ss:?}"
+    );
+    assert!(move_logged, "no INFO line {moved:?} in the log:\n{log}");
+    assert!(
+        flap_logged,
+        "no WARN line {flapping:?} within 2 s of 40 moves in 2 s; the log:\n{log}"
+    );
+}
+
+/// With damping, a flapping victim's MAC is held, and frames for it keep reaching the victim.
+#[test]
+fn a_damped_mac_stays_on_the_victims_port() {
+    let t = trio("mac_flap: { moves: 3, window_secs: 10, damp_secs: 30 }\n");
+    let [vic, spf, _] = &t.names;
+    let (mut rv, mut rs, mut ro) = (t.vic.raw(), t.spf.raw(), t.obs.raw());
+    let (mut cv, mut cs) = (t.vic.raw(), t.spf.raw());
+    let from_victim = frame(BROADCAST, VICTIM, &[], b"vs-damp-v");
+    let spoofed = frame(BROADCAST, VICTIM, &[], b"vs-damp-s");
+    rv.send(&from_victim);
+    assert!(eventually(Duration::from_secs(2), || port_of(
+        &t.sw, 10, VICTIM
+    )
+    .is_some_and(|p| p == *vic)));
+    for _ in 0..20 {
+        rs.send(&spoofed);
+        std::thread::sleep(Duration::from_millis(25));
+        rv.send(&from_victim);
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let held_on = port_of(&t.sw, 10, VICTIM);
+    // The observer sends 100 frames to the victim's MAC.
+    let to_victim = frame(VICTIM, mac(5, 3), &[], b"vs-damp-to");
+    let (at_vic, at_spf) = std::thread::scope(|s| {
+        let a = s.spawn(|| cv.capture(b"vs-damp-to", Duration::from_millis(1500)));
+        let b = s.spawn(|| cs.capture(b"vs-damp-to", Duration::from_millis(1500)));
+        std::thread::sleep(Duration::from_millis(200));
+        send_all(&mut ro, &vec![to_victim; 100], Duration::from_millis(1));
+        (a.join().unwrap().len(), b.join().unwrap().len())
+    });
+    let log = t.sw.stop();
+    let (sv, ss) = (port_stats(&log, vic), port_stats(&log, spf));
+    assert!(
+        sv["mac_damped"] + ss["mac_damped"] > 0,
+        "no damped move counted: {vic}: {sv:?}; {spf}: {ss:?}"
+    );
+    assert_eq!(
+        held_on.as_deref(),
+        Some(vic.as_str()),
+        "the damped MAC is held on the wrong port (damped on {vic}: {}, on {spf}: {})",
+        sv["mac_damped"],
+        ss["mac_damped"]
+    );
+    assert_eq!(
+        (at_vic, at_spf),
+        (100, 0),
+        "frames to the victim's MAC: (at the victim, at the spoofer)"
+    );
 }
