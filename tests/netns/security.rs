@@ -1,12 +1,15 @@
 //! Port security against the real switchd: a flood of random source MACs cannot fill the MAC
 //! table for everyone (CAM overflow), ports limited to listed MACs or to the first N they learn
-//! drop other sources, and MAC moves and flapping are logged and counted and a damped MAC
-//! stays where it belongs.
+//! drop other sources, MAC moves and flapping are logged and counted and a damped MAC stays
+//! where it belongs, and a port whose limit action is `shutdown` goes dark while the others
+//! keep working.
 //!
 //! Hosts that count sources are attached with [`Host::attach_quiet`] (IPv6 off), so that the
 //! only source MACs a port brings in are the frames the test sends.
 
 use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::harness::{
@@ -628,4 +631,204 @@ fn a_damped_mac_stays_on_the_victims_port() {
         (100, 0),
         "frames to the victim's MAC: (at the victim, at the spoofer)"
     );
+}
+
+/// A port with `max_macs: 2, mac_limit_action: shutdown` (h), another host in its VLAN (o)
+/// and a third (p) to show the rest of the switch works.
+struct Shut {
+    sw: Switchd,
+    h: Host,
+    o: Host,
+    p: Host,
+    port: String,
+}
+
+const H: [u8; 6] = [0x02, 0x53, 0x45, 0x43, 6, 1];
+
+/// Sends `n` marked frames from `src` to `dst` on `from`; returns how many reach `to`.
+fn delivered(from: &Host, src: [u8; 6], dst: [u8; 6], to: &Host, marker: &[u8], n: usize) -> usize {
+    let (mut tx, mut rx) = (from.raw(), to.raw());
+    std::thread::scope(|s| {
+        let h = s.spawn(|| rx.capture(marker, Duration::from_millis(800)));
+        std::thread::sleep(Duration::from_millis(150));
+        send_all(
+            &mut tx,
+            &vec![frame(dst, src, &[], marker); n],
+            Duration::from_millis(1),
+        );
+        h.join().unwrap().len()
+    })
+}
+
+/// Builds the lab and shuts h's port down with a third source.
+fn shut_down() -> Shut {
+    let id = unique_id();
+    let [port, o, p] = ["shp", "o", "p"].map(|x| format!("{id}{x}"));
+    let sw = Switchd::start(
+        &format!(
+            "vlans: [{{ id: 10 }}]\nports:\n\
+             \x20 - {{ name: {port}, kind: tap, mode: access, vlan: 10, max_macs: 2, mac_limit_action: shutdown }}\n\
+             \x20 - {{ name: {o}, kind: tap, mode: access, vlan: 10 }}\n\
+             \x20 - {{ name: {p}, kind: tap, mode: access, vlan: 10 }}\n"
+        ),
+        2,
+    );
+    let s = Shut {
+        h: Host::attach_quiet(&port, "198.18.0.1", H),
+        o: Host::attach(&o, "198.18.0.2"),
+        p: Host::attach(&p, "198.18.0.3"),
+        sw,
+        port,
+    };
+    let m_o = s.o.mac();
+    // Before: h is reachable both ways (its one source, H, learned).
+    assert!(s.o.reaches(&s.h.addr), "o -> h before the shutdown");
+    assert_eq!(
+        delivered(&s.h, H, BROADCAST, &s.o, b"vs-shut-pre-from", 5),
+        5
+    );
+    assert_eq!(delivered(&s.o, m_o, H, &s.h, b"vs-shut-pre-to", 5), 5);
+    let mut r = s.h.raw();
+    r.send(&frame(BROADCAST, mac(6, 2), &[], b"vs-shut-second"));
+    assert!(
+        eventually(Duration::from_secs(2), || fdb(&s.sw, &["--port", &s.port])
+            .len()
+            == 2),
+        "the second source was not learned: {:?}",
+        fdb(&s.sw, &["--port", &s.port])
+    );
+    r.send(&frame(BROADCAST, mac(6, 3), &[], b"vs-shut-third"));
+    assert!(
+        eventually(Duration::from_secs(2), || shutdowns(&s.sw.log(), &s.port)
+            == 1),
+        "no WARN line about the port's shutdown:\n{}",
+        s.sw.log()
+    );
+    s
+}
+
+/// Whether the API says port security has shut `port` down (`state.security.shutdown`).
+fn is_shut_down(sw: &Switchd, port: &str) -> bool {
+    let out = sw.ctl_ok(&["--json", "port", "show", port]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("port JSON");
+    v["state"]["security"]["shutdown"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("no state.security.shutdown: {out}"))
+}
+
+/// How many WARN lines say port `port` was shut down.
+fn shutdowns(log: &str, port: &str) -> usize {
+    let p = format!("port={port}");
+    log.lines()
+        .filter(|l| {
+            l.split_whitespace().nth(1) == Some("WARN")
+                && l.contains("port shut down by port security")
+                && l.split_whitespace().any(|w| w == p)
+        })
+        .count()
+}
+
+#[test]
+fn a_third_source_shuts_a_port_down_and_the_others_keep_working() {
+    let s = shut_down();
+    let m_o = s.o.mac();
+    let api_says = is_shut_down(&s.sw, &s.port);
+    let from = delivered(&s.h, H, BROADCAST, &s.o, b"vs-shut-from", 20);
+    let to = delivered(&s.o, m_o, H, &s.h, b"vs-shut-to", 20);
+    let ping = s.o.cannot_reach(&s.h.addr);
+    let others = s.o.reaches(&s.p.addr) && s.p.reaches(&s.o.addr);
+    let Shut {
+        sw,
+        h: _h,
+        o: _o,
+        p: _p,
+        port,
+    } = s;
+    let log = sw.stop();
+    let st = port_stats(&log, &port);
+    assert!(api_says, "the API does not show the port as shut down");
+    assert_eq!(from, 0, "frames from the shut-down port were delivered");
+    assert_eq!(to, 0, "frames to the shut-down port were delivered");
+    assert!(ping, "o still reaches the shut-down port's host by ping");
+    assert!(others, "o and p no longer reach each other");
+    assert!(
+        st["drop_port_disabled"] >= 40,
+        "20 frames from and 20 to the port must count as port_disabled: {st:?}"
+    );
+    assert!(st["drop_mac_limit"] >= 1, "{st:?}");
+}
+
+/// `METHOD PATH` with an empty body on a new connection: (status, whole answer).
+fn http(api: &str, method: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(api).expect("connect to the API");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: switchd\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, answer)
+}
+
+/// A shut-down port comes back with `POST /api/v1/ports/{name}/enable` (sent as raw HTTP),
+/// and, shut down again, with `switchctl port enable NAME`.
+#[test]
+fn a_shut_down_port_is_enabled_again() {
+    let s = shut_down();
+    let m_o = s.o.mac();
+    assert!(s.o.cannot_reach(&s.h.addr), "the port is not shut down");
+    assert!(
+        is_shut_down(&s.sw, &s.port),
+        "the API does not show the port shut down"
+    );
+    let (status, answer) = http(
+        &s.sw.api,
+        "POST",
+        &format!("/api/v1/ports/{}/enable", s.port),
+    );
+    assert!(
+        (200..300).contains(&status),
+        "POST /api/v1/ports/{}/enable: {answer}",
+        s.port
+    );
+    assert!(
+        !is_shut_down(&s.sw, &s.port),
+        "the API still shows the port shut down"
+    );
+    assert!(s.o.reaches(&s.h.addr), "o -> h after the port was enabled");
+    assert_eq!(
+        delivered(&s.h, H, BROADCAST, &s.o, b"vs-shut-again-from", 5),
+        5
+    );
+    assert_eq!(delivered(&s.o, m_o, H, &s.h, b"vs-shut-again-to", 5), 5);
+
+    // Shut down again by new sources, and enabled with switchctl this time.
+    let mut r = s.h.raw();
+    for n in 4..=6 {
+        r.send(&frame(BROADCAST, mac(6, n), &[], b"vs-shut-more"));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        eventually(Duration::from_secs(2), || shutdowns(&s.sw.log(), &s.port)
+            == 2),
+        "the port was not shut down a second time:\n{}",
+        s.sw.log()
+    );
+    assert!(
+        s.o.cannot_reach(&s.h.addr),
+        "the port is not shut down again"
+    );
+    s.sw.ctl_ok(&["port", "enable", &s.port]);
+    assert!(
+        !is_shut_down(&s.sw, &s.port),
+        "still shut down after switchctl port enable"
+    );
+    assert!(s.o.reaches(&s.h.addr), "o -> h after switchctl port enable");
 }
