@@ -356,7 +356,7 @@ impl Controller {
         let Some(id) = snap.port_id(&p.name) else {
             return;
         };
-        let Some(current) = snap.port(id).and_then(|e| e.port.clone()) else {
+        let Some(current) = snap.port(id).map(|e| e.port.clone()) else {
             return;
         };
         let attached_to = match current.io() {
@@ -398,7 +398,7 @@ impl Controller {
     /// down; `None` if there is no such port.
     pub fn enable_port(&self, name: &str) -> Option<bool> {
         let snap = self.switch.snapshot();
-        let port = snap.port(snap.port_id(name)?)?.port.as_ref()?;
+        let port = &snap.port(snap.port_id(name)?)?.port;
         let was = port.set_disabled(false);
         if was {
             tracing::info!(port = %name, "port enabled again after a port-security shutdown");
@@ -434,7 +434,7 @@ fn counters_of(snap: &Snapshot) -> Vec<(String, CounterValues)> {
     snap.ports()
         .iter()
         .flatten()
-        .filter_map(|e| Some((e.name.clone(), e.port.as_ref()?.counter_values())))
+        .map(|e| (e.name.clone(), e.port.counter_values()))
         .collect()
 }
 

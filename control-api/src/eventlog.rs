@@ -221,7 +221,11 @@ mod tests {
     use dataplane::{PortEntry, PortMode};
 
     fn snap() -> Snapshot {
-        let e = |n: &str| Some(PortEntry::new(n, PortMode::Access { vlan: 10 }, None));
+        let e = |n: &str| {
+            let port =
+                std::sync::Arc::new(dataplane::Port::detached(n, "test", Default::default()));
+            Some(PortEntry::new(n, PortMode::Access { vlan: 10 }, port))
+        };
         Snapshot::new(vec![e("vm1"), e("vm2")], 300)
     }
 

@@ -9,20 +9,22 @@
 //! syscall; one `readv` per frame from a tap), forwards each, and flushes the frames queued
 //! for netdev ports with one `sendmmsg` per port; frames for taps are written as they are
 //! forwarded.
+#![forbid(unsafe_code)]
 
 use std::io;
 use std::sync::Arc;
 
-use crate::config::{LimitAction, PortEntry, PortId, Snapshot};
+use crate::config::{LimitAction, PortId};
 use crate::counters::{DropReason, MacEvent};
 use crate::events::{Event as SwitchEvent, EventKind};
 use crate::fdb::Learned;
 use crate::forward::{decide, egress_ports, prefetch, Out};
 use crate::port::batch::{RxBatch, TxBatch, TxQueue, RX_BATCH};
-use crate::port::sys::{Epoll, Event};
 use crate::port::{Port, PortIo};
 use crate::switch::Shared;
+use crate::sys::{Epoll, Event};
 use crate::wire::{EgressFrame, EthernetFrame, VnetHdr};
+use crate::{PortEntry, Snapshot};
 
 /// Epoll token of the stop eventfd.
 pub(crate) const STOP_TOKEN: u64 = u64::MAX;
@@ -99,7 +101,7 @@ impl Worker {
     /// two workers at once, so their order is kept).
     /// `error`: epoll reported an error on the port's fd; it is read (and so cleared) first.
     fn drain(&mut self, snap: &Snapshot, id: PortId, now: u32, error: bool) {
-        let Some(port) = snap.port(id).and_then(|p| p.port.as_ref()) else {
+        let Some(port) = snap.port(id).map(|p| &p.port) else {
             return;
         };
         if !port.is_attached() || !port.try_begin_rx() {
@@ -204,7 +206,7 @@ fn flush(snap: &Snapshot, tx: &mut TxBatch<'_>) {
         return;
     }
     tx.flush(|key, len, sent| {
-        let Some(p) = snap.port(key as PortId).and_then(|e| e.port.as_ref()) else {
+        let Some(p) = snap.port(key as PortId).map(|e| &e.port) else {
             return;
         };
         match sent {
@@ -280,7 +282,7 @@ fn forward_one<'a>(
     let vh = VnetHdr::from_bytes(hdr);
     let mut sent_to = None;
     for (p, how) in egress_ports(snap, &d, ingress) {
-        let Some(out) = snap.port(p).and_then(|e| e.port.as_ref()) else {
+        let Some(out) = snap.port(p).map(|e| &e.port) else {
             continue;
         };
         if !out.is_attached() {

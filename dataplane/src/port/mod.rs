@@ -1,4 +1,5 @@
-//! Port I/O. All syscalls and all `unsafe` of the dataplane live below this module.
+//! Port I/O: the ports' own syscalls and `unsafe` (the rest of the dataplane's live in
+//! [`crate::sys`]).
 //!
 //! - [`tap::Tap`]: a tap the switch creates and holds, with vnet headers.
 //! - [`packet::PacketSocket`]: an existing interface (netdev port) over AF_PACKET, with a
@@ -10,7 +11,6 @@
 pub mod batch;
 pub mod netlink;
 pub mod packet;
-pub mod sys;
 pub mod tap;
 
 use std::io;

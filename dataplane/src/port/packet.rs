@@ -25,8 +25,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use super::batch::{RxBatch, RX_BATCH, RX_SLOT};
-use super::sys::cvt;
 use super::{PortError, Result};
+use crate::sys::cvt;
 use crate::wire::{EgressFrame, VnetHdr, ADDRS_LEN, VLAN_HLEN};
 
 // From <linux/if_packet.h> and <linux/if_ether.h>.
