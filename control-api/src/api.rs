@@ -831,13 +831,7 @@ async fn enable_port(
 ) -> ApiResult<Json<PortView>> {
     st.with_ctl(move |ctl| {
         let i = find_port(ctl.topology(), &name)?;
-        if ctl.enable_port(&name) == Some(true) {
-            let id = ctl.switch().port_id(&name);
-            ctl.switch().fdb().flush(FlushFilter {
-                port: id,
-                ..Default::default()
-            });
-        }
+        ctl.enable_port(&name);
         let p = ctl.topology().ports[i].clone();
         Ok(port_view(ctl, &p))
     })

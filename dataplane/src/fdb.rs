@@ -3,7 +3,7 @@
 //! An open-addressing table of `(key, value)` pairs of `AtomicU64`, linear probing, at most
 //! [`MAX_PROBE`] slots from a key's home. Workers learn and look up concurrently without any lock:
 //! a new key claims an empty (or deleted) slot with one compare-and-swap, an existing entry is
-//! refreshed with one store, and only when something changed (port or second), so a steady flow
+//! refreshed with one compare-and-swap, and only when something changed (port or second), so a steady flow
 //! does not bounce the cache line between cores.
 //!
 //! Time is an argument everywhere (`now`, in seconds from any fixed origin); nothing here reads a
