@@ -658,7 +658,7 @@ fn port_view_with(
     let sw = ctl.switch();
     let snap = sw.snapshot();
     let id = snap.port_id(&p.name);
-    let port = id.and_then(|id| snap.port(id)).and_then(|e| e.port.clone());
+    let port = id.and_then(|id| snap.port(id)).map(|e| e.port.clone());
     let (link, reason) = match port.as_ref().map(|p| p.io()) {
         Some(PortIo::Detached { reason }) => ("down", Some(reason.clone())),
         Some(_) => match port.as_ref().and_then(|p| p.rx_failure()) {
@@ -831,13 +831,7 @@ async fn enable_port(
 ) -> ApiResult<Json<PortView>> {
     st.with_ctl(move |ctl| {
         let i = find_port(ctl.topology(), &name)?;
-        if ctl.enable_port(&name) == Some(true) {
-            let id = ctl.switch().port_id(&name);
-            ctl.switch().fdb().flush(FlushFilter {
-                port: id,
-                ..Default::default()
-            });
-        }
+        ctl.enable_port(&name);
         let p = ctl.topology().ports[i].clone();
         Ok(port_view(ctl, &p))
     })

@@ -45,7 +45,7 @@ pub fn port_security(topo: &Topology, p: &topology::Port) -> PortSecurity {
 pub fn port_entry(topo: &Topology, p: &topology::Port, port: Arc<dataplane::Port>) -> PortEntry {
     PortEntry {
         security: port_security(topo, p),
-        ..PortEntry::new(p.name.clone(), port_mode(p), Some(port))
+        ..PortEntry::new(p.name.clone(), port_mode(p), port)
     }
 }
 

@@ -194,6 +194,7 @@ impl Controller {
             return Err(e.into());
         }
         drop(before);
+        self.free_names(&changes);
         for f in flush {
             self.switch.fdb().flush(f);
         }
@@ -298,6 +299,23 @@ impl Controller {
         }
     }
 
+    /// Closes the ports this change removed, here and now, so that a removed tap's name is
+    /// free when the change is acknowledged. At most [`NAME_FREE_WAIT`] in all: a teardown of
+    /// hundreds of taps answers after that, and the reaper closes the rest in the background
+    /// (a port added again under such a name waits for its own close, see
+    /// [`Controller::attach`]).
+    fn free_names(&self, changes: &[Change]) {
+        let end = std::time::Instant::now() + NAME_FREE_WAIT;
+        for c in changes {
+            if let Change::RemovePort { name } = c {
+                let left = end.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() || !self.switch.reaper().reap_now(name, left) {
+                    return;
+                }
+            }
+        }
+    }
+
     /// Attaches `p` (see [`attach`]) once every removed port of the same name is closed: a tap
     /// that was just removed still exists until the reaper closes it, and creating one of the
     /// same name meanwhile would fail with `EBUSY`. So the old one is closed here first.
@@ -356,7 +374,7 @@ impl Controller {
         let Some(id) = snap.port_id(&p.name) else {
             return;
         };
-        let Some(current) = snap.port(id).and_then(|e| e.port.clone()) else {
+        let Some(current) = snap.port(id).map(|e| e.port.clone()) else {
             return;
         };
         let attached_to = match current.io() {
@@ -394,16 +412,23 @@ impl Controller {
         self.sync_static_macs(&[]);
     }
 
-    /// Enables port `name` again after port security shut it down. Returns whether it was shut
-    /// down; `None` if there is no such port.
+    /// Enables port `name` again after port security shut it down; its learned MACs are
+    /// flushed first. Returns whether it was shut down; `None` if there is no such port.
     pub fn enable_port(&self, name: &str) -> Option<bool> {
         let snap = self.switch.snapshot();
-        let port = snap.port(snap.port_id(name)?)?.port.as_ref()?;
-        let was = port.set_disabled(false);
-        if was {
-            tracing::info!(port = %name, "port enabled again after a port-security shutdown");
+        let id = snap.port_id(name)?;
+        let port = &snap.port(id)?.port;
+        if !port.is_disabled() {
+            return Some(false);
         }
-        Some(was)
+        // Forget what it learned first, then let frames in: it starts afresh under its limit.
+        self.switch.fdb().flush(FlushFilter {
+            port: Some(id),
+            ..Default::default()
+        });
+        port.set_disabled(false);
+        tracing::info!(port = %name, "port enabled again after a port-security shutdown");
+        Some(true)
     }
 
     /// Logs the learning and port-security events the workers recorded since the last call
@@ -434,7 +459,7 @@ fn counters_of(snap: &Snapshot) -> Vec<(String, CounterValues)> {
     snap.ports()
         .iter()
         .flatten()
-        .filter_map(|e| Some((e.name.clone(), e.port.as_ref()?.counter_values())))
+        .map(|e| (e.name.clone(), e.port.counter_values()))
         .collect()
 }
 

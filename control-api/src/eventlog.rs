@@ -24,8 +24,9 @@ pub const MAX_LINES: usize = 50;
 /// What a line is about: one rate-limit bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Subject {
-    /// Moves, flaps and damping of one MAC in one VLAN.
-    Mac(u16, u64),
+    /// Moves, or flaps, or damping of one MAC in one VLAN (one bucket each, so that a flap
+    /// right after a logged move still gets its warning).
+    Mac(EventKind, u16, u64),
     /// A port's limit, allow list or shutdown.
     Port(EventKind, u16),
     /// A VLAN's limit.
@@ -79,7 +80,7 @@ impl EventLog {
         for e in events {
             let subject = match e.kind {
                 EventKind::Moved | EventKind::Flapping | EventKind::Damped => {
-                    Subject::Mac(e.vlan, e.mac.to_u64())
+                    Subject::Mac(e.kind, e.vlan, e.mac.to_u64())
                 }
                 EventKind::PortLimit | EventKind::NotAllowed | EventKind::Shutdown => {
                     Subject::Port(e.kind, e.port)
@@ -163,7 +164,8 @@ impl EventLog {
                     (
                         true,
                         "port shut down by port security (MAC limit reached, action shutdown); \
-                         enable it with POST /api/v1/ports/{name}/enable",
+                         enable it with `switchctl port enable PORT` \
+                         (POST /api/v1/ports/PORT/enable)",
                     )
                 }
             };
@@ -221,7 +223,11 @@ mod tests {
     use dataplane::{PortEntry, PortMode};
 
     fn snap() -> Snapshot {
-        let e = |n: &str| Some(PortEntry::new(n, PortMode::Access { vlan: 10 }, None));
+        let e = |n: &str| {
+            let port =
+                std::sync::Arc::new(dataplane::Port::detached(n, "test", Default::default()));
+            Some(PortEntry::new(n, PortMode::Access { vlan: 10 }, port))
+        };
         Snapshot::new(vec![e("vm1"), e("vm2")], 300)
     }
 
@@ -297,6 +303,29 @@ mod tests {
         let last = lines.last().unwrap();
         assert_eq!(field(last, "not_logged"), "450");
         assert_eq!(field(last, "lost"), "7");
+    }
+
+    #[test]
+    fn a_flap_right_after_a_move_still_gets_its_warning() {
+        let mut log = EventLog::default();
+        let t = Topology::default();
+        let now = Instant::now();
+        let events = [
+            ev(EventKind::Moved, 1, 1, 0),
+            ev(EventKind::Moved, 1, 0, 1),
+            ev(EventKind::Flapping, 1, 1, 0),
+            ev(EventKind::Damped, 1, 0, 1),
+        ];
+        let lines = log.lines(&events, 0, now, &snap(), &t);
+        let messages: Vec<&str> = lines.iter().map(|l| l.message).collect();
+        assert_eq!(
+            messages,
+            [
+                "MAC moved",
+                "MAC is flapping between ports",
+                "flapping MAC held on its port (damped)"
+            ]
+        );
     }
 
     #[test]

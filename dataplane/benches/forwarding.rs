@@ -9,10 +9,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use dataplane::config::{PortEntry, Snapshot};
 use dataplane::fdb::Fdb;
 use dataplane::forward::{decide, egress_ports, prefetch};
 use dataplane::wire::{EgressFrame, EthernetFrame, MacAddr, VnetHdr};
-use dataplane::{PortEntry, PortMode, Snapshot};
+use dataplane::PortMode;
 
 const PORTS: u16 = 8;
 
@@ -25,7 +26,7 @@ fn snapshot() -> Snapshot {
             } else {
                 PortMode::trunk([10], None)
             };
-            Some(PortEntry::new(format!("p{i}"), mode, None))
+            Some(PortEntry::new(format!("p{i}"), mode, ()))
         })
         .collect();
     Snapshot::new(ports, 300)

@@ -2,11 +2,11 @@
 //!
 //! A [`Snapshot`] is immutable. The control side builds a new one and publishes it atomically
 //! (see [`crate::switch::Switch`]); workers load it once per batch and never take a lock.
+#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 
 use crate::fdb::{FlapPolicy, LearnRules};
-use crate::port::Port;
 use crate::wire::{EgressTag, MacAddr};
 
 /// Index of a port in the snapshot's port table.
@@ -204,22 +204,24 @@ impl PortSecurity {
     }
 }
 
-/// One port in a snapshot: its mode and its I/O handle (shared between snapshots).
+/// One port in a snapshot: its configuration and a handle `H` to its I/O. The running switch
+/// uses `Arc<Port>` (shared between snapshots: see `crate::Snapshot`); the pure decision
+/// never looks at the handle, and its tests use `()`.
 #[derive(Debug, Clone)]
-pub struct PortEntry {
+pub struct PortEntry<H = ()> {
     /// The port's name (the interface name).
     pub name: String,
     /// VLAN membership.
     pub mode: PortMode,
     /// Port security.
     pub security: PortSecurity,
-    /// I/O and counters; `None` in pure tests that only look at decisions.
-    pub port: Option<Arc<Port>>,
+    /// The port's I/O handle.
+    pub port: H,
 }
 
-impl PortEntry {
+impl<H> PortEntry<H> {
     /// An entry with the default (unlimited) port security.
-    pub fn new(name: impl Into<String>, mode: PortMode, port: Option<Arc<Port>>) -> Self {
+    pub fn new(name: impl Into<String>, mode: PortMode, port: H) -> Self {
         PortEntry {
             name: name.into(),
             mode,
@@ -260,10 +262,11 @@ impl Learning {
     }
 }
 
-/// An immutable view of the whole configuration, with flood lists precomputed per VLAN.
+/// An immutable view of the whole configuration, with flood lists precomputed per VLAN; `H`
+/// is the ports' I/O handle type (see [`PortEntry`]).
 #[derive(Debug, Clone)]
-pub struct Snapshot {
-    ports: Vec<Option<PortEntry>>,
+pub struct Snapshot<H = ()> {
+    ports: Vec<Option<PortEntry<H>>>,
     /// `flood[vid]` = ports that are members of `vid`, ascending.
     flood: Vec<Vec<PortId>>,
     /// Aging time for dynamic FDB entries, in seconds.
@@ -272,16 +275,16 @@ pub struct Snapshot {
     pub learning: Learning,
 }
 
-impl Default for Snapshot {
+impl<H> Default for Snapshot<H> {
     fn default() -> Self {
         Snapshot::new(Vec::new(), 300)
     }
 }
 
-impl Snapshot {
+impl<H> Snapshot<H> {
     /// Builds a snapshot; `ports[i]` becomes port id `i` (a `None` leaves a hole, so that ids of
     /// other ports stay stable when one is removed).
-    pub fn new(ports: Vec<Option<PortEntry>>, aging_secs: u32) -> Self {
+    pub fn new(ports: Vec<Option<PortEntry<H>>>, aging_secs: u32) -> Self {
         assert!(
             ports.len() <= PortId::MAX as usize,
             "at most {} ports",
@@ -311,7 +314,7 @@ impl Snapshot {
 
     /// The rules for learning a source on port `entry` in `vlan`.
     #[inline]
-    pub fn learn_rules(&self, entry: &PortEntry, vlan: u16) -> LearnRules {
+    pub fn learn_rules(&self, entry: &PortEntry<H>, vlan: u16) -> LearnRules {
         LearnRules {
             aging: self.aging_secs,
             port_max: entry.security.max_macs,
@@ -321,12 +324,12 @@ impl Snapshot {
     }
 
     /// The port with id `id`, if present.
-    pub fn port(&self, id: PortId) -> Option<&PortEntry> {
+    pub fn port(&self, id: PortId) -> Option<&PortEntry<H>> {
         self.ports.get(id as usize).and_then(|p| p.as_ref())
     }
 
     /// All port slots, indexed by id.
-    pub fn ports(&self) -> &[Option<PortEntry>] {
+    pub fn ports(&self) -> &[Option<PortEntry<H>>] {
         &self.ports
     }
 
@@ -341,10 +344,13 @@ impl Snapshot {
     }
 
     /// A copy of this snapshot with port `id`'s I/O handle replaced (its mode unchanged).
-    pub fn with_port(&self, id: PortId, port: Arc<Port>) -> Snapshot {
+    pub fn with_port(&self, id: PortId, port: H) -> Snapshot<H>
+    where
+        H: Clone,
+    {
         let mut ports = self.ports.clone();
         if let Some(Some(e)) = ports.get_mut(id as usize) {
-            e.port = Some(port);
+            e.port = port;
         }
         Snapshot::new(ports, self.aging_secs).with_learning(self.learning.clone())
     }
@@ -393,8 +399,8 @@ mod tests {
 
     #[test]
     fn flood_lists_follow_membership() {
-        let e = |name: &str, mode| Some(PortEntry::new(name, mode, None));
-        let s = Snapshot::new(
+        let e = |name: &str, mode| Some(PortEntry::new(name, mode, ()));
+        let s: Snapshot = Snapshot::new(
             vec![
                 e("a", PortMode::Access { vlan: 10 }),
                 None,

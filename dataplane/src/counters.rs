@@ -1,4 +1,5 @@
 //! Per-port counters: atomics shared by all workers, read by the control side.
+#![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 

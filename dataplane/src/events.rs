@@ -7,6 +7,7 @@
 //! and logs what happened (rate-limited there, not here). When more events arrive between two
 //! reads than a ring holds, the oldest are lost and counted as lost; the counters in
 //! [`crate::counters`] stay exact either way.
+#![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

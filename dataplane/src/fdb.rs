@@ -3,7 +3,7 @@
 //! An open-addressing table of `(key, value)` pairs of `AtomicU64`, linear probing, at most
 //! [`MAX_PROBE`] slots from a key's home. Workers learn and look up concurrently without any lock:
 //! a new key claims an empty (or deleted) slot with one compare-and-swap, an existing entry is
-//! refreshed with one store, and only when something changed (port or second), so a steady flow
+//! refreshed with one compare-and-swap, and only when something changed (port or second), so a steady flow
 //! does not bounce the cache line between cores.
 //!
 //! Time is an argument everywhere (`now`, in seconds from any fixed origin); nothing here reads a
@@ -21,10 +21,12 @@
 //! reader that sees a new key also sees its value; on weaker memory models the worst case is
 //! one frame flooded, or sent to a stale port of the same VLAN (never across VLANs: the decision
 //! checks the port is a member of the frame's VLAN).
+#![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use crate::config::PortId;
+use crate::sys::{prefetch, AtomicPair, LargeTable};
 use crate::wire::MacAddr;
 
 /// Longest probe sequence; a key that finds no slot within it is not learned.
@@ -192,39 +194,8 @@ pub struct FlushFilter {
     pub include_static: bool,
 }
 
-#[derive(Default)]
-#[repr(C)]
-struct Slot {
-    key: AtomicU64,
-    val: AtomicU64,
-}
-
-/// The slot array: a huge-page mapping when the OS gives one, else a plain allocation.
-enum Slots {
-    Mapped(crate::port::sys::ZeroedMap<Slot>),
-    Boxed(Box<[Slot]>),
-}
-
-impl Slots {
-    fn new(n: usize) -> Self {
-        // SAFETY: a Slot is two AtomicU64, for which all-zero bytes mean (EMPTY, 0).
-        match unsafe { crate::port::sys::ZeroedMap::new(n) } {
-            Ok(m) => Slots::Mapped(m),
-            Err(_) => Slots::Boxed((0..n).map(|_| Slot::default()).collect()),
-        }
-    }
-}
-
-impl std::ops::Deref for Slots {
-    type Target = [Slot];
-    #[inline]
-    fn deref(&self) -> &[Slot] {
-        match self {
-            Slots::Mapped(m) => m,
-            Slots::Boxed(b) => b,
-        }
-    }
-}
+/// One slot: key and value words.
+type Slot = AtomicPair;
 
 /// Counters kept by the table itself.
 #[derive(Debug, Default)]
@@ -290,7 +261,7 @@ impl Occupancy {
 
 /// The MAC table. Shared by reference between all workers; every method takes `&self`.
 pub struct Fdb {
-    slots: Slots,
+    slots: LargeTable<Slot>,
     mask: usize,
     shift: u32,
     max_entries: usize,
@@ -316,7 +287,7 @@ impl Fdb {
     pub fn new(max_entries: usize) -> Self {
         let max_entries = max_entries.max(1);
         let n = (max_entries * 2).next_power_of_two().max(MAX_PROBE);
-        let slots = Slots::new(n);
+        let slots = LargeTable::new(n);
         Fdb {
             slots,
             mask: n - 1,
@@ -376,15 +347,7 @@ impl Fdb {
     /// deciding on any frame of it, so that the batch waits for memory once, not per frame.
     #[inline]
     pub fn prefetch(&self, vlan: u16, mac: MacAddr) {
-        let s: *const Slot = &self.slots[self.home(key(vlan, mac))];
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch is a hint that never faults and has no effect on memory; the
-        // address is a slot of our table anyway. SSE is part of the x86_64 baseline.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(s.cast());
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = s;
+        prefetch(&self.slots[self.home(key(vlan, mac))]);
     }
 
     /// The port `mac` was last seen on in `vlan`, unless the entry has aged out

@@ -4,8 +4,9 @@
 //! the destination up and names the egress set. Rendering the frame for each egress port (tag
 //! push, pop or rewrite) is [`crate::wire::EgressFrame::render`]. No sockets, threads or clocks:
 //! the tests below drive it with plain bytes and chosen times.
+#![forbid(unsafe_code)]
 
-use crate::config::{LimitAction, PortId, PortMode, Snapshot};
+use crate::config::{LimitAction, PortEntry, PortId, PortMode, Snapshot};
 use crate::counters::DropReason;
 use crate::fdb::{Fdb, Learned};
 use crate::wire::{EgressTag, EthernetFrame};
@@ -58,8 +59,8 @@ pub fn classify(mode: &PortMode, vid: Option<u16>) -> Result<u16, DropReason> {
 /// is not learned; the frame is then still forwarded if the port's limit action is `Flood`,
 /// else dropped ([`DropReason::MacLimit`]).
 #[inline]
-pub fn decide(
-    snap: &Snapshot,
+pub fn decide<H>(
+    snap: &Snapshot<H>,
     fdb: &Fdb,
     frame: &EthernetFrame<'_>,
     ingress: PortId,
@@ -67,6 +68,21 @@ pub fn decide(
 ) -> Result<Decision, DropReason> {
     let port = snap.port(ingress).ok_or(DropReason::NoSuchPort)?;
     let vlan = classify(&port.mode, frame.vid())?;
+    decide_classified(snap, fdb, frame, ingress, port, vlan, now)
+}
+
+/// [`decide`] for a frame already classified into `vlan` on port `ingress`, whose entry is
+/// `port`: the worker classifies each frame once, for the prefetch and the decision alike.
+#[inline]
+pub fn decide_classified<H>(
+    snap: &Snapshot<H>,
+    fdb: &Fdb,
+    frame: &EthernetFrame<'_>,
+    ingress: PortId,
+    port: &PortEntry<H>,
+    vlan: u16,
+    now: u32,
+) -> Result<Decision, DropReason> {
     let src = frame.src();
     if !port.security.admits(src) {
         return Err(DropReason::MacNotAllowed);
@@ -101,13 +117,18 @@ pub fn decide(
 /// calls it for every frame of a receive batch first, so that the cache misses of a large
 /// table overlap instead of coming one after another.
 #[inline]
-pub fn prefetch(snap: &Snapshot, fdb: &Fdb, frame: &EthernetFrame<'_>, ingress: PortId) {
+pub fn prefetch<H>(snap: &Snapshot<H>, fdb: &Fdb, frame: &EthernetFrame<'_>, ingress: PortId) {
     let Some(port) = snap.port(ingress) else {
         return;
     };
-    let Ok(vlan) = classify(&port.mode, frame.vid()) else {
-        return;
-    };
+    if let Ok(vlan) = classify(&port.mode, frame.vid()) {
+        prefetch_classified(fdb, frame, vlan);
+    }
+}
+
+/// [`prefetch`] for a frame already classified into `vlan`.
+#[inline]
+pub fn prefetch_classified(fdb: &Fdb, frame: &EthernetFrame<'_>, vlan: u16) {
     fdb.prefetch(vlan, frame.src());
     let dst = frame.dst();
     if !dst.is_multicast() {
@@ -117,7 +138,11 @@ pub fn prefetch(snap: &Snapshot, fdb: &Fdb, frame: &EthernetFrame<'_>, ingress: 
 
 /// The egress ports of a decision with how each carries the frame. Never yields the ingress
 /// port, nor a port outside the VLAN.
-pub fn egress_ports<'s>(snap: &'s Snapshot, d: &Decision, ingress: PortId) -> EgressPorts<'s> {
+pub fn egress_ports<'s, H>(
+    snap: &'s Snapshot<H>,
+    d: &Decision,
+    ingress: PortId,
+) -> EgressPorts<'s, H> {
     let (single, list): (Option<PortId>, &[PortId]) = match d.out {
         Out::Unicast(p) => (Some(p), &[]),
         Out::Flood => (None, snap.members(d.vlan)),
@@ -134,15 +159,15 @@ pub fn egress_ports<'s>(snap: &'s Snapshot, d: &Decision, ingress: PortId) -> Eg
 
 /// Iterator returned by [`egress_ports`].
 #[derive(Debug)]
-pub struct EgressPorts<'s> {
-    snap: &'s Snapshot,
+pub struct EgressPorts<'s, H> {
+    snap: &'s Snapshot<H>,
     vlan: u16,
     ingress: PortId,
     single: Option<PortId>,
     list: std::slice::Iter<'s, PortId>,
 }
 
-impl Iterator for EgressPorts<'_> {
+impl<H> Iterator for EgressPorts<'_, H> {
     type Item = (PortId, EgressTag);
 
     #[inline]
@@ -172,7 +197,7 @@ mod tests {
         let ports = modes
             .into_iter()
             .enumerate()
-            .map(|(i, mode)| Some(PortEntry::new(format!("p{i}"), mode, None)))
+            .map(|(i, mode)| Some(PortEntry::new(format!("p{i}"), mode, ())))
             .collect();
         Snapshot::new(ports, 300)
     }

@@ -12,13 +12,14 @@
 //! A port name that is being reaped is not free yet (the old tap still exists). A caller that
 //! wants to create an interface of that name first calls [`Reaper::reap_now`], which takes that
 //! port out of the queue and closes it on the calling thread.
+#![forbid(unsafe_code)]
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::config::Snapshot;
 use crate::port::Port;
+use crate::Snapshot;
 
 /// How often the reaper looks again at items that someone else still holds. Workers let go
 /// of an old snapshot at their next wakeup, so this is short.
@@ -281,7 +282,8 @@ mod tests {
 
     #[test]
     fn a_port_in_an_old_snapshot_goes_with_the_snapshot() {
-        use crate::config::{PortEntry, PortMode};
+        use crate::config::PortMode;
+        use crate::PortEntry;
         let r = Reaper::start().unwrap();
         let p = port("c");
         let weak = Arc::downgrade(&p);
@@ -289,7 +291,7 @@ mod tests {
             vec![Some(PortEntry::new(
                 "c",
                 PortMode::Access { vlan: 1 },
-                Some(p.clone()),
+                p.clone(),
             ))],
             300,
         ));

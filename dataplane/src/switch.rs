@@ -3,6 +3,7 @@
 //! The control side changes the configuration with [`Switch::update`]: it builds a whole new
 //! [`Snapshot`], publishes it atomically and then adjusts which worker waits on which port fd.
 //! Workers never wait for the control side.
+#![forbid(unsafe_code)]
 
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
@@ -11,14 +12,16 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
-use crate::config::{PortId, Snapshot};
+use crate::config::PortId;
 use crate::counters::{VlanCounters, VlanValues};
 use crate::events::{Event, EventRing};
 use crate::fdb::Fdb;
-use crate::port::sys::{Epoll, EventFd};
 use crate::port::Port;
 use crate::reaper::Reaper;
+use crate::shared::Shared;
+use crate::sys::{Epoll, EventFd};
 use crate::worker;
+use crate::Snapshot;
 
 /// Errors starting or changing the switch.
 #[derive(Debug, thiserror::Error)]
@@ -50,25 +53,6 @@ pub struct SwitchOptions {
     pub workers: usize,
     /// FDB capacity in entries.
     pub fdb_max_entries: usize,
-}
-
-/// State shared by the workers and the control side.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) snapshot: ArcSwap<Snapshot>,
-    pub(crate) fdb: Fdb,
-    epoch: Instant,
-    /// Per-VLAN counters, one table per worker.
-    pub(crate) vlan_stats: Vec<VlanCounters>,
-    /// Learning and port-security events, one ring per worker.
-    pub(crate) events: Vec<EventRing>,
-}
-
-impl Shared {
-    /// Seconds since the switch started: the FDB's clock.
-    pub(crate) fn now(&self) -> u32 {
-        self.epoch.elapsed().as_secs() as u32
-    }
 }
 
 /// A port fd some worker waits on.
@@ -150,7 +134,7 @@ impl Switch {
         // happens whole or not at all.
         let before = watched.len();
         for (id, entry) in new.ports().iter().enumerate() {
-            let Some(port) = entry.as_ref().and_then(|e| e.port.as_ref()) else {
+            let Some(port) = entry.as_ref().map(|e| &e.port) else {
                 continue;
             };
             let Some(fd) = port.fd() else { continue };
@@ -185,7 +169,7 @@ impl Switch {
                 .ports()
                 .iter()
                 .flatten()
-                .any(|e| e.port.as_ref().is_some_and(|p| Arc::ptr_eq(p, &w.port)));
+                .any(|e| Arc::ptr_eq(&e.port, &w.port));
             if !keep {
                 if let Some(fd) = w.port.fd() {
                     let _ = self.epolls[w.worker].delete(fd);

@@ -9,6 +9,7 @@
 //! pushed, popped or rewritten without copying the payload; see [`EgressFrame`]. A frame that
 //! would leave shorter than [`MIN_FRAME_LEN`] gets a fourth piece, zeros
 //! ([`EgressFrame::pad_len`]).
+#![forbid(unsafe_code)]
 
 use core::fmt;
 

@@ -8,10 +8,11 @@
 //! Run: `cargo fuzz run forward` (in this directory; see tests/README.md).
 #![no_main]
 
+use dataplane::config::{PortEntry, Snapshot};
 use dataplane::fdb::Fdb;
 use dataplane::forward::{decide, egress_ports};
 use dataplane::wire::{EgressFrame, EgressTag, EthernetFrame};
-use dataplane::{PortEntry, PortMode, Snapshot};
+use dataplane::PortMode;
 use libfuzzer_sys::fuzz_target;
 
 fn mode(b: u8) -> PortMode {
@@ -34,11 +35,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let (modes, mut frames) = rest.split_at(n);
     let modes: Vec<PortMode> = modes.iter().map(|b| mode(*b)).collect();
-    let snap = Snapshot::new(
+    let snap: Snapshot = Snapshot::new(
         modes
             .iter()
             .enumerate()
-            .map(|(i, m)| Some(PortEntry::new(format!("p{i}"), m.clone(), None)))
+            .map(|(i, m)| Some(PortEntry::new(format!("p{i}"), m.clone(), ())))
             .collect(),
         300,
     );

@@ -182,6 +182,9 @@ pub fn shutdown(ctl: Controller) {
         learned = c.learned.load(Ordering::Relaxed),
         moves = c.moves.load(Ordering::Relaxed),
         no_room = c.no_room.load(Ordering::Relaxed),
+        limited = c.limited.load(Ordering::Relaxed),
+        flaps = c.flaps.load(Ordering::Relaxed),
+        damped = c.damped.load(Ordering::Relaxed),
         "fdb stats"
     );
     for (port, values) in ctl.shutdown() {

@@ -4,7 +4,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use super::sys::cvt;
+use crate::sys::cvt;
 
 const RTMGRP_LINK: u32 = 1;
 const RTM_NEWLINK: u16 = 16;

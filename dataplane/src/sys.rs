@@ -1,4 +1,9 @@
-//! Thin, safe wrappers over the epoll and eventfd syscalls the workers wait on.
+//! The dataplane's system layer: thin, safe wrappers over the syscalls and CPU hints the rest
+//! of the crate needs but must not make itself: epoll and eventfd (the workers' waiting),
+//! huge-page table memory and cache prefetch (the FDB).
+//!
+//! With [`crate::port`] (the ports' own syscalls), this is the only place in the dataplane
+//! where `unsafe` may appear; the pure modules forbid it (`#![forbid(unsafe_code)]`).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -105,11 +110,79 @@ impl AsRawFd for EventFd {
     }
 }
 
+/// Types for which all-zero bytes are a valid value.
+///
+/// # Safety
+/// Implement only for types whose all-zero bit pattern is a valid value and that need no drop.
+pub unsafe trait Zeroable {}
+
+// SAFETY: zero is a valid AtomicU64 (0) and it needs no drop.
+unsafe impl Zeroable for std::sync::atomic::AtomicU64 {}
+
+/// Two atomics side by side: one slot of a lock-free table (the FDB's key and value).
+#[derive(Debug, Default)]
+#[repr(C)]
+pub struct AtomicPair {
+    /// First word (the FDB's key).
+    pub key: std::sync::atomic::AtomicU64,
+    /// Second word (the FDB's value).
+    pub val: std::sync::atomic::AtomicU64,
+}
+
+// SAFETY: two AtomicU64, each valid as zero; no drop.
+unsafe impl Zeroable for AtomicPair {}
+
+/// Asks the CPU to start loading the cache line of `r`. A hint only: it never faults and
+/// changes nothing.
+#[inline]
+pub fn prefetch<T>(r: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint that never faults and has no effect on memory; the address
+    // comes from a reference. SSE is part of the x86_64 baseline.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+            (r as *const T).cast(),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = r;
+}
+
+/// A large table of zeroed `T`: a huge-page mapping when the OS gives one ([`ZeroedMap`]),
+/// else a plain allocation.
+pub enum LargeTable<T> {
+    /// In its own mapping.
+    Mapped(ZeroedMap<T>),
+    /// On the heap.
+    Boxed(Box<[T]>),
+}
+
+impl<T: Zeroable + Default> LargeTable<T> {
+    /// `len` zeroed elements.
+    pub fn new(len: usize) -> Self {
+        match ZeroedMap::new(len) {
+            Ok(m) => LargeTable::Mapped(m),
+            Err(_) => LargeTable::Boxed((0..len).map(|_| T::default()).collect()),
+        }
+    }
+}
+
+impl<T> std::ops::Deref for LargeTable<T> {
+    type Target = [T];
+    #[inline]
+    fn deref(&self) -> &[T] {
+        match self {
+            LargeTable::Mapped(m) => m,
+            LargeTable::Boxed(b) => b,
+        }
+    }
+}
+
 /// A zero-filled array of `T` in its own anonymous mapping, with transparent huge pages
 /// requested (`MADV_HUGEPAGE`): large tables touched at random (the FDB) then take far fewer
 /// TLB misses, which are especially costly under virtualization.
 ///
-/// Only for types whose all-zero bit pattern is a valid value (atomics, integers).
+/// Only for types whose all-zero bit pattern is a valid value ([`Zeroable`]).
 pub struct ZeroedMap<T> {
     ptr: std::ptr::NonNull<T>,
     len: usize,
@@ -122,13 +195,9 @@ unsafe impl<T: Send> Send for ZeroedMap<T> {}
 // SAFETY: as above, `&ZeroedMap<T>` only hands out `&[T]`.
 unsafe impl<T: Sync> Sync for ZeroedMap<T> {}
 
-impl<T> ZeroedMap<T> {
-    /// Maps `len` zeroed elements. The caller promises that all-zero bytes are a valid `T`
-    /// (hence `unsafe`).
-    ///
-    /// # Safety
-    /// The all-zero bit pattern must be a valid value of `T`.
-    pub unsafe fn new(len: usize) -> io::Result<Self> {
+impl<T: Zeroable> ZeroedMap<T> {
+    /// Maps `len` zeroed elements.
+    pub fn new(len: usize) -> io::Result<Self> {
         const HUGE: usize = 2 << 20;
         let size = len
             .checked_mul(std::mem::size_of::<T>())
@@ -159,7 +228,7 @@ impl<T> ZeroedMap<T> {
 impl<T> std::ops::Deref for ZeroedMap<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        // SAFETY: the mapping holds `len` zero-initialized `T`s (valid by `new`'s contract),
+        // SAFETY: the mapping holds `len` zero-initialized `T`s (valid: `T: Zeroable`),
         // page-aligned (so aligned for `T`), and lives as long as `self`.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
