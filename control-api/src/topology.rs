@@ -19,7 +19,7 @@ pub const VLAN_MAX: u16 = dataplane::config::VID_MAX;
 /// The default VLAN. It always exists, whether or not `vlans` declares it.
 pub const DEFAULT_VLAN: u16 = 1;
 /// Longest port name, in bytes: a Linux interface name (`IFNAMSIZ` - 1).
-pub const MAX_PORT_NAME_LEN: usize = 15;
+pub const MAX_PORT_NAME_LEN: usize = dataplane::config::IFNAME_MAX;
 /// Default for [`Topology::mac_aging_secs`].
 pub const DEFAULT_MAC_AGING_SECS: u64 = 300;
 /// Largest accepted [`Topology::mac_aging_secs`] (about 11.5 days, as on common hardware).
@@ -546,31 +546,12 @@ fn vid_problem(vid: u16) -> Option<String> {
         .map(|e| e.to_string())
 }
 
-/// Why `name` cannot be a Linux interface name, if it cannot (the kernel's
-/// `dev_valid_name` rules).
+/// Why `name` cannot be a Linux interface name, if it cannot.
 fn interface_name_problem(name: &str) -> Option<String> {
-    const RULE: &str = "interface names cannot contain '/', ':', whitespace or NUL";
-    if name.is_empty() {
-        return Some("must not be empty".to_owned());
-    }
-    if name == "." || name == ".." {
-        return Some(format!("{name:?} is not allowed as an interface name"));
-    }
-    if name.len() > MAX_PORT_NAME_LEN {
-        return Some(format!(
-            "{name:?} is {} bytes; interface names are at most {MAX_PORT_NAME_LEN} bytes",
-            name.len()
-        ));
-    }
-    let bad = name
-        .chars()
-        .find(|&c| c == '/' || c == ':' || c == '\0' || c.is_whitespace())?;
-    let what = match bad {
-        '\0' => "a NUL byte".to_owned(),
-        c if c.is_whitespace() => "whitespace".to_owned(),
-        c => format!("{c:?}"),
-    };
-    Some(format!("{name:?} contains {what}; {RULE}"))
+    // One rule for the whole project: the dataplane's.
+    dataplane::config::check_ifname(name)
+        .err()
+        .map(|e| e.to_string())
 }
 
 /// The problems found so far.

@@ -41,6 +41,54 @@ pub fn check_vid(vid: u32) -> Result<u16, VidError> {
     }
 }
 
+/// Longest interface name, in bytes (`IFNAMSIZ` - 1).
+pub const IFNAME_MAX: usize = 15;
+
+/// Why a name cannot be a Linux interface name (the kernel's `dev_valid_name` rules).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IfNameError {
+    /// The empty name.
+    #[error("must not be empty")]
+    Empty,
+    /// `.` or `..`.
+    #[error("{0:?} is not allowed as an interface name")]
+    Dot(String),
+    /// Longer than [`IFNAME_MAX`] bytes.
+    #[error("{0:?} is {1} bytes; interface names are at most {IFNAME_MAX} bytes")]
+    TooLong(String, usize),
+    /// A character the kernel refuses; the second field says which, for people.
+    #[error("{0:?} contains {1}; interface names cannot contain '/', ':', whitespace or NUL")]
+    BadChar(String, String),
+}
+
+/// Checks that `name` may name an interface: one rule for the whole project (topology
+/// validation, taps, packet sockets).
+pub fn check_ifname(name: &str) -> Result<(), IfNameError> {
+    if name.is_empty() {
+        return Err(IfNameError::Empty);
+    }
+    if name == "." || name == ".." {
+        return Err(IfNameError::Dot(name.to_owned()));
+    }
+    if name.len() > IFNAME_MAX {
+        return Err(IfNameError::TooLong(name.to_owned(), name.len()));
+    }
+    let bad = name
+        .chars()
+        .find(|&c| c == '/' || c == ':' || c == '\0' || c.is_whitespace());
+    match bad {
+        None => Ok(()),
+        Some(c) => {
+            let what = match c {
+                '\0' => "a NUL byte".to_owned(),
+                c if c.is_whitespace() => "whitespace".to_owned(),
+                c => format!("{c:?}"),
+            };
+            Err(IfNameError::BadChar(name.to_owned(), what))
+        }
+    }
+}
+
 /// A set of VLAN ids as a 4096-bit bitmap.
 #[derive(Clone, PartialEq, Eq)]
 pub struct VlanSet([u64; 64]);
@@ -378,6 +426,27 @@ mod tests {
         assert_eq!(
             VidError::Reserved.to_string(),
             "4095 is reserved (valid 1-4094)"
+        );
+    }
+
+    #[test]
+    fn interface_name_rules() {
+        assert_eq!(check_ifname("vm1"), Ok(()));
+        assert_eq!(check_ifname("a-15-byte-name!"), Ok(()));
+        assert_eq!(check_ifname(""), Err(IfNameError::Empty));
+        assert!(matches!(check_ifname(".."), Err(IfNameError::Dot(_))));
+        assert_eq!(
+            check_ifname("a-name-longer-than-15")
+                .unwrap_err()
+                .to_string(),
+            "\"a-name-longer-than-15\" is 21 bytes; interface names are at most 15 bytes"
+        );
+        assert_eq!(
+            check_ifname("eth0:1").unwrap_err().to_string(),
+            "\"eth0:1\" contains ':'; interface names cannot contain '/', ':', whitespace or NUL"
+        );
+        assert!(
+            matches!(check_ifname("a\0b"), Err(IfNameError::BadChar(_, w)) if w == "a NUL byte")
         );
     }
 

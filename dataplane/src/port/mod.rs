@@ -24,8 +24,8 @@ use crate::wire::{EgressFrame, VnetHdr};
 /// Errors opening or configuring a port.
 #[derive(Debug, thiserror::Error)]
 pub enum PortError {
-    /// The name cannot be an interface name.
-    #[error("{0:?} is not a valid interface name (1-15 bytes, no '/')")]
+    /// The name cannot be an interface name ([`crate::config::check_ifname`]).
+    #[error("{0:?} is not a valid interface name (1-15 bytes, no '/', ':', whitespace or NUL)")]
     BadName(String),
     /// `/dev/net/tun` could not be opened.
     #[error("cannot open /dev/net/tun (is the tun module loaded, and are we root?)")]

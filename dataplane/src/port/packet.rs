@@ -89,9 +89,7 @@ pub fn set_link_up(name: &str) -> Result<()> {
         op,
         source: io::Error::last_os_error(),
     };
-    if name.len() > 15 {
-        return Err(PortError::BadName(name.to_string()));
-    }
+    crate::config::check_ifname(name).map_err(|_| PortError::BadName(name.to_string()))?;
     // SAFETY: socket takes no pointers; the result is checked.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {

@@ -26,9 +26,6 @@ const TUN_F_TSO4: libc::c_uint = 0x02;
 const TUN_F_TSO6: libc::c_uint = 0x04;
 const TUN_F_TSO_ECN: libc::c_uint = 0x08;
 
-/// Longest interface name, without the NUL.
-pub const IFNAMSIZ_MAX: usize = 15;
-
 /// `struct ifreq` with the `ifr_flags` member of its union.
 #[repr(C)]
 struct IfReqFlags {
@@ -51,9 +48,7 @@ impl Tap {
     /// Creates the tap `name`, or attaches to an existing persistent tap of that name, in
     /// non-blocking mode with vnet headers and checksum/TSO offloads enabled.
     pub fn open(name: &str) -> Result<Tap> {
-        if name.is_empty() || name.len() > IFNAMSIZ_MAX || name.contains(['/', '\0']) {
-            return Err(PortError::BadName(name.to_string()));
-        }
+        crate::config::check_ifname(name).map_err(|_| PortError::BadName(name.to_string()))?;
         let existed = std::path::Path::new("/sys/class/net").join(name).exists();
         let file = OpenOptions::new()
             .read(true)
