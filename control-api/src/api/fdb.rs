@@ -1,0 +1,186 @@
+//! `/api/v1/fdb`: the MAC table: list, add and remove static entries, flush.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use dataplane::fdb::FlushFilter;
+use dataplane::wire::MacAddr;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{scoped, ApiError, ApiResult, Problem};
+use super::extract::{Payload, Q};
+use super::views::{FdbEntryView, Removed};
+use super::vlans::parse_vid;
+use super::AppState;
+use crate::topology::StaticMac;
+
+/// Filters of `GET`/`DELETE /api/v1/fdb`, as `bridge fdb` has them.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct FdbQuery {
+    /// Only this VLAN.
+    pub vlan: Option<u16>,
+    /// Only this port.
+    pub port: Option<String>,
+    /// `dynamic` or `static`. A flush without it removes dynamic entries only.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub kind: Option<FdbType>,
+}
+
+/// Entry type filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FdbType {
+    /// Learned.
+    Dynamic,
+    /// Configured.
+    Static,
+}
+
+/// List MAC table entries.
+#[utoipa::path(get, path = "/api/v1/fdb", tag = "fdb", params(FdbQuery),
+    responses((status = 200, body = [FdbEntryView]), (status = 400, body = Problem)))]
+pub(super) async fn list_fdb(
+    State(st): State<AppState>,
+    Q(q): Q<FdbQuery>,
+) -> ApiResult<Json<Vec<FdbEntryView>>> {
+    st.with_ctl(move |ctl| {
+        let sw = ctl.switch();
+        let snap = sw.snapshot();
+        let port_id = match &q.port {
+            Some(name) => Some(snap.port_id(name).ok_or_else(|| {
+                ApiError::not_found(format!("no port named {name:?}")).field("port")
+            })?),
+            None => None,
+        };
+        let now = sw.now();
+        let entries = sw
+            .fdb()
+            .entries(now, snap.aging_secs)
+            .into_iter()
+            .filter(|e| q.vlan.is_none_or(|v| v == e.vlan))
+            .filter(|e| port_id.is_none_or(|p| p == e.port))
+            .filter(|e| match q.kind {
+                Some(FdbType::Static) => e.is_static,
+                Some(FdbType::Dynamic) => !e.is_static,
+                None => true,
+            })
+            .map(|e| FdbEntryView {
+                vlan: e.vlan,
+                mac: e.mac.to_string(),
+                port: snap
+                    .port(e.port)
+                    .map_or_else(|| format!("#{}", e.port), |p| p.name.clone()),
+                kind: if e.is_static { "static" } else { "dynamic" }.into(),
+                age_secs: if e.is_static {
+                    0
+                } else {
+                    now.saturating_sub(e.last_seen)
+                },
+            })
+            .collect();
+        Ok(entries)
+    })
+    .await
+    .map(Json)
+}
+
+/// Add a static MAC entry (kept in the configuration).
+#[utoipa::path(post, path = "/api/v1/fdb", tag = "fdb", request_body = StaticMac,
+    responses((status = 201, body = StaticMac), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub(super) async fn add_static_mac(
+    State(st): State<AppState>,
+    Payload(mut m): Payload<StaticMac>,
+) -> ApiResult<Response> {
+    let mac: MacAddr = m.mac.parse().map_err(|e: dataplane::wire::MacParseError| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).field("mac")
+    })?;
+    m.mac = mac.to_string();
+    let m = st
+        .with_ctl(move |ctl| {
+            let mut t = ctl.topology().clone();
+            t.fdb
+                .retain(|x| !(x.vlan == m.vlan && x.mac.parse::<MacAddr>().ok() == Some(mac)));
+            t.fdb.push(m.clone());
+            let at = t.fdb.len() - 1;
+            ctl.apply(t, false)
+                .map_err(|e| scoped(e.into(), &format!("fdb[{at}]")))?;
+            Ok(m)
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(m)).into_response())
+}
+
+/// Flush MAC entries that match the filters (dynamic only unless `type=static`).
+#[utoipa::path(delete, path = "/api/v1/fdb", tag = "fdb", params(FdbQuery),
+    responses((status = 200, body = Removed), (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub(super) async fn flush_fdb(
+    State(st): State<AppState>,
+    Q(q): Q<FdbQuery>,
+) -> ApiResult<Json<Removed>> {
+    st.with_ctl(move |ctl| {
+        let port_id = match &q.port {
+            Some(name) => Some(ctl.switch().port_id(name).ok_or_else(|| {
+                ApiError::not_found(format!("no port named {name:?}")).field("port")
+            })?),
+            None => None,
+        };
+        if q.kind == Some(FdbType::Static) {
+            let mut t = ctl.topology().clone();
+            let before = t.fdb.len();
+            t.fdb.retain(|m| {
+                !(q.vlan.is_none_or(|v| v == m.vlan)
+                    && q.port.as_ref().is_none_or(|p| *p == m.port))
+            });
+            let removed = before - t.fdb.len();
+            ctl.apply(t, false)?;
+            return Ok(Removed { removed });
+        }
+        let removed = ctl.switch().fdb().flush(FlushFilter {
+            vlan: q.vlan,
+            port: port_id,
+            include_static: false,
+        });
+        Ok(Removed { removed })
+    })
+    .await
+    .map(Json)
+}
+
+/// Remove one entry (a static one also leaves the configuration).
+#[utoipa::path(delete, path = "/api/v1/fdb/{vlan}/{mac}", tag = "fdb",
+    params(("vlan" = u16, Path, description = "VLAN id"), ("mac" = String, Path, description = "MAC address")),
+    responses((status = 204), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub(super) async fn delete_mac(
+    State(st): State<AppState>,
+    Path((vlan, mac)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let vlan = parse_vid(&vlan).map_err(|mut e| {
+        e.1.field = Some("vlan".into());
+        e
+    })?;
+    let mac: MacAddr = mac.parse().map_err(|e: dataplane::wire::MacParseError| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).field("mac")
+    })?;
+    st.with_ctl(move |ctl| {
+        let is_static =
+            |m: &StaticMac| m.vlan == vlan && m.mac.parse::<MacAddr>().ok() == Some(mac);
+        if ctl.topology().fdb.iter().any(is_static) {
+            let mut t = ctl.topology().clone();
+            t.fdb.retain(|m| !is_static(m));
+            ctl.apply(t, false)?;
+            return Ok(StatusCode::NO_CONTENT);
+        }
+        if ctl.switch().fdb().remove(vlan, mac) {
+            Ok(StatusCode::NO_CONTENT)
+        } else {
+            Err(ApiError::not_found(format!(
+                "no entry for {mac} in VLAN {vlan}"
+            )))
+        }
+    })
+    .await
+}
