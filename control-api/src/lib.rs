@@ -10,6 +10,8 @@
 //!   [`FieldError`] naming the field (`ports[2].vlan`) and the reason. [`Topology::to_yaml`]
 //!   reads back to an equal topology.
 //! - [`diff`]: the changes between two topologies (pure).
+//! - [`edit`]: what the API's requests do to the desired topology (add a port, PATCH one,
+//!   remove a VLAN, ...), as pure functions; the handlers then apply the result.
 //! - [`Controller`]: runs a topology. Every change is a whole desired topology, validated,
 //!   diffed, persisted atomically when a state file is set, and published to the dataplane as
 //!   one snapshot; a failed change leaves the running switch as it was. It also re-attaches
@@ -28,6 +30,7 @@ pub mod api;
 pub mod build;
 pub mod controller;
 pub mod diff;
+pub mod edit;
 pub mod eventlog;
 pub mod state;
 pub mod strict;

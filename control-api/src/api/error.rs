@@ -7,6 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::controller::{ControlError, ErrorChain};
+use crate::edit::EditError;
 use crate::topology::FieldError;
 
 /// An RFC 9457 problem document.
@@ -98,6 +99,21 @@ impl From<ControlError> for ApiError {
                 )
             }
         }
+    }
+}
+
+impl From<EditError> for ApiError {
+    fn from(e: EditError) -> Self {
+        let (status, field) = match &e {
+            EditError::PortExists(_) => (StatusCode::CONFLICT, "name"),
+            EditError::NoSuchPort(_) => (StatusCode::NOT_FOUND, "name"),
+            EditError::VlanExists(_) | EditError::DefaultVlan(_) | EditError::VlanInUse { .. } => {
+                (StatusCode::CONFLICT, "id")
+            }
+            EditError::NoSuchVlan(_) => (StatusCode::NOT_FOUND, "id"),
+            EditError::BadMac(_) => (StatusCode::UNPROCESSABLE_ENTITY, "mac"),
+        };
+        ApiError::new(status, e.to_string()).field(field)
     }
 }
 

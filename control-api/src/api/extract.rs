@@ -5,7 +5,6 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Query, Request};
 use axum::http::{header, HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer};
 
 use super::error::{ApiError, ApiResult};
 use super::BODY_LIMIT;
@@ -119,13 +118,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Payload<T> {
             }
         }
     }
-}
-
-/// `Some(None)` for an explicit `null`, `None` when absent.
-pub(crate) fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Deserialize::deserialize(d).map(Some)
 }
 
 /// Query strings with the failing parameter named.

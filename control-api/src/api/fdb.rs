@@ -14,6 +14,7 @@ use super::extract::{Payload, Q};
 use super::views::{FdbEntryView, Removed};
 use super::vlans::parse_vid;
 use super::AppState;
+use crate::edit::{self, EditError};
 use crate::topology::StaticMac;
 
 /// Filters of `GET`/`DELETE /api/v1/fdb`, as `bridge fdb` has them.
@@ -93,19 +94,11 @@ pub(super) async fn list_fdb(
     responses((status = 201, body = StaticMac), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub(super) async fn add_static_mac(
     State(st): State<AppState>,
-    Payload(mut m): Payload<StaticMac>,
+    Payload(m): Payload<StaticMac>,
 ) -> ApiResult<Response> {
-    let mac: MacAddr = m.mac.parse().map_err(|e: dataplane::wire::MacParseError| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).field("mac")
-    })?;
-    m.mac = mac.to_string();
     let m = st
         .with_ctl(move |ctl| {
-            let mut t = ctl.topology().clone();
-            t.fdb
-                .retain(|x| !(x.vlan == m.vlan && x.mac.parse::<MacAddr>().ok() == Some(mac)));
-            t.fdb.push(m.clone());
-            let at = t.fdb.len() - 1;
+            let (t, at, m) = edit::add_static_mac(ctl.topology(), m)?;
             ctl.apply(t, false)
                 .map_err(|e| scoped(e.into(), &format!("fdb[{at}]")))?;
             Ok(m)
@@ -129,13 +122,7 @@ pub(super) async fn flush_fdb(
             None => None,
         };
         if q.kind == Some(FdbType::Static) {
-            let mut t = ctl.topology().clone();
-            let before = t.fdb.len();
-            t.fdb.retain(|m| {
-                !(q.vlan.is_none_or(|v| v == m.vlan)
-                    && q.port.as_ref().is_none_or(|p| *p == m.port))
-            });
-            let removed = before - t.fdb.len();
+            let (t, removed) = edit::flush_static(ctl.topology(), q.vlan, q.port.as_deref());
             ctl.apply(t, false)?;
             return Ok(Removed { removed });
         }
@@ -162,15 +149,9 @@ pub(super) async fn delete_mac(
         e.1.field = Some("vlan".into());
         e
     })?;
-    let mac: MacAddr = mac.parse().map_err(|e: dataplane::wire::MacParseError| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).field("mac")
-    })?;
+    let mac: MacAddr = mac.parse().map_err(EditError::from)?;
     st.with_ctl(move |ctl| {
-        let is_static =
-            |m: &StaticMac| m.vlan == vlan && m.mac.parse::<MacAddr>().ok() == Some(mac);
-        if ctl.topology().fdb.iter().any(is_static) {
-            let mut t = ctl.topology().clone();
-            t.fdb.retain(|m| !is_static(m));
+        if let Some(t) = edit::remove_static_mac(ctl.topology(), vlan, mac) {
             ctl.apply(t, false)?;
             return Ok(StatusCode::NO_CONTENT);
         }

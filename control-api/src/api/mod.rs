@@ -35,10 +35,10 @@ mod topology;
 pub mod views;
 mod vlans;
 
+pub use crate::edit::PortPatch;
 pub use error::{ApiError, Problem};
 pub use extract::{Payload, ACCEPTED_BODY_TYPES, Q};
 pub use fdb::{FdbQuery, FdbType};
-pub use ports::PortPatch;
 pub use topology::ApplyQuery;
 pub use views::*;
 

@@ -8,53 +8,14 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use dataplane::fdb::FlushFilter;
 use dataplane::port::PortIo;
-use serde::Deserialize;
-use utoipa::ToSchema;
 
-use super::error::{scoped, ApiError, ApiResult, Problem};
-use super::extract::{double_option, Payload};
+use super::error::{scoped, ApiResult, Problem};
+use super::extract::Payload;
 use super::views::{PortState, PortView, SecurityState};
 use super::AppState;
 use crate::controller::Controller;
-use crate::topology::{LimitAction, Port, PortMode, Topology};
-
-/// Fields a PATCH may change; absent fields stay as they are, `null` clears. Changing `mode`
-/// clears the fields of the old mode that are not given.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PortPatch {
-    /// New mode.
-    #[serde(default)]
-    pub mode: Option<PortMode>,
-    /// Access VLAN.
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<u16>)]
-    pub vlan: Option<Option<u16>>,
-    /// Trunk VLANs (tagged).
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<Vec<u16>>)]
-    pub vlans: Option<Option<Vec<u16>>>,
-    /// Trunk native VLAN (untagged).
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<u16>)]
-    pub native_vlan: Option<Option<u16>>,
-    /// Set the interface up when attaching.
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<bool>)]
-    pub admin_up: Option<Option<bool>>,
-    /// The port's MAC limit (`null`: the switch's default).
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<u32>)]
-    pub max_macs: Option<Option<u32>>,
-    /// What a frame from a new source beyond a limit gets (`null`: flood).
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<LimitAction>)]
-    pub mac_limit_action: Option<Option<LimitAction>>,
-    /// The only source MACs accepted (`null`: any).
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<Vec<String>>)]
-    pub allowed_macs: Option<Option<Vec<String>>>,
-}
+use crate::edit::{self, PortPatch};
+use crate::topology::Port;
 
 /// MAC table entries per port id, from one walk of the table.
 fn macs_per_port(ctl: &Controller) -> BTreeMap<dataplane::PortId, usize> {
@@ -117,13 +78,6 @@ fn port_view_with(
     }
 }
 
-fn find_port(topo: &Topology, name: &str) -> ApiResult<usize> {
-    topo.ports
-        .iter()
-        .position(|p| p.name == name)
-        .ok_or_else(|| ApiError::not_found(format!("no port named {name:?}")).field("name"))
-}
-
 /// List ports.
 #[utoipa::path(get, path = "/api/v1/ports", tag = "ports",
     responses((status = 200, body = [PortView]), (status = 401, body = Problem)))]
@@ -150,7 +104,7 @@ pub(super) async fn get_port(
     Path(name): Path<String>,
 ) -> ApiResult<Json<PortView>> {
     st.with_ctl(move |ctl| {
-        let i = find_port(ctl.topology(), &name)?;
+        let i = edit::port_index(ctl.topology(), &name)?;
         Ok(port_view(ctl, &ctl.topology().ports[i]))
     })
     .await
@@ -168,16 +122,7 @@ pub(super) async fn add_port(
 ) -> ApiResult<Response> {
     let view = st
         .with_ctl(move |ctl| {
-            if ctl.topology().port(&p.name).is_some() {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    format!("port name {:?} is already in use", p.name),
-                )
-                .field("name"));
-            }
-            let mut t = ctl.topology().clone();
-            t.ports.push(p.clone());
-            let at = t.ports.len() - 1;
+            let (t, at) = edit::add_port(ctl.topology(), p.clone())?;
             ctl.apply(t, false)
                 .map_err(|e| scoped(e.into(), &format!("ports[{at}]")))?;
             Ok(port_view(ctl, &p))
@@ -197,42 +142,7 @@ pub(super) async fn patch_port(
     Payload(patch): Payload<PortPatch>,
 ) -> ApiResult<Json<PortView>> {
     st.with_ctl(move |ctl| {
-        let i = find_port(ctl.topology(), &name)?;
-        let mut t = ctl.topology().clone();
-        let p = &mut t.ports[i];
-        if let Some(mode) = patch.mode {
-            if mode != p.mode {
-                p.mode = mode;
-                p.vlan = None;
-                p.vlans = None;
-                p.native_vlan = None;
-            }
-        }
-        if let Some(v) = patch.vlan {
-            p.vlan = v;
-        }
-        if let Some(v) = patch.vlans {
-            p.vlans = v;
-        }
-        if let Some(v) = patch.native_vlan {
-            p.native_vlan = v;
-        }
-        if let Some(v) = patch.admin_up {
-            p.admin_up = v;
-        }
-        if let Some(v) = patch.max_macs {
-            p.max_macs = v;
-        }
-        if let Some(v) = patch.mac_limit_action {
-            p.mac_limit_action = v;
-        }
-        if let Some(v) = patch.allowed_macs {
-            p.allowed_macs = v;
-        }
-        // Static entries of this port in VLANs it leaves go with them.
-        let members = p.member_vlans();
-        t.fdb
-            .retain(|m| m.port != name || members.contains(&m.vlan));
+        let (t, i) = edit::patch_port(ctl.topology(), &name, patch)?;
         ctl.apply(t, false)
             .map_err(|e| scoped(e.into(), &format!("ports[{i}]")))?;
         let p = ctl.topology().ports[i].clone();
@@ -253,7 +163,7 @@ pub(super) async fn enable_port(
     Path(name): Path<String>,
 ) -> ApiResult<Json<PortView>> {
     st.with_ctl(move |ctl| {
-        let i = find_port(ctl.topology(), &name)?;
+        let i = edit::port_index(ctl.topology(), &name)?;
         if ctl.enable_port(&name) == Some(true) {
             let id = ctl.switch().port_id(&name);
             ctl.switch().fdb().flush(FlushFilter {
@@ -277,10 +187,7 @@ pub(super) async fn delete_port(
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     st.with_ctl(move |ctl| {
-        let i = find_port(ctl.topology(), &name)?;
-        let mut t = ctl.topology().clone();
-        t.ports.remove(i);
-        t.fdb.retain(|m| m.port != name);
+        let t = edit::delete_port(ctl.topology(), &name)?;
         ctl.apply(t, false)?;
         Ok(StatusCode::NO_CONTENT)
     })

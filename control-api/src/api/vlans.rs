@@ -9,7 +9,8 @@ use super::error::{scoped, ApiError, ApiResult, Problem};
 use super::extract::Payload;
 use super::views::VlanView;
 use super::AppState;
-use crate::topology::{Topology, Vlan, DEFAULT_VLAN};
+use crate::edit::{self, EditError};
+use crate::topology::{Topology, Vlan};
 
 fn vlan_view(topo: &Topology, id: u16) -> VlanView {
     VlanView {
@@ -19,12 +20,7 @@ fn vlan_view(topo: &Topology, id: u16) -> VlanView {
             .iter()
             .find(|v| v.id == id)
             .and_then(|v| v.name.clone()),
-        ports: topo
-            .ports
-            .iter()
-            .filter(|p| p.member_vlans().contains(&id))
-            .map(|p| p.name.clone())
-            .collect(),
+        ports: edit::vlan_users(topo, id),
     }
 }
 
@@ -65,7 +61,7 @@ pub(super) async fn get_vlan(
     let id = parse_vid(&id)?;
     st.with_ctl(move |ctl| {
         if !ctl.topology().vlan_ids().contains(&id) {
-            return Err(ApiError::not_found(format!("VLAN {id} is not declared")).field("id"));
+            return Err(EditError::NoSuchVlan(id).into());
         }
         Ok(vlan_view(ctl.topology(), id))
     })
@@ -82,20 +78,11 @@ pub(super) async fn add_vlan(
 ) -> ApiResult<Response> {
     let view = st
         .with_ctl(move |ctl| {
-            if ctl.topology().vlans.iter().any(|x| x.id == v.id) {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    format!("VLAN {} is already declared", v.id),
-                )
-                .field("id"));
-            }
-            let mut t = ctl.topology().clone();
-            t.vlans.push(v.clone());
-            t.vlans.sort_by_key(|v| v.id);
-            let at = t.vlans.iter().position(|x| x.id == v.id).unwrap_or(0);
+            let id = v.id;
+            let (t, at) = edit::add_vlan(ctl.topology(), v)?;
             ctl.apply(t, false)
                 .map_err(|e| scoped(e.into(), &format!("vlans[{at}]")))?;
-            Ok(vlan_view(ctl.topology(), v.id))
+            Ok(vlan_view(ctl.topology(), id))
         })
         .await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
@@ -115,37 +102,7 @@ pub(super) async fn delete_vlan(
 ) -> ApiResult<StatusCode> {
     let id = parse_vid(&id)?;
     st.with_ctl(move |ctl| {
-        let mut t = ctl.topology().clone();
-        let before = t.vlans.len();
-        t.vlans.retain(|v| v.id != id);
-        let declared = t.vlans.len() != before;
-        if id == DEFAULT_VLAN {
-            if !declared {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    format!(
-                        "VLAN {id} is the default VLAN and always exists; \
-                         only a declaration of it (with a name) can be removed"
-                    ),
-                )
-                .field("id"));
-            }
-            // It still exists without the declaration: its ports and static MACs stay.
-            ctl.apply(t, false)?;
-            return Ok(StatusCode::NO_CONTENT);
-        }
-        let users = vlan_view(ctl.topology(), id).ports;
-        if !users.is_empty() {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!("VLAN {id} is used by ports {}", users.join(", ")),
-            )
-            .field("id"));
-        }
-        if !declared {
-            return Err(ApiError::not_found(format!("VLAN {id} is not declared")).field("id"));
-        }
-        t.fdb.retain(|m| m.vlan != id);
+        let t = edit::delete_vlan(ctl.topology(), id)?;
         ctl.apply(t, false)?;
         Ok(StatusCode::NO_CONTENT)
     })
