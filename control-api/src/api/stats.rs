@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::error::ApiResult;
-use super::views::{Counters, FdbStats, Stats, VlanStats};
+use super::views::{Counters, FdbStats, Metric, Sample, Stats, VlanStats};
 use super::AppState;
 use crate::controller::Controller;
 
@@ -64,166 +64,67 @@ pub(super) async fn stats(State(st): State<AppState>) -> ApiResult<Json<Stats>> 
     responses((status = 200, content_type = "text/plain", body = String)))]
 pub(super) async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
     let s = st.with_ctl(|ctl| Ok(collect_stats(ctl))).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        prometheus_text(&s),
+    )
+        .into_response())
+}
+
+/// Every metric of `s`, from the declarations next to the fields (`Counters::METRICS`,
+/// `VlanStats::METRICS`, `FdbStats::METRICS`): per port with a `port` label, per VLAN with a
+/// `vlan` label, the MAC table's without labels.
+pub fn prometheus_text(s: &Stats) -> String {
     let mut out = String::new();
-    let mut metric = |name: &str, help: &str, kind: &str, rows: Vec<(String, u64)>| {
+    let ports: Vec<_> = s
+        .ports
+        .iter()
+        .map(|(n, c)| (format!("port=\"{}\"", label(n)), c))
+        .collect();
+    family(&mut out, Counters::METRICS, &ports);
+    let vlans: Vec<_> = s
+        .vlans
+        .iter()
+        .map(|v| (format!("vlan=\"{}\"", v.id), v))
+        .collect();
+    family(&mut out, VlanStats::METRICS, &vlans);
+    family(&mut out, FdbStats::METRICS, &[(String::new(), &s.fdb)]);
+    out
+}
+
+/// The lines of `metrics`, each for every `(labels, value)` of `items`.
+fn family<T>(out: &mut String, metrics: &[Metric<T>], items: &[(String, &T)]) {
+    for m in metrics {
+        let name = m.name;
         let _ = writeln!(
             out,
-            "# HELP vlanswitch_{name} {help}\n# TYPE vlanswitch_{name} {kind}"
+            "# HELP vlanswitch_{name} {}\n# TYPE vlanswitch_{name} {}",
+            m.help,
+            m.kind.as_str()
         );
-        for (labels, v) in rows {
-            let _ = writeln!(out, "vlanswitch_{name}{labels} {v}");
+        for (labels, item) in items {
+            match (m.read)(item) {
+                Sample::Value(v) => {
+                    let labels = if labels.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{{{labels}}}")
+                    };
+                    let _ = writeln!(out, "vlanswitch_{name}{labels} {v}");
+                }
+                Sample::ByLabel(key, values) => {
+                    let sep = if labels.is_empty() { "" } else { "," };
+                    for (k, v) in values {
+                        let _ = writeln!(
+                            out,
+                            "vlanswitch_{name}{{{labels}{sep}{key}=\"{}\"}} {v}",
+                            label(k)
+                        );
+                    }
+                }
+            }
         }
-    };
-    let per_port = |f: &dyn Fn(&Counters) -> u64| {
-        s.ports
-            .iter()
-            .map(|(n, c)| (format!("{{port=\"{}\"}}", label(n)), f(c)))
-            .collect::<Vec<_>>()
-    };
-    metric(
-        "port_rx_packets_total",
-        "Frames received.",
-        "counter",
-        per_port(&|c| c.rx_packets),
-    );
-    metric(
-        "port_rx_bytes_total",
-        "Bytes received.",
-        "counter",
-        per_port(&|c| c.rx_bytes),
-    );
-    metric(
-        "port_tx_packets_total",
-        "Frames sent.",
-        "counter",
-        per_port(&|c| c.tx_packets),
-    );
-    metric(
-        "port_tx_bytes_total",
-        "Bytes sent.",
-        "counter",
-        per_port(&|c| c.tx_bytes),
-    );
-    let drops = s
-        .ports
-        .iter()
-        .flat_map(|(n, c)| {
-            c.drops
-                .iter()
-                .map(move |(r, v)| (format!("{{port=\"{}\",reason=\"{r}\"}}", label(n)), *v))
-        })
-        .collect();
-    metric(
-        "port_drops_total",
-        "Frames dropped, by reason.",
-        "counter",
-        drops,
-    );
-    let per_vlan = |f: &dyn Fn(&VlanStats) -> u64| {
-        s.vlans
-            .iter()
-            .map(|v| (format!("{{vlan=\"{}\"}}", v.id), f(v)))
-            .collect::<Vec<_>>()
-    };
-    metric(
-        "vlan_packets_total",
-        "Frames classified into the VLAN.",
-        "counter",
-        per_vlan(&|v| v.packets),
-    );
-    metric(
-        "vlan_flooded_total",
-        "Frames flooded in the VLAN.",
-        "counter",
-        per_vlan(&|v| v.flooded),
-    );
-    metric(
-        "vlan_bytes_total",
-        "Bytes of the frames classified into the VLAN.",
-        "counter",
-        per_vlan(&|v| v.bytes),
-    );
-    metric(
-        "vlan_learned_macs",
-        "MAC table entries in the VLAN.",
-        "gauge",
-        per_vlan(&|v| v.learned_macs as u64),
-    );
-    let events = s
-        .ports
-        .iter()
-        .flat_map(|(n, c)| {
-            c.mac_events
-                .iter()
-                .map(move |(e, v)| (format!("{{port=\"{}\",event=\"{e}\"}}", label(n)), *v))
-        })
-        .collect();
-    metric(
-        "port_mac_events_total",
-        "Learning events on the port: mac_moves, mac_flaps, mac_damped.",
-        "counter",
-        events,
-    );
-    let f = &s.fdb;
-    for (name, help, kind, v) in [
-        (
-            "fdb_entries",
-            "MAC table entries.",
-            "gauge",
-            f.entries as u64,
-        ),
-        (
-            "fdb_max_entries",
-            "MAC table capacity.",
-            "gauge",
-            f.max_entries as u64,
-        ),
-        (
-            "fdb_learned_total",
-            "MAC table entries learned.",
-            "counter",
-            f.learned,
-        ),
-        (
-            "fdb_aged_total",
-            "MAC table entries aged out.",
-            "counter",
-            f.aged,
-        ),
-        (
-            "fdb_moves_total",
-            "MAC moves between ports.",
-            "counter",
-            f.moves,
-        ),
-        (
-            "fdb_no_room_total",
-            "Source MACs not learned: table full.",
-            "counter",
-            f.no_room,
-        ),
-        (
-            "fdb_limited_total",
-            "Source MACs not learned: a port or VLAN MAC limit.",
-            "counter",
-            f.limited,
-        ),
-        (
-            "fdb_flaps_total",
-            "Moves that made a MAC flap.",
-            "counter",
-            f.flaps,
-        ),
-        (
-            "fdb_damped_total",
-            "Moves refused by flap damping.",
-            "counter",
-            f.damped,
-        ),
-    ] {
-        metric(name, help, kind, vec![(String::new(), v)]);
     }
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 
 /// A Prometheus label value: backslash, quote and newline escaped.
@@ -231,4 +132,77 @@ fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn every_metric_with_its_labels() {
+        let port = Counters {
+            rx_packets: 1,
+            rx_bytes: 2,
+            tx_packets: 3,
+            tx_bytes: 4,
+            drops: BTreeMap::from([("bad_frame".into(), 5), ("mac_limit".into(), 6)]),
+            mac_events: BTreeMap::from([("mac_moves".into(), 7)]),
+        };
+        let s = Stats {
+            ports: BTreeMap::from([("p\"1".into(), port)]),
+            vlans: vec![VlanStats {
+                id: 10,
+                packets: 8,
+                bytes: 9,
+                flooded: 10,
+                learned_macs: 11,
+            }],
+            fdb: FdbStats {
+                entries: 12,
+                max_entries: 13,
+                learned: 14,
+                moves: 15,
+                no_room: 16,
+                aged: 17,
+                limited: 18,
+                flaps: 19,
+                damped: 20,
+            },
+        };
+        let text = prometheus_text(&s);
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        let p = r#"port="p\"1""#;
+        let expected = [
+            format!("vlanswitch_port_rx_packets_total{{{p}}} 1"),
+            format!("vlanswitch_port_rx_bytes_total{{{p}}} 2"),
+            format!("vlanswitch_port_tx_packets_total{{{p}}} 3"),
+            format!("vlanswitch_port_tx_bytes_total{{{p}}} 4"),
+            format!("vlanswitch_port_drops_total{{{p},reason=\"bad_frame\"}} 5"),
+            format!("vlanswitch_port_drops_total{{{p},reason=\"mac_limit\"}} 6"),
+            format!("vlanswitch_port_mac_events_total{{{p},event=\"mac_moves\"}} 7"),
+            "vlanswitch_vlan_packets_total{vlan=\"10\"} 8".into(),
+            "vlanswitch_vlan_bytes_total{vlan=\"10\"} 9".into(),
+            "vlanswitch_vlan_flooded_total{vlan=\"10\"} 10".into(),
+            "vlanswitch_vlan_learned_macs{vlan=\"10\"} 11".into(),
+            "vlanswitch_fdb_entries 12".into(),
+            "vlanswitch_fdb_max_entries 13".into(),
+            "vlanswitch_fdb_learned_total 14".into(),
+            "vlanswitch_fdb_moves_total 15".into(),
+            "vlanswitch_fdb_no_room_total 16".into(),
+            "vlanswitch_fdb_aged_total 17".into(),
+            "vlanswitch_fdb_limited_total 18".into(),
+            "vlanswitch_fdb_flaps_total 19".into(),
+            "vlanswitch_fdb_damped_total 20".into(),
+        ];
+        assert_eq!(samples, expected);
+        // every family has its help and type, gauges where the value goes down
+        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP")).count(), 19);
+        assert!(text.contains("# HELP vlanswitch_port_drops_total Frames dropped, by reason.\n"));
+        assert!(text.contains("# TYPE vlanswitch_vlan_learned_macs gauge\n"));
+        assert!(text.contains("# TYPE vlanswitch_fdb_entries gauge\n"));
+        assert!(text.contains("# TYPE vlanswitch_fdb_max_entries gauge\n"));
+        assert!(text.contains("# TYPE vlanswitch_fdb_aged_total counter\n"));
+    }
 }

@@ -10,6 +10,109 @@ use utoipa::ToSchema;
 use crate::diff::Change;
 use crate::topology::{LimitAction, Port};
 
+/// Whether a metric only grows or goes up and down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Only grows (a Prometheus `counter`).
+    Counter,
+    /// Goes up and down (a Prometheus `gauge`).
+    Gauge,
+}
+
+impl MetricKind {
+    /// The Prometheus `# TYPE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Counter => "counter",
+            Self::Gauge => "gauge",
+        }
+    }
+}
+
+/// What a metric reads from one value: a number, or one number per label value.
+#[derive(Debug, Clone, Copy)]
+pub enum Sample<'a> {
+    /// One number.
+    Value(u64),
+    /// One number per value of the label.
+    ByLabel(&'static str, &'a BTreeMap<String, u64>),
+}
+
+/// One metric of a stats type `T`: declared once, next to the field it reads (see
+/// `metrics!`), so that the JSON field and the `/metrics` line cannot drift apart.
+pub struct Metric<T> {
+    /// Its Prometheus name, without the `vlanswitch_` prefix.
+    pub name: &'static str,
+    /// Its `# HELP`.
+    pub help: &'static str,
+    /// Counter or gauge.
+    pub kind: MetricKind,
+    /// How to read it from a `T`.
+    pub read: fn(&T) -> Sample<'_>,
+}
+
+/// A field a metric reads.
+trait MetricField {
+    fn sample(&self, label: Option<&'static str>) -> Sample<'_>;
+}
+
+impl MetricField for u64 {
+    fn sample(&self, _: Option<&'static str>) -> Sample<'_> {
+        Sample::Value(*self)
+    }
+}
+
+impl MetricField for usize {
+    fn sample(&self, _: Option<&'static str>) -> Sample<'_> {
+        Sample::Value(u64::try_from(*self).unwrap_or(u64::MAX))
+    }
+}
+
+impl MetricField for BTreeMap<String, u64> {
+    fn sample(&self, label: Option<&'static str>) -> Sample<'_> {
+        Sample::ByLabel(label.unwrap_or("key"), self)
+    }
+}
+
+/// A stats struct whose `metrics { ... }` fields are each declared with their metric: the
+/// field (its doc comment is the JSON schema's description) `=> Kind "name" [by "label"],
+/// "help";`. Generates the struct and its `METRICS` table, in field order.
+macro_rules! metrics {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $($(#[$kmeta:meta])* pub $key:ident: $kty:ty,)*
+        }
+        metrics {
+            $(
+                $(#[$fmeta:meta])*
+                pub $field:ident: $fty:ty =>
+                    $kind:ident $metric:literal $(by $label:literal)?, $help:literal;
+            )*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($(#[$kmeta])* pub $key: $kty,)*
+            $($(#[$fmeta])* pub $field: $fty,)*
+        }
+
+        impl $name {
+            /// Its metrics, one per counter field, in field order.
+            pub const METRICS: &'static [Metric<$name>] = &[$(
+                Metric {
+                    name: $metric,
+                    help: $help,
+                    kind: MetricKind::$kind,
+                    read: |s| MetricField::sample(&s.$field, metrics!(@label $($label)?)),
+                },
+            )*];
+        }
+    };
+    (@label) => { None };
+    (@label $label:literal) => { Some($label) };
+}
+
 /// Live state of a port.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PortState {
@@ -50,25 +153,30 @@ pub struct PortView {
     pub state: PortState,
 }
 
-/// Port counters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Counters {
-    /// Frames received.
-    pub rx_packets: u64,
-    /// Bytes received.
-    pub rx_bytes: u64,
-    /// Frames sent.
-    pub tx_packets: u64,
-    /// Bytes sent.
-    pub tx_bytes: u64,
-    /// Drops by reason: bad_frame, vlan_not_allowed, tagged_on_access, fdb_no_room (source not
-    /// learned; frame still flooded), tx_error, no_such_port, link_down, rx_overrun, mac_limit
-    /// (source not learned: a MAC limit; the frame is dropped unless the action is flood),
-    /// mac_not_allowed, port_disabled.
-    pub drops: BTreeMap<String, u64>,
-    /// Learning events on this port: mac_moves (MACs that moved here), mac_flaps (of those,
-    /// moves that made the MAC flap), mac_damped (moves here refused by damping).
-    pub mac_events: BTreeMap<String, u64>,
+metrics! {
+    /// Port counters.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+    pub struct Counters {}
+    metrics {
+        /// Frames received.
+        pub rx_packets: u64 => Counter "port_rx_packets_total", "Frames received.";
+        /// Bytes received.
+        pub rx_bytes: u64 => Counter "port_rx_bytes_total", "Bytes received.";
+        /// Frames sent.
+        pub tx_packets: u64 => Counter "port_tx_packets_total", "Frames sent.";
+        /// Bytes sent.
+        pub tx_bytes: u64 => Counter "port_tx_bytes_total", "Bytes sent.";
+        /// Drops by reason: bad_frame, vlan_not_allowed, tagged_on_access, fdb_no_room (source not
+        /// learned; frame still flooded), tx_error, no_such_port, link_down, rx_overrun, mac_limit
+        /// (source not learned: a MAC limit; the frame is dropped unless the action is flood),
+        /// mac_not_allowed, port_disabled.
+        pub drops: BTreeMap<String, u64> =>
+            Counter "port_drops_total" by "reason", "Frames dropped, by reason.";
+        /// Learning events on this port: mac_moves (MACs that moved here), mac_flaps (of those,
+        /// moves that made the MAC flap), mac_damped (moves here refused by damping).
+        pub mac_events: BTreeMap<String, u64> => Counter "port_mac_events_total" by "event",
+            "Learning events on the port: mac_moves, mac_flaps, mac_damped.";
+    }
 }
 
 impl From<dataplane::counters::CounterValues> for Counters {
@@ -118,42 +226,51 @@ pub struct FdbEntryView {
     pub age_secs: u32,
 }
 
-/// Per-VLAN traffic.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct VlanStats {
-    /// VLAN id.
-    pub id: u16,
-    /// Frames classified into the VLAN.
-    pub packets: u64,
-    /// Their bytes.
-    pub bytes: u64,
-    /// Frames flooded (unknown unicast, broadcast, multicast).
-    pub flooded: u64,
-    /// MAC addresses in the table for this VLAN.
-    pub learned_macs: usize,
+metrics! {
+    /// Per-VLAN traffic.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+    pub struct VlanStats {
+        /// VLAN id.
+        pub id: u16,
+    }
+    metrics {
+        /// Frames classified into the VLAN.
+        pub packets: u64 => Counter "vlan_packets_total", "Frames classified into the VLAN.";
+        /// Their bytes.
+        pub bytes: u64 =>
+            Counter "vlan_bytes_total", "Bytes of the frames classified into the VLAN.";
+        /// Frames flooded (unknown unicast, broadcast, multicast).
+        pub flooded: u64 => Counter "vlan_flooded_total", "Frames flooded in the VLAN.";
+        /// MAC addresses in the table for this VLAN.
+        pub learned_macs: usize => Gauge "vlan_learned_macs", "MAC table entries in the VLAN.";
+    }
 }
 
-/// MAC table totals.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct FdbStats {
-    /// Entries now.
-    pub entries: usize,
-    /// Capacity.
-    pub max_entries: usize,
-    /// New entries learned since start.
-    pub learned: u64,
-    /// MAC moves between ports.
-    pub moves: u64,
-    /// Source MACs not learned because the table was full.
-    pub no_room: u64,
-    /// Entries removed by aging.
-    pub aged: u64,
-    /// Source MACs not learned (or not moved) because of a port or VLAN MAC limit.
-    pub limited: u64,
-    /// Moves that made a MAC count as flapping.
-    pub flaps: u64,
-    /// Moves refused because the MAC was flapping and damped.
-    pub damped: u64,
+metrics! {
+    /// MAC table totals.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+    pub struct FdbStats {}
+    metrics {
+        /// Entries now.
+        pub entries: usize => Gauge "fdb_entries", "MAC table entries.";
+        /// Capacity.
+        pub max_entries: usize => Gauge "fdb_max_entries", "MAC table capacity.";
+        /// New entries learned since start.
+        pub learned: u64 => Counter "fdb_learned_total", "MAC table entries learned.";
+        /// MAC moves between ports.
+        pub moves: u64 => Counter "fdb_moves_total", "MAC moves between ports.";
+        /// Source MACs not learned because the table was full.
+        pub no_room: u64 => Counter "fdb_no_room_total", "Source MACs not learned: table full.";
+        /// Entries removed by aging.
+        pub aged: u64 => Counter "fdb_aged_total", "MAC table entries aged out.";
+        /// Source MACs not learned (or not moved) because of a port or VLAN MAC limit.
+        pub limited: u64 => Counter "fdb_limited_total",
+            "Source MACs not learned: a port or VLAN MAC limit.";
+        /// Moves that made a MAC count as flapping.
+        pub flaps: u64 => Counter "fdb_flaps_total", "Moves that made a MAC flap.";
+        /// Moves refused because the MAC was flapping and damped.
+        pub damped: u64 => Counter "fdb_damped_total", "Moves refused by flap damping.";
+    }
 }
 
 /// All counters.
