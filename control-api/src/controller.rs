@@ -13,10 +13,9 @@ use dataplane::counters::{CounterValues, PortCounters};
 use dataplane::fdb::FlushFilter;
 use dataplane::port::netlink::LinkEvent;
 use dataplane::port::{packet, Port, PortError, PortIo};
-use dataplane::wire::MacAddr;
 use dataplane::{PortEntry, PortId, Snapshot, Switch, SwitchOptions};
 
-use crate::diff::{diff, Change};
+use crate::diff::{diff, Change, PortField};
 use crate::state::persist;
 use crate::topology::{self, PortKind, Topology, TopologyError};
 
@@ -253,14 +252,14 @@ impl Controller {
                             });
                         }
                     }
-                    if fields.iter().any(|f| f == "admin_up") && p.brings_link_up() {
+                    if fields.contains(&PortField::AdminUp) && p.brings_link_up() {
                         link_up.push(p.name.clone());
                     }
                     // A tighter limit or a new allow list applies to the MACs already learned
                     // too: the port learns afresh under the new rules.
                     if fields
                         .iter()
-                        .any(|f| f == "max_macs" || f == "allowed_macs")
+                        .any(|f| matches!(f, PortField::MaxMacs | PortField::AllowedMacs))
                     {
                         flush.push(FlushFilter {
                             port: Some(id),
@@ -319,13 +318,13 @@ impl Controller {
         let fdb = self.switch.fdb();
         for m in old {
             if !self.topo.fdb.contains(m) {
-                if let Ok(mac) = m.mac.parse::<MacAddr>() {
+                if let Some(mac) = m.addr() {
                     fdb.remove(m.vlan, mac);
                 }
             }
         }
         for m in &self.topo.fdb {
-            let (Ok(mac), Some(id)) = (m.mac.parse::<MacAddr>(), snap.port_id(&m.port)) else {
+            let (Some(mac), Some(id)) = (m.addr(), snap.port_id(&m.port)) else {
                 continue;
             };
             if !fdb.add_static(m.vlan, mac, id) {
