@@ -22,21 +22,25 @@
 //!   configuration.
 //! - [`api`]: the REST API (axum) over the controller, with its OpenAPI document. Client
 //!   mistakes are 4xx `application/problem+json`; no request makes it panic.
-//! - [`build_snapshot`] turns a validated topology into the dataplane's configuration.
+//! - [`plan`]: what applying the changes does to the running port table (pure); the
+//!   controller carries it out.
+//! - [`snapshot`]: from a validated topology to the dataplane's configuration
+//!   ([`build_snapshot`], [`port_entry`]).
 //! - [`strict`]: a deserializer adapter under which structs accept maps only (not serde's
 //!   sequence form), used for request bodies and topology files.
 
 pub mod api;
-pub mod build;
 pub mod controller;
 pub mod diff;
 pub mod edit;
+pub mod plan;
+pub mod snapshot;
 pub mod eventlog;
 pub mod state;
 pub mod strict;
 pub mod topology;
 
-pub use build::{build_snapshot, port_entry, port_mode};
+pub use snapshot::{build_snapshot, port_entry, port_mode};
 pub use controller::{ControlError, Controller};
 
 pub use topology::{
