@@ -7,11 +7,11 @@ use axum::Json;
 use dataplane::fdb::FlushFilter;
 use dataplane::wire::MacAddr;
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use super::error::{scoped, ApiError, ApiResult, Problem};
 use super::extract::{Payload, Q};
-use super::views::{FdbEntryView, Removed};
+use super::views::{FdbEntryView, FdbType, Removed};
 use super::vlans::parse_vid;
 use super::AppState;
 use crate::edit::{self, EditError};
@@ -29,16 +29,6 @@ pub struct FdbQuery {
     #[serde(rename = "type")]
     #[param(rename = "type")]
     pub kind: Option<FdbType>,
-}
-
-/// Entry type filter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum FdbType {
-    /// Learned.
-    Dynamic,
-    /// Configured.
-    Static,
 }
 
 /// List MAC table entries.
@@ -75,7 +65,11 @@ pub(super) async fn list_fdb(
                 port: snap
                     .port(e.port)
                     .map_or_else(|| format!("#{}", e.port), |p| p.name.clone()),
-                kind: if e.is_static { "static" } else { "dynamic" }.into(),
+                kind: if e.is_static {
+                    FdbType::Static
+                } else {
+                    FdbType::Dynamic
+                },
                 age_secs: if e.is_static {
                     0
                 } else {

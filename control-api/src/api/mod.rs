@@ -38,7 +38,7 @@ mod vlans;
 pub use crate::edit::PortPatch;
 pub use error::{ApiError, Problem};
 pub use extract::{Payload, ACCEPTED_BODY_TYPES, Q};
-pub use fdb::{FdbQuery, FdbType};
+pub use fdb::FdbQuery;
 pub use topology::ApplyQuery;
 pub use views::*;
 

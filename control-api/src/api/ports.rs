@@ -11,7 +11,7 @@ use dataplane::port::PortIo;
 
 use super::error::{scoped, ApiResult, Problem};
 use super::extract::Payload;
-use super::views::{PortState, PortView, SecurityState};
+use super::views::{Link, PortState, PortView, SecurityState};
 use super::AppState;
 use crate::controller::Controller;
 use crate::edit::{self, PortPatch};
@@ -41,17 +41,17 @@ fn port_view_with(
     let id = snap.port_id(&p.name);
     let port = id.and_then(|id| snap.port(id)).and_then(|e| e.port.clone());
     let (link, reason) = match port.as_ref().map(|p| p.io()) {
-        Some(PortIo::Detached { reason }) => ("down", Some(reason.clone())),
+        Some(PortIo::Detached { reason }) => (Link::Down, Some(reason.clone())),
         Some(_) => match port.as_ref().and_then(|p| p.rx_failure()) {
             Some(e) => (
-                "down",
+                Link::Down,
                 Some(format!(
                     "receive failed ({e}); the interface was probably deleted"
                 )),
             ),
-            None => ("up", None),
+            None => (Link::Up, None),
         },
-        None => ("down", Some("not attached".to_string())),
+        None => (Link::Down, Some("not attached".to_string())),
     };
     let learned_macs = id.and_then(|id| macs.get(&id).copied()).unwrap_or(0);
     let security = SecurityState {
@@ -60,7 +60,7 @@ fn port_view_with(
         mac_limit_action: p.mac_limit_action.unwrap_or_default(),
         shutdown: port.as_ref().is_some_and(|p| p.is_disabled()),
     };
-    let link = if security.shutdown { "down" } else { link };
+    let link = if security.shutdown { Link::Down } else { link };
     let reason = if security.shutdown {
         Some("shut down by port security (MAC limit reached, action shutdown)".to_string())
     } else {
@@ -69,7 +69,7 @@ fn port_view_with(
     PortView {
         config: p.clone(),
         state: PortState {
-            link: link.into(),
+            link,
             reason,
             learned_macs,
             security,

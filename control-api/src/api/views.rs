@@ -113,11 +113,31 @@ macro_rules! metrics {
     (@label $label:literal) => { Some($label) };
 }
 
+/// A port's link state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Link {
+    /// Attached to its interface, and not shut down.
+    Up,
+    /// Not attached, its interface gone, or shut down by port security.
+    Down,
+}
+
+impl Link {
+    /// Its name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Down => "down",
+        }
+    }
+}
+
 /// Live state of a port.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PortState {
     /// `up` when attached to its interface, `down` otherwise.
-    pub link: String,
+    pub link: Link,
     /// Why the port is down, if it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -221,9 +241,29 @@ pub struct FdbEntryView {
     pub port: String,
     /// `dynamic` (learned) or `static` (configured).
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: FdbType,
     /// Seconds since last seen (0 for static entries).
     pub age_secs: u32,
+}
+
+/// A MAC table entry's type (and the `type` filter of `/api/v1/fdb`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FdbType {
+    /// Learned.
+    Dynamic,
+    /// Configured.
+    Static,
+}
+
+impl FdbType {
+    /// Its name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dynamic => "dynamic",
+            Self::Static => "static",
+        }
+    }
 }
 
 metrics! {

@@ -58,7 +58,7 @@ pub fn ports(ports: &[PortView]) {
                 c.kind.to_string(),
                 c.mode.to_string(),
                 vlans,
-                s.link.clone(),
+                s.link.as_str().to_string(),
                 s.learned_macs.to_string(),
                 s.counters.rx_packets.to_string(),
                 s.counters.tx_packets.to_string(),
@@ -89,7 +89,7 @@ pub fn fdb(entries: &[FdbEntryView]) {
                 e.vlan.to_string(),
                 e.mac.clone(),
                 e.port.clone(),
-                e.kind.clone(),
+                e.kind.as_str().to_string(),
                 e.age_secs.to_string(),
             ]
         })
