@@ -31,6 +31,17 @@ pub struct FdbQuery {
     pub kind: Option<FdbType>,
 }
 
+/// The id of the `port` filter's port, looked up by `id`; 404 naming `port` if there is none.
+fn port_filter(
+    port: Option<&str>,
+    id: impl FnOnce(&str) -> Option<dataplane::PortId>,
+) -> ApiResult<Option<dataplane::PortId>> {
+    port.map(|name| {
+        id(name).ok_or_else(|| ApiError::from(EditError::NoSuchPort(name.into())).field("port"))
+    })
+    .transpose()
+}
+
 /// List MAC table entries.
 #[utoipa::path(get, path = "/api/v1/fdb", tag = "fdb", params(FdbQuery),
     responses((status = 200, body = [FdbEntryView]), (status = 400, body = Problem)))]
@@ -41,12 +52,7 @@ pub(super) async fn list_fdb(
     st.with_ctl(move |ctl| {
         let sw = ctl.switch();
         let snap = sw.snapshot();
-        let port_id = match &q.port {
-            Some(name) => Some(snap.port_id(name).ok_or_else(|| {
-                ApiError::not_found(format!("no port named {name:?}")).field("port")
-            })?),
-            None => None,
-        };
+        let port_id = port_filter(q.port.as_deref(), |n| snap.port_id(n))?;
         let now = sw.now();
         let entries = sw
             .fdb()
@@ -109,12 +115,7 @@ pub(super) async fn flush_fdb(
     Q(q): Q<FdbQuery>,
 ) -> ApiResult<Json<Removed>> {
     st.with_ctl(move |ctl| {
-        let port_id = match &q.port {
-            Some(name) => Some(ctl.switch().port_id(name).ok_or_else(|| {
-                ApiError::not_found(format!("no port named {name:?}")).field("port")
-            })?),
-            None => None,
-        };
+        let port_id = port_filter(q.port.as_deref(), |n| ctl.switch().port_id(n))?;
         if q.kind == Some(FdbType::Static) {
             let (t, removed) = edit::flush_static(ctl.topology(), q.vlan, q.port.as_deref());
             ctl.apply(t, false)?;

@@ -5,8 +5,8 @@
 //! mistakes are 4xx `application/problem+json` naming the field and the reason; handlers never
 //! panic on input.
 //!
-//! One module per resource, each with the handlers of its routes: [`ports`](self) (`ports.rs`),
-//! `vlans.rs`, `fdb.rs`, `topology.rs`, `stats.rs` (with `/metrics`). `error.rs` holds the
+//! One module per resource, each with the handlers of its routes: `ports.rs`, `vlans.rs`,
+//! `fdb.rs`, `topology.rs`, `stats.rs` (with `/metrics`); [`router`] lists every route. `error.rs` holds the
 //! problem document and how controller errors map to statuses, `extract.rs` the body and
 //! query extractors, [`views`] the response types (shared with `switchctl`). What a change
 //! does to the desired topology is in [`crate::edit`], pure; the handlers call it and then
