@@ -40,8 +40,8 @@ pub mod state;
 pub mod strict;
 pub mod topology;
 
-pub use snapshot::{build_snapshot, port_entry, port_mode};
 pub use controller::{ControlError, Controller};
+pub use snapshot::{build_snapshot, port_entry, port_mode};
 
 pub use topology::{
     FieldError, LimitAction, MacFlap, Port, PortKind, PortMode, StaticMac, Topology, TopologyError,
