@@ -13,10 +13,10 @@ use dataplane::counters::{CounterValues, PortCounters};
 use dataplane::fdb::FlushFilter;
 use dataplane::port::netlink::LinkEvent;
 use dataplane::port::{packet, Port, PortError, PortIo};
-use dataplane::wire::MacAddr;
 use dataplane::{PortEntry, PortId, Snapshot, Switch, SwitchOptions};
 
 use crate::diff::{diff, Change};
+use crate::plan::plan;
 use crate::state::persist;
 use crate::topology::{self, PortKind, Topology, TopologyError};
 
@@ -126,50 +126,38 @@ impl Controller {
         if dry_run || changes.is_empty() {
             return Ok(changes);
         }
+        let snap = self.switch.snapshot();
+        let names: Vec<Option<&str>> = snap
+            .ports()
+            .iter()
+            .map(|e| e.as_ref().map(|e| e.name.as_str()))
+            .collect();
+        let plan = plan(&changes, &self.topo, &desired, &names);
         // The running port table, kept whole so that a failure can put it back. Only ports
         // whose kind changes must let go of their interface first (see below); all others
         // stay open in `before` until this change is done.
-        let mut before: Vec<Option<PortEntry>> = self.switch.snapshot().ports().to_vec();
+        let mut before: Vec<Option<PortEntry>> = snap.ports().to_vec();
+        drop(names);
+        drop(snap);
         let mut slots = before.clone();
-        let mut flush: Vec<FlushFilter> = Vec::new();
-        let mut link_up: Vec<String> = Vec::new();
-        let free_before: Vec<usize> = (0..slots.len()).filter(|i| slots[*i].is_none()).collect();
-        let mut replaced: Vec<(String, PortId)> = Vec::new();
-        for c in &changes {
-            if let Change::RemovePort { name } | Change::ReplacePort { name } = c {
-                if let Some(id) = id_of(&slots, name) {
-                    slots[id as usize] = None;
-                    flush.push(FlushFilter {
-                        port: Some(id),
-                        include_static: true,
-                        ..Default::default()
-                    });
-                    if matches!(c, Change::ReplacePort { .. }) {
-                        before[id as usize] = None;
-                        replaced.push((name.clone(), id));
-                    }
-                }
-            }
+        for &id in &plan.detach {
+            slots[id as usize] = None;
         }
-        if !replaced.is_empty() {
+        for (_, id) in &plan.replaced {
+            before[*id as usize] = None;
+        }
+        if !plan.replaced.is_empty() {
             // A port whose kind changes must let go of its interface before it is attached
             // anew under the same name: publish the table without it first. If anything
             // below fails, `restore` attaches it again and puts `before` back.
-            let without = crate::build::snapshot(&self.topo, before.clone());
+            let without = crate::snapshot::snapshot(&self.topo, before.clone());
             if let Err(e) = self.switch.update(|_| without) {
-                self.restore(before, &replaced);
+                self.restore(before, &plan.replaced);
                 return Err(e.into());
             }
         }
         let staged = self
-            .stage_ports(
-                &changes,
-                &desired,
-                slots,
-                free_before,
-                &mut flush,
-                &mut link_up,
-            )
+            .attach_planned(&plan.attach, &desired, slots)
             .and_then(|slots| {
                 if let Some(path) = &self.state {
                     persist(path, &desired)?;
@@ -179,26 +167,27 @@ impl Controller {
         let slots = match staged {
             Ok(slots) => slots,
             Err(e) => {
-                self.restore(before, &replaced);
+                self.restore(before, &plan.replaced);
                 return Err(e);
             }
         };
-        let next = crate::build::snapshot(&desired, slots);
+        // Every entry takes its mode and port security from `desired` here.
+        let next = crate::snapshot::snapshot(&desired, slots);
         // `update` publishes nothing when it fails.
         if let Err(e) = self.switch.update(|_| next) {
             if let Some(path) = &self.state {
                 // Best effort: the state file goes back to what still runs.
                 let _ = persist(path, &self.topo);
             }
-            self.restore(before, &replaced);
+            self.restore(before, &plan.replaced);
             return Err(e.into());
         }
         drop(before);
         self.free_names(&changes);
-        for f in flush {
+        for f in plan.flush {
             self.switch.fdb().flush(f);
         }
-        for name in link_up {
+        for name in plan.link_up {
             match packet::set_link_up(&name) {
                 Ok(()) => tracing::info!(port = %name, "set the interface up (admin_up: true)"),
                 Err(e) => {
@@ -214,63 +203,20 @@ impl Controller {
         Ok(changes)
     }
 
-    /// Builds the new port table: attaches added and replaced ports, sets new modes, and
-    /// notes which FDB entries to flush and which links to bring up.
-    fn stage_ports(
+    /// Attaches the planned ports of `desired` into their slots of `slots`.
+    fn attach_planned(
         &self,
-        changes: &[Change],
+        attach: &[(String, usize)],
         desired: &Topology,
         mut slots: Vec<Option<PortEntry>>,
-        free: Vec<usize>,
-        flush: &mut Vec<FlushFilter>,
-        link_up: &mut Vec<String>,
     ) -> Result<Vec<Option<PortEntry>>> {
-        let mut free = free.into_iter();
-        for c in changes {
-            match c {
-                Change::AddPort { name } | Change::ReplacePort { name } => {
-                    let p = desired.port(name).expect("diff names ports of desired");
-                    let port = self.attach(p, Arc::default())?;
-                    let entry = Some(crate::port_entry(desired, p, port));
-                    match free.next() {
-                        Some(i) => slots[i] = entry,
-                        None => slots.push(entry),
-                    }
-                }
-                Change::UpdatePort { name, fields } => {
-                    let p = desired.port(name).expect("diff names ports of desired");
-                    let old = self.topo.port(name).expect("diff names ports of the old");
-                    let id = id_of(&slots, name).expect("a running port has an id");
-                    if let Some(Some(e)) = slots.get_mut(id as usize) {
-                        e.mode = crate::port_mode(p);
-                    }
-                    let new_members = p.member_vlans();
-                    for vlan in old.member_vlans() {
-                        if !new_members.contains(&vlan) {
-                            flush.push(FlushFilter {
-                                vlan: Some(vlan),
-                                port: Some(id),
-                                include_static: true,
-                            });
-                        }
-                    }
-                    if fields.iter().any(|f| f == "admin_up") && p.brings_link_up() {
-                        link_up.push(p.name.clone());
-                    }
-                    // A tighter limit or a new allow list applies to the MACs already learned
-                    // too: the port learns afresh under the new rules.
-                    if fields
-                        .iter()
-                        .any(|f| f == "max_macs" || f == "allowed_macs")
-                    {
-                        flush.push(FlushFilter {
-                            port: Some(id),
-                            ..Default::default()
-                        });
-                    }
-                }
-                _ => {}
+        for (name, slot) in attach {
+            let p = desired.port(name).expect("the plan names ports of desired");
+            let port = self.attach(p, Arc::default())?;
+            if *slot >= slots.len() {
+                slots.resize_with(slot + 1, || None);
             }
+            slots[*slot] = Some(crate::port_entry(desired, p, port));
         }
         Ok(slots)
     }
@@ -293,7 +239,7 @@ impl Controller {
                 }
             }
         }
-        let snapshot = crate::build::snapshot(&self.topo, before);
+        let snapshot = crate::snapshot::snapshot(&self.topo, before);
         if let Err(e) = self.switch.update(|_| snapshot) {
             tracing::error!(error = %e, "cannot restore the previous configuration");
         }
@@ -337,13 +283,13 @@ impl Controller {
         let fdb = self.switch.fdb();
         for m in old {
             if !self.topo.fdb.contains(m) {
-                if let Ok(mac) = m.mac.parse::<MacAddr>() {
+                if let Some(mac) = m.addr() {
                     fdb.remove(m.vlan, mac);
                 }
             }
         }
         for m in &self.topo.fdb {
-            let (Ok(mac), Some(id)) = (m.mac.parse::<MacAddr>(), snap.port_id(&m.port)) else {
+            let (Some(mac), Some(id)) = (m.addr(), snap.port_id(&m.port)) else {
                 continue;
             };
             if !fdb.add_static(m.vlan, mac, id) {
@@ -461,13 +407,6 @@ fn counters_of(snap: &Snapshot) -> Vec<(String, CounterValues)> {
         .flatten()
         .map(|e| (e.name.clone(), e.port.counter_values()))
         .collect()
-}
-
-fn id_of(slots: &[Option<PortEntry>], name: &str) -> Option<PortId> {
-    slots
-        .iter()
-        .position(|e| e.as_ref().is_some_and(|e| e.name == name))
-        .map(|i| i as PortId)
 }
 
 /// Formats an error with its sources, `a: b: c`.

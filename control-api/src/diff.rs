@@ -3,12 +3,12 @@
 
 use std::collections::BTreeSet;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::topology::{Port, Topology};
 
 /// One change, named after what a user would do to get it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Change {
     /// `mac_aging_secs` changed.
@@ -49,7 +49,7 @@ pub enum Change {
     /// `mac_flap`.
     SetLearning {
         /// The settings that changed.
-        fields: Vec<String>,
+        fields: Vec<LearningField>,
     },
     /// A port was added.
     AddPort {
@@ -71,7 +71,7 @@ pub enum Change {
         /// Port name.
         name: String,
         /// The fields that changed.
-        fields: Vec<String>,
+        fields: Vec<PortField>,
     },
     /// A static MAC entry was added.
     AddStaticMac {
@@ -93,6 +93,41 @@ pub enum Change {
     },
 }
 
+/// A switch-wide learning setting, as [`Change::SetLearning`] names it (in JSON, the
+/// topology field's name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LearningField {
+    /// `port_max_macs`.
+    PortMaxMacs,
+    /// `vlan_max_macs`.
+    VlanMaxMacs,
+    /// `mac_flap`.
+    MacFlap,
+}
+
+/// A port field, as [`Change::UpdatePort`] names it (in JSON, the topology field's name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PortField {
+    /// `mode`.
+    Mode,
+    /// `vlan`.
+    Vlan,
+    /// `vlans`.
+    Vlans,
+    /// `native_vlan`.
+    NativeVlan,
+    /// `admin_up`.
+    AdminUp,
+    /// `max_macs`.
+    MaxMacs,
+    /// `mac_limit_action`.
+    MacLimitAction,
+    /// `allowed_macs`.
+    AllowedMacs,
+}
+
 /// The changes from `old` to `new`, in a stable order: settings, VLANs, ports, static MACs.
 /// Empty when the two configure the same switch.
 pub fn diff(old: &Topology, new: &Topology) -> Vec<Change> {
@@ -111,13 +146,13 @@ pub fn diff(old: &Topology, new: &Topology) -> Vec<Change> {
     }
     let mut learning = Vec::new();
     if old.port_max_macs != new.port_max_macs {
-        learning.push("port_max_macs".to_string());
+        learning.push(LearningField::PortMaxMacs);
     }
     if old.vlan_max_macs != new.vlan_max_macs {
-        learning.push("vlan_max_macs".to_string());
+        learning.push(LearningField::VlanMaxMacs);
     }
     if old.mac_flap() != new.mac_flap() {
-        learning.push("mac_flap".to_string());
+        learning.push(LearningField::MacFlap);
     }
     if !learning.is_empty() {
         out.push(Change::SetLearning { fields: learning });
@@ -188,29 +223,29 @@ pub fn diff(old: &Topology, new: &Topology) -> Vec<Change> {
 
 /// Fields of a port that differ in a way that changes forwarding or link state. Listing the
 /// same VLANs in another order is no change.
-fn changed_fields(o: &Port, p: &Port) -> Vec<String> {
+fn changed_fields(o: &Port, p: &Port) -> Vec<PortField> {
     let mut f = Vec::new();
     if o.mode != p.mode {
-        f.push("mode".to_string());
+        f.push(PortField::Mode);
     }
     if o.vlan != p.vlan {
-        f.push("vlan".to_string());
+        f.push(PortField::Vlan);
     }
     let set = |v: &Option<Vec<u16>>| v.iter().flatten().copied().collect::<BTreeSet<u16>>();
     if set(&o.vlans) != set(&p.vlans) {
-        f.push("vlans".to_string());
+        f.push(PortField::Vlans);
     }
     if o.native_vlan != p.native_vlan {
-        f.push("native_vlan".to_string());
+        f.push(PortField::NativeVlan);
     }
     if o.admin_up != p.admin_up {
-        f.push("admin_up".to_string());
+        f.push(PortField::AdminUp);
     }
     if o.max_macs != p.max_macs {
-        f.push("max_macs".to_string());
+        f.push(PortField::MaxMacs);
     }
     if o.mac_limit_action.unwrap_or_default() != p.mac_limit_action.unwrap_or_default() {
-        f.push("mac_limit_action".to_string());
+        f.push(PortField::MacLimitAction);
     }
     let macs = |v: &Option<Vec<String>>| {
         v.as_ref().map(|m| {
@@ -220,7 +255,7 @@ fn changed_fields(o: &Port, p: &Port) -> Vec<String> {
         })
     };
     if macs(&o.allowed_macs) != macs(&p.allowed_macs) {
-        f.push("allowed_macs".to_string());
+        f.push(PortField::AllowedMacs);
     }
     f
 }
@@ -280,15 +315,15 @@ mod tests {
             diff(&topo(BASE), &topo(&new)),
             vec![
                 Change::SetLearning {
-                    fields: vec!["port_max_macs".into(), "mac_flap".into()]
+                    fields: vec![LearningField::PortMaxMacs, LearningField::MacFlap]
                 },
                 Change::SetVlanMaxMacs { id: 20 },
                 Change::UpdatePort {
                     name: "p1".into(),
                     fields: vec![
-                        "max_macs".into(),
-                        "mac_limit_action".into(),
-                        "allowed_macs".into()
+                        PortField::MaxMacs,
+                        PortField::MacLimitAction,
+                        PortField::AllowedMacs
                     ]
                 },
             ]
@@ -302,6 +337,32 @@ mod tests {
     }
 
     #[test]
+    fn fields_are_named_as_in_the_topology_in_json() {
+        let c = Change::UpdatePort {
+            name: "p1".into(),
+            fields: vec![PortField::NativeVlan, PortField::MacLimitAction],
+        };
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"op": "update_port", "name": "p1",
+                "fields": ["native_vlan", "mac_limit_action"]})
+        );
+        assert_eq!(serde_json::from_value::<Change>(json).unwrap(), c);
+        let c = Change::SetLearning {
+            fields: vec![
+                LearningField::PortMaxMacs,
+                LearningField::VlanMaxMacs,
+                LearningField::MacFlap,
+            ],
+        };
+        assert_eq!(
+            serde_json::to_value(&c).unwrap()["fields"],
+            serde_json::json!(["port_max_macs", "vlan_max_macs", "mac_flap"])
+        );
+    }
+
+    #[test]
     fn port_updates_name_the_fields() {
         let new = BASE.replace(
             "{name: p1, kind: tap, mode: access, vlan: 10}",
@@ -312,11 +373,11 @@ mod tests {
             vec![Change::UpdatePort {
                 name: "p1".into(),
                 fields: vec![
-                    "mode".into(),
-                    "vlan".into(),
-                    "vlans".into(),
-                    "native_vlan".into(),
-                    "admin_up".into()
+                    PortField::Mode,
+                    PortField::Vlan,
+                    PortField::Vlans,
+                    PortField::NativeVlan,
+                    PortField::AdminUp
                 ]
             }]
         );

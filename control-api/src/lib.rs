@@ -10,6 +10,8 @@
 //!   [`FieldError`] naming the field (`ports[2].vlan`) and the reason. [`Topology::to_yaml`]
 //!   reads back to an equal topology.
 //! - [`diff`]: the changes between two topologies (pure).
+//! - [`edit`]: what the API's requests do to the desired topology (add a port, PATCH one,
+//!   remove a VLAN, ...), as pure functions; the handlers then apply the result.
 //! - [`Controller`]: runs a topology. Every change is a whole desired topology, validated,
 //!   diffed, persisted atomically when a state file is set, and published to the dataplane as
 //!   one snapshot; a failed change leaves the running switch as it was. It also re-attaches
@@ -20,21 +22,26 @@
 //!   configuration.
 //! - [`api`]: the REST API (axum) over the controller, with its OpenAPI document. Client
 //!   mistakes are 4xx `application/problem+json`; no request makes it panic.
-//! - [`build_snapshot`] turns a validated topology into the dataplane's configuration.
+//! - [`plan`]: what applying the changes does to the running port table (pure); the
+//!   controller carries it out.
+//! - [`snapshot`]: from a validated topology to the dataplane's configuration
+//!   ([`build_snapshot`], [`port_entry`]).
 //! - [`strict`]: a deserializer adapter under which structs accept maps only (not serde's
 //!   sequence form), used for request bodies and topology files.
 
 pub mod api;
-pub mod build;
 pub mod controller;
 pub mod diff;
+pub mod edit;
 pub mod eventlog;
+pub mod plan;
+pub mod snapshot;
 pub mod state;
 pub mod strict;
 pub mod topology;
 
-pub use build::{build_snapshot, port_entry, port_mode};
 pub use controller::{ControlError, Controller};
+pub use snapshot::{build_snapshot, port_entry, port_mode};
 
 pub use topology::{
     FieldError, LimitAction, MacFlap, Port, PortKind, PortMode, StaticMac, Topology, TopologyError,

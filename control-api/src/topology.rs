@@ -144,6 +144,14 @@ pub struct StaticMac {
     pub port: String,
 }
 
+impl StaticMac {
+    /// The entry's MAC address; `None` only before validation, which rejects one that does
+    /// not parse.
+    pub fn addr(&self) -> Option<dataplane::wire::MacAddr> {
+        self.mac.parse().ok()
+    }
+}
+
 /// A declared VLAN.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -3,11 +3,14 @@
 //! server's reason and exits non-zero.
 
 mod http;
+mod table;
 
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use control_api::api::{ApplyResult, FdbEntryView, PortView, Removed, Stats, VlanView};
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 #[derive(Debug, Parser)]
@@ -301,74 +304,214 @@ fn mode_json(m: &ModeArgs, body: &mut serde_json::Map<String, Value>) -> Result<
     Ok(())
 }
 
-/// Prints rows as aligned columns.
-fn table(header: &[&str], rows: Vec<Vec<String>>) {
-    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.len());
+/// What every subcommand needs: the client and whether to print JSON.
+struct Ctx {
+    client: Client,
+    json: bool,
+}
+
+impl Ctx {
+    /// Prints the server's answer: its JSON as it came with `--json`, else read into `T` (the
+    /// server's own response type) and shown by `table`. An answer that does not have the
+    /// shape of `T` is an error, not a table of `-`.
+    fn show<T: DeserializeOwned>(&self, v: Value, table: impl FnOnce(T)) -> Result<()> {
+        if self.json {
+            print_json(&v);
+        } else {
+            table(serde_json::from_value(v).context("the server's reply has an unexpected shape")?);
+        }
+        Ok(())
+    }
+
+    /// Prints the server's JSON with `--json`, nothing otherwise.
+    fn json_only(&self, v: &Value) {
+        if self.json {
+            print_json(v)
         }
     }
-    let line = |cells: Vec<String>| {
-        let s: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<width$}", width = w[i]))
-            .collect();
-        println!("{}", s.join("  ").trim_end());
-    };
-    line(header.iter().map(|s| s.to_string()).collect());
-    for r in rows {
-        line(r);
+}
+
+fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default())
+}
+
+fn port_add(
+    ctx: &Ctx,
+    name: String,
+    kind: String,
+    mode: ModeArgs,
+    admin_up: bool,
+    security: SecurityArgs,
+) -> Result<()> {
+    let mut body = serde_json::Map::new();
+    body.insert("name".into(), json!(name));
+    body.insert("kind".into(), json!(kind));
+    mode_json(&mode, &mut body)?;
+    security_json(&security, &mut body)?;
+    // `default` and `any` mean "not set" for a new port.
+    body.retain(|_, v| !v.is_null());
+    if !body.contains_key("mode") {
+        bail!("give --access VID or --trunk VIDS");
     }
-}
-
-fn s(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        Value::Array(a) => a.iter().map(s).collect::<Vec<_>>().join(","),
-        other => other.to_string(),
+    if admin_up {
+        body.insert("admin_up".into(), json!(true));
     }
+    let v = ctx
+        .client
+        .json("POST", "/api/v1/ports", &Value::Object(body))?;
+    ctx.show(v, |p: PortView| table::ports(&[p]))
 }
 
-/// One table row per element of the JSON array `v`, with the given fields.
-fn rows_of(v: &Value, fields: &[&str]) -> Vec<Vec<String>> {
-    v.as_array()
-        .map_or(&[][..], |a| a)
-        .iter()
-        .map(|e| fields.iter().map(|f| s(&e[*f])).collect())
-        .collect()
+fn port_set(ctx: &Ctx, name: String, mode: ModeArgs, security: SecurityArgs) -> Result<()> {
+    let mut body = serde_json::Map::new();
+    mode_json(&mode, &mut body)?;
+    security_json(&security, &mut body)?;
+    if body.is_empty() {
+        bail!(
+            "nothing to set: give --access, --trunk, --native, --max-macs, \
+             --limit-action or --allow-macs"
+        );
+    }
+    let path = format!("/api/v1/ports/{}", enc(&name));
+    let v = ctx.client.json("PATCH", &path, &Value::Object(body))?;
+    ctx.show(v, |p: PortView| table::ports(&[p]))
 }
 
-fn port_rows(ports: &[Value]) -> Vec<Vec<String>> {
-    ports
-        .iter()
-        .map(|p| {
-            let vlans = if p["mode"] == "access" {
-                s(&p["vlan"])
-            } else {
-                let mut t = s(&p["vlans"]);
-                if !p["native_vlan"].is_null() {
-                    t = format!("{t} native {}", s(&p["native_vlan"]));
-                }
-                t
-            };
-            vec![
-                s(&p["name"]),
-                s(&p["kind"]),
-                s(&p["mode"]),
-                vlans,
-                s(&p["state"]["link"]),
-                s(&p["state"]["learned_macs"]),
-                s(&p["state"]["counters"]["rx_packets"]),
-                s(&p["state"]["counters"]["tx_packets"]),
-            ]
-        })
-        .collect()
+fn port_enable(ctx: &Ctx, name: String) -> Result<()> {
+    let path = format!("/api/v1/ports/{}/enable", enc(&name));
+    let v = ctx.client.call("POST", &path, None)?;
+    ctx.show(v, |p: PortView| table::ports(&[p]))
 }
 
-const PORT_HEADER: [&str; 8] = ["NAME", "KIND", "MODE", "VLANS", "LINK", "MACS", "RX", "TX"];
+fn port_del(ctx: &Ctx, name: String) -> Result<()> {
+    let path = format!("/api/v1/ports/{}", enc(&name));
+    ctx.client.call("DELETE", &path, None)?;
+    Ok(())
+}
+
+fn port_list(ctx: &Ctx) -> Result<()> {
+    let v = ctx.client.call("GET", "/api/v1/ports", None)?;
+    ctx.show(v, |ports: Vec<PortView>| table::ports(&ports))
+}
+
+fn port_show(ctx: &Ctx, name: String) -> Result<()> {
+    let v = ctx
+        .client
+        .call("GET", &format!("/api/v1/ports/{}", enc(&name)), None)?;
+    // One port is shown as its JSON, with or without --json; it must still be a port.
+    serde_json::from_value::<PortView>(v.clone())
+        .context("the server's reply has an unexpected shape")?;
+    print_json(&v);
+    Ok(())
+}
+
+fn vlan_add(ctx: &Ctx, id: u16, name: Option<String>) -> Result<()> {
+    let mut body = json!({ "id": id });
+    if let Some(n) = name {
+        body["name"] = json!(n);
+    }
+    let v = ctx.client.json("POST", "/api/v1/vlans", &body)?;
+    ctx.json_only(&v);
+    Ok(())
+}
+
+fn vlan_del(ctx: &Ctx, id: u16) -> Result<()> {
+    ctx.client
+        .call("DELETE", &format!("/api/v1/vlans/{id}"), None)?;
+    Ok(())
+}
+
+fn vlan_list(ctx: &Ctx) -> Result<()> {
+    let v = ctx.client.call("GET", "/api/v1/vlans", None)?;
+    ctx.show(v, |vlans: Vec<VlanView>| table::vlans(&vlans))
+}
+
+fn fdb_show(
+    ctx: &Ctx,
+    vlan: Option<u16>,
+    port: Option<String>,
+    kind: Option<String>,
+) -> Result<()> {
+    let q = query(&[
+        ("vlan", vlan.map(|v| v.to_string())),
+        ("port", port),
+        ("type", kind),
+    ]);
+    let v = ctx.client.call("GET", &format!("/api/v1/fdb{q}"), None)?;
+    ctx.show(v, |entries: Vec<FdbEntryView>| table::fdb(&entries))
+}
+
+fn fdb_add(ctx: &Ctx, mac: String, vlan: u16, port: String) -> Result<()> {
+    let body = json!({ "vlan": vlan, "mac": mac, "port": port });
+    let v = ctx.client.json("POST", "/api/v1/fdb", &body)?;
+    ctx.json_only(&v);
+    Ok(())
+}
+
+fn fdb_del(ctx: &Ctx, mac: String, vlan: u16) -> Result<()> {
+    let path = format!("/api/v1/fdb/{vlan}/{}", enc(&mac));
+    ctx.client.call("DELETE", &path, None)?;
+    Ok(())
+}
+
+fn fdb_flush(ctx: &Ctx, vlan: Option<u16>, port: Option<String>, static_: bool) -> Result<()> {
+    let q = query(&[
+        ("vlan", vlan.map(|v| v.to_string())),
+        ("port", port),
+        (
+            "type",
+            Some(if static_ { "static" } else { "dynamic" }.into()),
+        ),
+    ]);
+    let v = ctx
+        .client
+        .call("DELETE", &format!("/api/v1/fdb{q}"), None)?;
+    ctx.show(v, |r: Removed| println!("removed {} entries", r.removed))
+}
+
+fn topology_apply(ctx: &Ctx, file: std::path::PathBuf, dry_run: bool) -> Result<()> {
+    let text = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    let path = format!(
+        "/api/v1/topology{}",
+        if dry_run { "?dry_run=true" } else { "" }
+    );
+    let v = ctx
+        .client
+        .call("PUT", &path, Some(("application/yaml", text)))?;
+    ctx.show(v, |r: ApplyResult| {
+        if r.changes.is_empty() {
+            println!("no changes");
+        }
+        let verb = if dry_run { "would" } else { "did" };
+        for ch in r.changes {
+            // `op` names the change; the other fields follow as JSON.
+            let mut ch = serde_json::to_value(ch).unwrap_or_default();
+            let op = ch
+                .as_object_mut()
+                .and_then(|o| o.remove("op"))
+                .and_then(|op| op.as_str().map(str::to_string))
+                .unwrap_or_else(|| "?".into());
+            println!("{verb} {op} {ch}");
+        }
+    })
+}
+
+fn topology_export(ctx: &Ctx) -> Result<()> {
+    let v = ctx.client.call("GET", "/api/v1/topology", None)?;
+    if ctx.json {
+        print_json(&v);
+        return Ok(());
+    }
+    let t: control_api::Topology =
+        serde_json::from_value(v).context("the server's topology does not parse")?;
+    print!("{}", t.to_yaml());
+    Ok(())
+}
+
+fn stats(ctx: &Ctx) -> Result<()> {
+    let v = ctx.client.call("GET", "/api/v1/stats", None)?;
+    ctx.show(v, |s: Stats| table::stats(&s))
+}
 
 fn run(cli: Cli) -> Result<()> {
     let token = match &cli.token_file {
@@ -380,11 +523,13 @@ fn run(cli: Cli) -> Result<()> {
         ),
         None => None,
     };
-    let c = Client {
-        server: cli.server.clone(),
-        token,
+    let ctx = Ctx {
+        client: Client {
+            server: cli.server.clone(),
+            token,
+        },
+        json: cli.json,
     };
-    let print = |v: &Value| println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
     match cli.cmd {
         Cmd::Port(PortCmd::Add {
             name,
@@ -392,229 +537,32 @@ fn run(cli: Cli) -> Result<()> {
             mode,
             admin_up,
             security,
-        }) => {
-            let mut body = serde_json::Map::new();
-            body.insert("name".into(), json!(name));
-            body.insert("kind".into(), json!(kind));
-            mode_json(&mode, &mut body)?;
-            security_json(&security, &mut body)?;
-            // `default` and `any` mean "not set" for a new port.
-            body.retain(|_, v| !v.is_null());
-            if !body.contains_key("mode") {
-                bail!("give --access VID or --trunk VIDS");
-            }
-            if admin_up {
-                body.insert("admin_up".into(), json!(true));
-            }
-            let v = c.json("POST", "/api/v1/ports", &Value::Object(body))?;
-            if cli.json {
-                print(&v)
-            } else {
-                table(&PORT_HEADER, port_rows(&[v]))
-            }
-        }
+        }) => port_add(&ctx, name, kind, mode, admin_up, security),
         Cmd::Port(PortCmd::Set {
             name,
             mode,
             security,
-        }) => {
-            let mut body = serde_json::Map::new();
-            mode_json(&mode, &mut body)?;
-            security_json(&security, &mut body)?;
-            if body.is_empty() {
-                bail!(
-                    "nothing to set: give --access, --trunk, --native, --max-macs, \
-                     --limit-action or --allow-macs"
-                );
-            }
-            let v = c.json(
-                "PATCH",
-                &format!("/api/v1/ports/{}", enc(&name)),
-                &Value::Object(body),
-            )?;
-            if cli.json {
-                print(&v)
-            } else {
-                table(&PORT_HEADER, port_rows(&[v]))
-            }
-        }
-        Cmd::Port(PortCmd::Enable { name }) => {
-            let v = c.call(
-                "POST",
-                &format!("/api/v1/ports/{}/enable", enc(&name)),
-                None,
-            )?;
-            if cli.json {
-                print(&v)
-            } else {
-                table(&PORT_HEADER, port_rows(&[v]))
-            }
-        }
-        Cmd::Port(PortCmd::Del { name }) => {
-            c.call("DELETE", &format!("/api/v1/ports/{}", enc(&name)), None)?;
-        }
-        Cmd::Port(PortCmd::List) => {
-            let v = c.call("GET", "/api/v1/ports", None)?;
-            if cli.json {
-                print(&v)
-            } else {
-                table(&PORT_HEADER, port_rows(v.as_array().map_or(&[], |a| a)))
-            }
-        }
-        Cmd::Port(PortCmd::Show { name }) => {
-            let v = c.call("GET", &format!("/api/v1/ports/{}", enc(&name)), None)?;
-            print(&v)
-        }
-        Cmd::Vlan(VlanCmd::Add { id, name }) => {
-            let mut body = json!({ "id": id });
-            if let Some(n) = name {
-                body["name"] = json!(n);
-            }
-            let v = c.json("POST", "/api/v1/vlans", &body)?;
-            if cli.json {
-                print(&v)
-            }
-        }
-        Cmd::Vlan(VlanCmd::Del { id }) => {
-            c.call("DELETE", &format!("/api/v1/vlans/{id}"), None)?;
-        }
-        Cmd::Vlan(VlanCmd::List) => {
-            let v = c.call("GET", "/api/v1/vlans", None)?;
-            if cli.json {
-                print(&v)
-            } else {
-                table(
-                    &["VLAN", "NAME", "PORTS"],
-                    rows_of(&v, &["id", "name", "ports"]),
-                )
-            }
-        }
-        Cmd::Fdb(FdbCmd::Show { vlan, port, kind }) => {
-            let q = query(&[
-                ("vlan", vlan.map(|v| v.to_string())),
-                ("port", port),
-                ("type", kind),
-            ]);
-            let v = c.call("GET", &format!("/api/v1/fdb{q}"), None)?;
-            if cli.json {
-                print(&v)
-            } else {
-                let rows = rows_of(&v, &["vlan", "mac", "port", "type", "age_secs"]);
-                table(&["VLAN", "MAC", "PORT", "TYPE", "AGE"], rows)
-            }
-        }
-        Cmd::Fdb(FdbCmd::Add { mac, vlan, port }) => {
-            let v = c.json(
-                "POST",
-                "/api/v1/fdb",
-                &json!({ "vlan": vlan, "mac": mac, "port": port }),
-            )?;
-            if cli.json {
-                print(&v)
-            }
-        }
-        Cmd::Fdb(FdbCmd::Del { mac, vlan }) => {
-            c.call("DELETE", &format!("/api/v1/fdb/{vlan}/{}", enc(&mac)), None)?;
-        }
+        }) => port_set(&ctx, name, mode, security),
+        Cmd::Port(PortCmd::Enable { name }) => port_enable(&ctx, name),
+        Cmd::Port(PortCmd::Del { name }) => port_del(&ctx, name),
+        Cmd::Port(PortCmd::List) => port_list(&ctx),
+        Cmd::Port(PortCmd::Show { name }) => port_show(&ctx, name),
+        Cmd::Vlan(VlanCmd::Add { id, name }) => vlan_add(&ctx, id, name),
+        Cmd::Vlan(VlanCmd::Del { id }) => vlan_del(&ctx, id),
+        Cmd::Vlan(VlanCmd::List) => vlan_list(&ctx),
+        Cmd::Fdb(FdbCmd::Show { vlan, port, kind }) => fdb_show(&ctx, vlan, port, kind),
+        Cmd::Fdb(FdbCmd::Add { mac, vlan, port }) => fdb_add(&ctx, mac, vlan, port),
+        Cmd::Fdb(FdbCmd::Del { mac, vlan }) => fdb_del(&ctx, mac, vlan),
         Cmd::Fdb(FdbCmd::Flush {
             vlan,
             port,
             dynamic: _,
             static_,
-        }) => {
-            let q = query(&[
-                ("vlan", vlan.map(|v| v.to_string())),
-                ("port", port),
-                (
-                    "type",
-                    Some(if static_ { "static" } else { "dynamic" }.into()),
-                ),
-            ]);
-            let v = c.call("DELETE", &format!("/api/v1/fdb{q}"), None)?;
-            if cli.json {
-                print(&v)
-            } else {
-                println!("removed {} entries", s(&v["removed"]));
-            }
-        }
-        Cmd::Topology(TopoCmd::Apply { file, dry_run }) => {
-            let text =
-                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let v = c.call(
-                "PUT",
-                &format!(
-                    "/api/v1/topology{}",
-                    if dry_run { "?dry_run=true" } else { "" }
-                ),
-                Some(("application/yaml", text)),
-            )?;
-            if cli.json {
-                print(&v)
-            } else {
-                let changes = v["changes"].as_array().cloned().unwrap_or_default();
-                if changes.is_empty() {
-                    println!("no changes");
-                }
-                for ch in changes {
-                    let mut ch = ch.clone();
-                    let op = ch["op"].as_str().unwrap_or("?").to_string();
-                    if let Some(o) = ch.as_object_mut() {
-                        o.remove("op");
-                    }
-                    let verb = if dry_run { "would" } else { "did" };
-                    println!("{verb} {op} {ch}");
-                }
-            }
-        }
-        Cmd::Topology(TopoCmd::Export) => {
-            let v = c.call("GET", "/api/v1/topology", None)?;
-            if cli.json {
-                print(&v)
-            } else {
-                let t: control_api::Topology =
-                    serde_json::from_value(v).context("the server's topology does not parse")?;
-                print!("{}", t.to_yaml());
-            }
-        }
-        Cmd::Stats => {
-            let v = c.call("GET", "/api/v1/stats", None)?;
-            if cli.json {
-                print(&v)
-            } else {
-                let empty = serde_json::Map::new();
-                let ports = v["ports"].as_object().unwrap_or(&empty);
-                let rows = ports
-                    .iter()
-                    .map(|(n, c)| {
-                        let drops: u64 = c["drops"]
-                            .as_object()
-                            .map_or(0, |d| d.values().filter_map(|x| x.as_u64()).sum());
-                        vec![
-                            n.clone(),
-                            s(&c["rx_packets"]),
-                            s(&c["rx_bytes"]),
-                            s(&c["tx_packets"]),
-                            s(&c["tx_bytes"]),
-                            drops.to_string(),
-                        ]
-                    })
-                    .collect();
-                table(
-                    &[
-                        "PORT", "RX_PKTS", "RX_BYTES", "TX_PKTS", "TX_BYTES", "DROPS",
-                    ],
-                    rows,
-                );
-                println!();
-                let rows = rows_of(
-                    &v["vlans"],
-                    &["id", "packets", "bytes", "flooded", "learned_macs"],
-                );
-                table(&["VLAN", "PACKETS", "BYTES", "FLOODED", "MACS"], rows);
-            }
-        }
+        }) => fdb_flush(&ctx, vlan, port, static_),
+        Cmd::Topology(TopoCmd::Apply { file, dry_run }) => topology_apply(&ctx, file, dry_run),
+        Cmd::Topology(TopoCmd::Export) => topology_export(&ctx),
+        Cmd::Stats => stats(&ctx),
     }
-    Ok(())
 }
 
 fn main() -> ExitCode {

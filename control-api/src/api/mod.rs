@@ -1,0 +1,207 @@
+//! The REST API under `/api/v1` (axum), its OpenAPI document, `/healthz` and `/metrics`.
+//!
+//! Every change goes through [`Controller::apply`] with a whole desired topology, so the API,
+//! topology files and the state file share one set of rules and one error format. Client
+//! mistakes are 4xx `application/problem+json` naming the field and the reason; handlers never
+//! panic on input.
+//!
+//! One module per resource, each with the handlers of its routes: `ports.rs`, `vlans.rs`,
+//! `fdb.rs`, `topology.rs`, `stats.rs` (with `/metrics`); [`router`] lists every route. `error.rs` holds the
+//! problem document and how controller errors map to statuses, `extract.rs` the body and
+//! query extractors, [`views`] the response types (shared with `switchctl`). What a change
+//! does to the desired topology is in [`crate::edit`], pure; the handlers call it and then
+//! [`Controller::apply`].
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use utoipa::OpenApi;
+
+use crate::controller::Controller;
+use crate::topology::{FieldError, PortKind};
+
+mod error;
+mod extract;
+mod fdb;
+mod ports;
+mod stats;
+mod topology;
+pub mod views;
+mod vlans;
+
+pub use crate::edit::PortPatch;
+pub use error::{ApiError, Problem};
+pub use extract::{Payload, ACCEPTED_BODY_TYPES, Q};
+pub use fdb::FdbQuery;
+pub use topology::ApplyQuery;
+pub use views::*;
+
+use error::ApiResult;
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 1 << 20;
+/// Longest a request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The controller; a control-plane lock, never taken by the dataplane.
+    pub ctl: Arc<Mutex<Controller>>,
+    /// When set, every request but `/healthz` needs `Authorization: Bearer <token>`.
+    pub token: Option<Arc<str>>,
+}
+
+impl AppState {
+    /// Runs `f` with the controller locked, on tokio's blocking pool. A long change (say, a
+    /// topology that removes 1000 taps), or a wait for the lock behind one, then never stalls
+    /// the API thread: `/healthz`, the request timeout and other connections are served
+    /// meanwhile. A change that has started is finished even if the request times out. A panic
+    /// in `f` is a 500 (and is logged).
+    pub(crate) async fn with_ctl<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Controller) -> ApiResult<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        let ctl = self.ctl.clone();
+        tokio::task::spawn_blocking(move || f(&mut ctl.lock().unwrap_or_else(|e| e.into_inner())))
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "request handler failed");
+                Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the request failed: {e}"),
+                ))
+            })
+    }
+}
+
+/// The API's routes.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route(
+            "/api/v1/ports",
+            get(ports::list_ports).post(ports::add_port),
+        )
+        .route(
+            "/api/v1/ports/{name}",
+            get(ports::get_port)
+                .patch(ports::patch_port)
+                .delete(ports::delete_port),
+        )
+        .route("/api/v1/ports/{name}/enable", post(ports::enable_port))
+        .route(
+            "/api/v1/vlans",
+            get(vlans::list_vlans).post(vlans::add_vlan),
+        )
+        .route(
+            "/api/v1/vlans/{id}",
+            get(vlans::get_vlan).delete(vlans::delete_vlan),
+        )
+        .route(
+            "/api/v1/fdb",
+            get(fdb::list_fdb)
+                .post(fdb::add_static_mac)
+                .delete(fdb::flush_fdb),
+        )
+        .route("/api/v1/fdb/{vlan}/{mac}", delete(fdb::delete_mac))
+        .route(
+            "/api/v1/topology",
+            get(topology::get_topology).put(topology::put_topology),
+        )
+        .route("/api/v1/stats", get(stats::stats))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/metrics", get(stats::metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(api)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route",
+            )
+        })
+        .layer(middleware::from_fn(timeout))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(token) = &st.token {
+        let ok = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(bearer_token)
+            .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()));
+        if !ok {
+            let mut r = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token (Authorization: Bearer <token>)",
+            )
+            .into_response();
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return r;
+        }
+    }
+    next.run(req).await
+}
+
+/// The token of `Bearer TOKEN`. The scheme is case-insensitive (RFC 9110, section 11.1),
+/// the token is not.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn timeout(req: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("request took longer than {REQUEST_TIMEOUT:?}"),
+        )
+        .into_response(),
+    }
+}
+
+/// The OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "vlanswitch", description = "REST control plane of the vlanswitch 802.1Q switch."),
+    paths(
+        ports::list_ports, ports::get_port, ports::add_port, ports::patch_port,
+        ports::enable_port, ports::delete_port,
+        vlans::list_vlans, vlans::get_vlan, vlans::add_vlan, vlans::delete_vlan,
+        fdb::list_fdb, fdb::add_static_mac, fdb::flush_fdb, fdb::delete_mac,
+        topology::get_topology, topology::put_topology, stats::stats, stats::metrics
+    ),
+    components(schemas(Problem, FieldError, PortKind, FdbType)),
+    tags(
+        (name = "ports", description = "Switch ports"),
+        (name = "vlans", description = "VLAN declarations"),
+        (name = "fdb", description = "The MAC table"),
+        (name = "topology", description = "The whole configuration"),
+        (name = "stats", description = "Counters"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Serve the OpenAPI document.
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,341 @@
+//! The API's response types. They derive `Deserialize` too, so that `switchctl` reads the
+//! server's answers into the same types the server writes.
+
+use std::collections::BTreeMap;
+
+use dataplane::counters::{DropReason, MacEvent};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::diff::Change;
+use crate::topology::{LimitAction, Port};
+
+/// Whether a metric only grows or goes up and down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Only grows (a Prometheus `counter`).
+    Counter,
+    /// Goes up and down (a Prometheus `gauge`).
+    Gauge,
+}
+
+impl MetricKind {
+    /// The Prometheus `# TYPE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Counter => "counter",
+            Self::Gauge => "gauge",
+        }
+    }
+}
+
+/// What a metric reads from one value: a number, or one number per label value.
+#[derive(Debug, Clone, Copy)]
+pub enum Sample<'a> {
+    /// One number.
+    Value(u64),
+    /// One number per value of the label.
+    ByLabel(&'static str, &'a BTreeMap<String, u64>),
+}
+
+/// One metric of a stats type `T`: declared once, next to the field it reads (see
+/// `metrics!`), so that the JSON field and the `/metrics` line cannot drift apart.
+pub struct Metric<T> {
+    /// Its Prometheus name, without the `vlanswitch_` prefix.
+    pub name: &'static str,
+    /// Its `# HELP`.
+    pub help: &'static str,
+    /// Counter or gauge.
+    pub kind: MetricKind,
+    /// How to read it from a `T`.
+    pub read: fn(&T) -> Sample<'_>,
+}
+
+/// A field a metric reads.
+trait MetricField {
+    fn sample(&self, label: Option<&'static str>) -> Sample<'_>;
+}
+
+impl MetricField for u64 {
+    fn sample(&self, _: Option<&'static str>) -> Sample<'_> {
+        Sample::Value(*self)
+    }
+}
+
+impl MetricField for usize {
+    fn sample(&self, _: Option<&'static str>) -> Sample<'_> {
+        Sample::Value(u64::try_from(*self).unwrap_or(u64::MAX))
+    }
+}
+
+impl MetricField for BTreeMap<String, u64> {
+    fn sample(&self, label: Option<&'static str>) -> Sample<'_> {
+        Sample::ByLabel(label.unwrap_or("key"), self)
+    }
+}
+
+/// A stats struct whose `metrics { ... }` fields are each declared with their metric: the
+/// field (its doc comment is the JSON schema's description) `=> Kind "name" [by "label"],
+/// "help";`. Generates the struct and its `METRICS` table, in field order.
+macro_rules! metrics {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $($(#[$kmeta:meta])* pub $key:ident: $kty:ty,)*
+        }
+        metrics {
+            $(
+                $(#[$fmeta:meta])*
+                pub $field:ident: $fty:ty =>
+                    $kind:ident $metric:literal $(by $label:literal)?, $help:literal;
+            )*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($(#[$kmeta])* pub $key: $kty,)*
+            $($(#[$fmeta])* pub $field: $fty,)*
+        }
+
+        impl $name {
+            /// Its metrics, one per counter field, in field order.
+            pub const METRICS: &'static [Metric<$name>] = &[$(
+                Metric {
+                    name: $metric,
+                    help: $help,
+                    kind: MetricKind::$kind,
+                    read: |s| MetricField::sample(&s.$field, metrics!(@label $($label)?)),
+                },
+            )*];
+        }
+    };
+    (@label) => { None };
+    (@label $label:literal) => { Some($label) };
+}
+
+/// A port's link state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Link {
+    /// Attached to its interface, and not shut down.
+    Up,
+    /// Not attached, its interface gone, or shut down by port security.
+    Down,
+}
+
+impl Link {
+    /// Its name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Down => "down",
+        }
+    }
+}
+
+/// Live state of a port.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PortState {
+    /// `up` when attached to its interface, `down` otherwise.
+    pub link: Link,
+    /// Why the port is down, if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// MAC addresses learned (or configured) on the port.
+    pub learned_macs: usize,
+    /// Port security as it applies now.
+    pub security: SecurityState,
+    /// Traffic and drops.
+    pub counters: Counters,
+}
+
+/// Port security of a port as it applies now: the limits in force (the port's own or the
+/// switch's default) and whether it has shut the port down.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SecurityState {
+    /// The MAC limit in force.
+    pub max_macs: u32,
+    /// Learned (dynamic) MACs that count against it.
+    pub dynamic_macs: u32,
+    /// What a frame from a new source beyond a limit gets.
+    pub mac_limit_action: LimitAction,
+    /// True while port security has shut the port down (`POST .../enable` ends it).
+    pub shutdown: bool,
+}
+
+/// A port: its configuration (the topology-file fields) and its live state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PortView {
+    /// Configuration.
+    #[serde(flatten)]
+    pub config: Port,
+    /// Live state (read-only).
+    pub state: PortState,
+}
+
+metrics! {
+    /// Port counters.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+    pub struct Counters {}
+    metrics {
+        /// Frames received.
+        pub rx_packets: u64 => Counter "port_rx_packets_total", "Frames received.";
+        /// Bytes received.
+        pub rx_bytes: u64 => Counter "port_rx_bytes_total", "Bytes received.";
+        /// Frames sent.
+        pub tx_packets: u64 => Counter "port_tx_packets_total", "Frames sent.";
+        /// Bytes sent.
+        pub tx_bytes: u64 => Counter "port_tx_bytes_total", "Bytes sent.";
+        /// Drops by reason: bad_frame, vlan_not_allowed, tagged_on_access, fdb_no_room (source not
+        /// learned; frame still flooded), tx_error, no_such_port, link_down, rx_overrun, mac_limit
+        /// (source not learned: a MAC limit; the frame is dropped unless the action is flood),
+        /// mac_not_allowed, port_disabled.
+        pub drops: BTreeMap<String, u64> =>
+            Counter "port_drops_total" by "reason", "Frames dropped, by reason.";
+        /// Learning events on this port: mac_moves (MACs that moved here), mac_flaps (of those,
+        /// moves that made the MAC flap), mac_damped (moves here refused by damping).
+        pub mac_events: BTreeMap<String, u64> => Counter "port_mac_events_total" by "event",
+            "Learning events on the port: mac_moves, mac_flaps, mac_damped.";
+    }
+}
+
+impl From<dataplane::counters::CounterValues> for Counters {
+    fn from(v: dataplane::counters::CounterValues) -> Self {
+        Counters {
+            rx_packets: v.rx_packets,
+            rx_bytes: v.rx_bytes,
+            tx_packets: v.tx_packets,
+            tx_bytes: v.tx_bytes,
+            drops: DropReason::ALL
+                .iter()
+                .map(|r| (r.name().to_string(), v.drop_count(*r)))
+                .collect(),
+            mac_events: MacEvent::ALL
+                .iter()
+                .map(|e| (e.name().to_string(), v.event_count(*e)))
+                .collect(),
+        }
+    }
+}
+
+/// A VLAN with its member ports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VlanView {
+    /// VLAN id.
+    pub id: u16,
+    /// Label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Ports that carry it.
+    pub ports: Vec<String>,
+}
+
+/// One MAC table entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FdbEntryView {
+    /// VLAN id.
+    pub vlan: u16,
+    /// MAC address.
+    pub mac: String,
+    /// Port name.
+    pub port: String,
+    /// `dynamic` (learned) or `static` (configured).
+    #[serde(rename = "type")]
+    pub kind: FdbType,
+    /// Seconds since last seen (0 for static entries).
+    pub age_secs: u32,
+}
+
+/// A MAC table entry's type (and the `type` filter of `/api/v1/fdb`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FdbType {
+    /// Learned.
+    Dynamic,
+    /// Configured.
+    Static,
+}
+
+impl FdbType {
+    /// Its name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dynamic => "dynamic",
+            Self::Static => "static",
+        }
+    }
+}
+
+metrics! {
+    /// Per-VLAN traffic.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+    pub struct VlanStats {
+        /// VLAN id.
+        pub id: u16,
+    }
+    metrics {
+        /// Frames classified into the VLAN.
+        pub packets: u64 => Counter "vlan_packets_total", "Frames classified into the VLAN.";
+        /// Their bytes.
+        pub bytes: u64 =>
+            Counter "vlan_bytes_total", "Bytes of the frames classified into the VLAN.";
+        /// Frames flooded (unknown unicast, broadcast, multicast).
+        pub flooded: u64 => Counter "vlan_flooded_total", "Frames flooded in the VLAN.";
+        /// MAC addresses in the table for this VLAN.
+        pub learned_macs: usize => Gauge "vlan_learned_macs", "MAC table entries in the VLAN.";
+    }
+}
+
+metrics! {
+    /// MAC table totals.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+    pub struct FdbStats {}
+    metrics {
+        /// Entries now.
+        pub entries: usize => Gauge "fdb_entries", "MAC table entries.";
+        /// Capacity.
+        pub max_entries: usize => Gauge "fdb_max_entries", "MAC table capacity.";
+        /// New entries learned since start.
+        pub learned: u64 => Counter "fdb_learned_total", "MAC table entries learned.";
+        /// MAC moves between ports.
+        pub moves: u64 => Counter "fdb_moves_total", "MAC moves between ports.";
+        /// Source MACs not learned because the table was full.
+        pub no_room: u64 => Counter "fdb_no_room_total", "Source MACs not learned: table full.";
+        /// Entries removed by aging.
+        pub aged: u64 => Counter "fdb_aged_total", "MAC table entries aged out.";
+        /// Source MACs not learned (or not moved) because of a port or VLAN MAC limit.
+        pub limited: u64 => Counter "fdb_limited_total",
+            "Source MACs not learned: a port or VLAN MAC limit.";
+        /// Moves that made a MAC count as flapping.
+        pub flaps: u64 => Counter "fdb_flaps_total", "Moves that made a MAC flap.";
+        /// Moves refused because the MAC was flapping and damped.
+        pub damped: u64 => Counter "fdb_damped_total", "Moves refused by flap damping.";
+    }
+}
+
+/// All counters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Stats {
+    /// Per port, by name.
+    pub ports: BTreeMap<String, Counters>,
+    /// Per VLAN (every VLAN that exists).
+    pub vlans: Vec<VlanStats>,
+    /// The MAC table.
+    pub fdb: FdbStats,
+}
+
+/// What a topology apply did (or would do, on a dry run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ApplyResult {
+    /// True if nothing was changed because `dry_run` was set.
+    pub dry_run: bool,
+    /// The changes, in the order applied.
+    pub changes: Vec<Change>,
+}
+
+/// How many MAC entries a flush or delete removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Removed {
+    /// Entries removed.
+    pub removed: usize,
+}

@@ -1,0 +1,110 @@
+//! `/api/v1/vlans`: list, show, declare and remove VLANs.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::error::{scoped, ApiError, ApiResult, Problem};
+use super::extract::Payload;
+use super::views::VlanView;
+use super::AppState;
+use crate::edit::{self, EditError};
+use crate::topology::{Topology, Vlan};
+
+fn vlan_view(topo: &Topology, id: u16) -> VlanView {
+    VlanView {
+        id,
+        name: topo
+            .vlans
+            .iter()
+            .find(|v| v.id == id)
+            .and_then(|v| v.name.clone()),
+        ports: edit::vlan_users(topo, id),
+    }
+}
+
+/// List VLANs (VLAN 1 always exists).
+#[utoipa::path(get, path = "/api/v1/vlans", tag = "vlans", responses((status = 200, body = [VlanView])))]
+pub(super) async fn list_vlans(State(st): State<AppState>) -> ApiResult<Json<Vec<VlanView>>> {
+    st.with_ctl(|ctl| {
+        let t = ctl.topology();
+        Ok(t.vlan_ids()
+            .into_iter()
+            .map(|id| vlan_view(t, id))
+            .collect())
+    })
+    .await
+    .map(Json)
+}
+
+pub(super) fn parse_vid(raw: &str) -> ApiResult<u16> {
+    let n: u32 = raw.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{raw:?} is not a VLAN id (1-4094)"),
+        )
+        .field("id")
+    })?;
+    dataplane::config::check_vid(n)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).field("id"))
+}
+
+/// Show one VLAN.
+#[utoipa::path(get, path = "/api/v1/vlans/{id}", tag = "vlans",
+    params(("id" = u16, Path, description = "VLAN id")),
+    responses((status = 200, body = VlanView), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub(super) async fn get_vlan(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<VlanView>> {
+    let id = parse_vid(&id)?;
+    st.with_ctl(move |ctl| {
+        if !ctl.topology().vlan_ids().contains(&id) {
+            return Err(EditError::NoSuchVlan(id).into());
+        }
+        Ok(vlan_view(ctl.topology(), id))
+    })
+    .await
+    .map(Json)
+}
+
+/// Declare a VLAN.
+#[utoipa::path(post, path = "/api/v1/vlans", tag = "vlans", request_body = Vlan,
+    responses((status = 201, body = VlanView), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub(super) async fn add_vlan(
+    State(st): State<AppState>,
+    Payload(v): Payload<Vlan>,
+) -> ApiResult<Response> {
+    let view = st
+        .with_ctl(move |ctl| {
+            let id = v.id;
+            let (t, at) = edit::add_vlan(ctl.topology(), v)?;
+            ctl.apply(t, false)
+                .map_err(|e| scoped(e.into(), &format!("vlans[{at}]")))?;
+            Ok(vlan_view(ctl.topology(), id))
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// Remove a VLAN declaration; 409 while ports use it. VLAN 1 always exists: removing its
+/// declaration (a name) is allowed and leaves its ports and static MACs; when it is not
+/// declared, the answer is 409.
+#[utoipa::path(delete, path = "/api/v1/vlans/{id}", tag = "vlans",
+    params(("id" = u16, Path, description = "VLAN id")),
+    responses((status = 204), (status = 404, body = Problem),
+        (status = 409, body = Problem,
+            description = "ports still use the VLAN, or it is VLAN 1 (the default VLAN) and not declared")))]
+pub(super) async fn delete_vlan(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = parse_vid(&id)?;
+    st.with_ctl(move |ctl| {
+        let t = edit::delete_vlan(ctl.topology(), id)?;
+        ctl.apply(t, false)?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}

@@ -1,0 +1,451 @@
+//! What the API's changes do to the desired topology, as pure functions: each takes the running
+//! topology and returns the one to apply (or why the request is refused). The handlers in
+//! [`crate::api`] call them and then [`crate::Controller::apply`], which validates the result;
+//! these functions only hold the rules that belong to the request itself (names in use, the
+//! mode-change rule of PATCH, VLAN 1, what goes with a removed port or VLAN).
+
+use dataplane::wire::{MacAddr, MacParseError};
+use serde::{Deserialize, Deserializer};
+use utoipa::ToSchema;
+
+use crate::topology::{LimitAction, Port, PortMode, StaticMac, Topology, Vlan, DEFAULT_VLAN};
+
+/// Why a change is refused before the new topology is validated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EditError {
+    /// A port of that name exists.
+    #[error("port name {0:?} is already in use")]
+    PortExists(String),
+    /// No port of that name.
+    #[error("no port named {0:?}")]
+    NoSuchPort(String),
+    /// The VLAN is declared already.
+    #[error("VLAN {0} is already declared")]
+    VlanExists(u16),
+    /// The VLAN is not declared.
+    #[error("VLAN {0} is not declared")]
+    NoSuchVlan(u16),
+    /// VLAN 1 is not declared, so there is nothing to remove: it always exists.
+    #[error(
+        "VLAN {0} is the default VLAN and always exists; \
+         only a declaration of it (with a name) can be removed"
+    )]
+    DefaultVlan(u16),
+    /// Ports still carry the VLAN.
+    #[error("VLAN {id} is used by ports {}", ports.join(", "))]
+    VlanInUse {
+        /// The VLAN.
+        id: u16,
+        /// The ports that carry it.
+        ports: Vec<String>,
+    },
+    /// A static entry's MAC does not parse.
+    #[error(transparent)]
+    BadMac(#[from] MacParseError),
+}
+
+/// Result alias for this module.
+pub type Result<T> = std::result::Result<T, EditError>;
+
+/// Fields a PATCH may change; absent fields stay as they are, `null` clears. Changing `mode`
+/// clears the fields of the old mode that are not given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortPatch {
+    /// New mode.
+    #[serde(default)]
+    pub mode: Option<PortMode>,
+    /// Access VLAN.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u16>)]
+    pub vlan: Option<Option<u16>>,
+    /// Trunk VLANs (tagged).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<u16>>)]
+    pub vlans: Option<Option<Vec<u16>>>,
+    /// Trunk native VLAN (untagged).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u16>)]
+    pub native_vlan: Option<Option<u16>>,
+    /// Set the interface up when attaching.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<bool>)]
+    pub admin_up: Option<Option<bool>>,
+    /// The port's MAC limit (`null`: the switch's default).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>)]
+    pub max_macs: Option<Option<u32>>,
+    /// What a frame from a new source beyond a limit gets (`null`: flood).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<LimitAction>)]
+    pub mac_limit_action: Option<Option<LimitAction>>,
+    /// The only source MACs accepted (`null`: any).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub allowed_macs: Option<Option<Vec<String>>>,
+}
+
+/// `Some(None)` for an explicit `null`, `None` when absent.
+fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<T>>, D::Error> {
+    Deserialize::deserialize(d).map(Some)
+}
+
+/// The index of port `name` in `t`.
+pub fn port_index(t: &Topology, name: &str) -> Result<usize> {
+    t.ports
+        .iter()
+        .position(|p| p.name == name)
+        .ok_or_else(|| EditError::NoSuchPort(name.to_string()))
+}
+
+/// Adds port `p` at the end; returns the topology and the new port's index.
+pub fn add_port(t: &Topology, p: Port) -> Result<(Topology, usize)> {
+    if t.port(&p.name).is_some() {
+        return Err(EditError::PortExists(p.name));
+    }
+    let mut t = t.clone();
+    t.ports.push(p);
+    let at = t.ports.len() - 1;
+    Ok((t, at))
+}
+
+/// Applies `patch` to port `name`; returns the topology and the port's index. Changing the
+/// mode clears the VLAN fields of the old mode that the patch does not give. Static entries of
+/// the port in VLANs it leaves go with them.
+pub fn patch_port(t: &Topology, name: &str, patch: PortPatch) -> Result<(Topology, usize)> {
+    let i = port_index(t, name)?;
+    let mut t = t.clone();
+    let p = &mut t.ports[i];
+    if let Some(mode) = patch.mode {
+        if mode != p.mode {
+            p.mode = mode;
+            p.vlan = None;
+            p.vlans = None;
+            p.native_vlan = None;
+        }
+    }
+    if let Some(v) = patch.vlan {
+        p.vlan = v;
+    }
+    if let Some(v) = patch.vlans {
+        p.vlans = v;
+    }
+    if let Some(v) = patch.native_vlan {
+        p.native_vlan = v;
+    }
+    if let Some(v) = patch.admin_up {
+        p.admin_up = v;
+    }
+    if let Some(v) = patch.max_macs {
+        p.max_macs = v;
+    }
+    if let Some(v) = patch.mac_limit_action {
+        p.mac_limit_action = v;
+    }
+    if let Some(v) = patch.allowed_macs {
+        p.allowed_macs = v;
+    }
+    let members = p.member_vlans();
+    t.fdb
+        .retain(|m| m.port != name || members.contains(&m.vlan));
+    Ok((t, i))
+}
+
+/// Removes port `name` and its static MAC entries.
+pub fn delete_port(t: &Topology, name: &str) -> Result<Topology> {
+    let i = port_index(t, name)?;
+    let mut t = t.clone();
+    t.ports.remove(i);
+    t.fdb.retain(|m| m.port != name);
+    Ok(t)
+}
+
+/// Declares VLAN `v`, keeping `vlans` sorted by id; returns the topology and its index.
+pub fn add_vlan(t: &Topology, v: Vlan) -> Result<(Topology, usize)> {
+    if t.vlans.iter().any(|x| x.id == v.id) {
+        return Err(EditError::VlanExists(v.id));
+    }
+    let id = v.id;
+    let mut t = t.clone();
+    t.vlans.push(v);
+    t.vlans.sort_by_key(|v| v.id);
+    let at = t.vlans.iter().position(|x| x.id == id).unwrap_or(0);
+    Ok((t, at))
+}
+
+/// The ports that carry VLAN `id`, in port order.
+pub fn vlan_users(t: &Topology, id: u16) -> Vec<String> {
+    t.ports
+        .iter()
+        .filter(|p| p.member_vlans().contains(&id))
+        .map(|p| p.name.clone())
+        .collect()
+}
+
+/// Removes the declaration of VLAN `id`, refused while ports carry it; its static MAC
+/// entries go with it. VLAN 1 always exists: removing its declaration (a name) leaves its
+/// ports and static entries, and when it is not declared there is nothing to remove.
+pub fn delete_vlan(t: &Topology, id: u16) -> Result<Topology> {
+    let mut t = t.clone();
+    let before = t.vlans.len();
+    t.vlans.retain(|v| v.id != id);
+    let declared = t.vlans.len() != before;
+    if id == DEFAULT_VLAN {
+        return if declared {
+            Ok(t)
+        } else {
+            Err(EditError::DefaultVlan(id))
+        };
+    }
+    let ports = vlan_users(&t, id);
+    if !ports.is_empty() {
+        return Err(EditError::VlanInUse { id, ports });
+    }
+    if !declared {
+        return Err(EditError::NoSuchVlan(id));
+    }
+    t.fdb.retain(|m| m.vlan != id);
+    Ok(t)
+}
+
+/// Adds static entry `m` (its MAC written in the canonical lowercase form), replacing one for
+/// the same MAC and VLAN; returns the topology, the entry's index and the entry.
+pub fn add_static_mac(t: &Topology, mut m: StaticMac) -> Result<(Topology, usize, StaticMac)> {
+    let mac: MacAddr = m.mac.parse()?;
+    m.mac = mac.to_string();
+    let mut t = t.clone();
+    t.fdb
+        .retain(|x| !(x.vlan == m.vlan && x.addr() == Some(mac)));
+    t.fdb.push(m.clone());
+    let at = t.fdb.len() - 1;
+    Ok((t, at, m))
+}
+
+/// Removes the static entry for `mac` in `vlan`; `None` if there is none.
+pub fn remove_static_mac(t: &Topology, vlan: u16, mac: MacAddr) -> Option<Topology> {
+    let is_it = |m: &StaticMac| m.vlan == vlan && m.addr() == Some(mac);
+    if !t.fdb.iter().any(is_it) {
+        return None;
+    }
+    let mut t = t.clone();
+    t.fdb.retain(|m| !is_it(m));
+    Some(t)
+}
+
+/// Removes the static entries in `vlan` and on `port` (each filter only when given); returns
+/// the topology and how many entries went.
+pub fn flush_static(t: &Topology, vlan: Option<u16>, port: Option<&str>) -> (Topology, usize) {
+    let mut t = t.clone();
+    let before = t.fdb.len();
+    t.fdb
+        .retain(|m| !(vlan.is_none_or(|v| v == m.vlan) && port.is_none_or(|p| p == m.port)));
+    let removed = before - t.fdb.len();
+    (t, removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "vlans: [{id: 1, name: default}, {id: 10}, {id: 20}, {id: 30}]\nports:\n  - {name: a, kind: tap, mode: access, vlan: 10}\n  - {name: t, kind: tap, mode: trunk, vlans: [10, 20], native_vlan: 1}\nfdb:\n  - {vlan: 10, mac: '02:00:00:00:00:01', port: t}\n  - {vlan: 20, mac: '02:00:00:00:00:02', port: t}\n  - {vlan: 1, mac: '02:00:00:00:00:03', port: t}\n  - {vlan: 10, mac: '02:00:00:00:00:04', port: a}\n";
+
+    fn base() -> Topology {
+        Topology::from_yaml(BASE).unwrap()
+    }
+
+    fn port(yaml: &str) -> Port {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    fn macs(t: &Topology) -> Vec<(u16, &str, &str)> {
+        t.fdb
+            .iter()
+            .map(|m| (m.vlan, m.mac.as_str(), m.port.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn add_port_appends_and_refuses_a_name_in_use() {
+        let (t, at) = add_port(
+            &base(),
+            port("{name: b, kind: tap, mode: access, vlan: 20}"),
+        )
+        .unwrap();
+        assert_eq!(at, 2);
+        assert_eq!(t.ports[2].name, "b");
+        assert_eq!(
+            add_port(
+                &base(),
+                port("{name: a, kind: netdev, mode: access, vlan: 20}")
+            ),
+            Err(EditError::PortExists("a".into()))
+        );
+    }
+
+    #[test]
+    fn patch_changes_only_what_it_gives() {
+        let patch = PortPatch {
+            max_macs: Some(Some(5)),
+            ..Default::default()
+        };
+        let (t, i) = patch_port(&base(), "t", patch).unwrap();
+        assert_eq!(i, 1);
+        assert_eq!(t.ports[1].max_macs, Some(5));
+        assert_eq!(t.ports[1].vlans, Some(vec![10, 20]));
+        assert_eq!(t.fdb, base().fdb);
+        assert_eq!(
+            patch_port(&base(), "x", PortPatch::default()),
+            Err(EditError::NoSuchPort("x".into()))
+        );
+    }
+
+    #[test]
+    fn a_mode_change_clears_the_old_modes_fields_and_the_static_macs_left_behind() {
+        let patch = PortPatch {
+            mode: Some(PortMode::Access),
+            vlan: Some(Some(20)),
+            ..Default::default()
+        };
+        let (t, _) = patch_port(&base(), "t", patch).unwrap();
+        let p = &t.ports[1];
+        assert_eq!(
+            (p.mode, p.vlan, &p.vlans, p.native_vlan),
+            (PortMode::Access, Some(20), &None, None)
+        );
+        assert_eq!(
+            macs(&t),
+            [
+                (20, "02:00:00:00:00:02", "t"),
+                (10, "02:00:00:00:00:04", "a")
+            ]
+        );
+        // the same mode again keeps the fields; null clears one
+        let patch = PortPatch {
+            mode: Some(PortMode::Trunk),
+            native_vlan: Some(None),
+            ..Default::default()
+        };
+        let (t, _) = patch_port(&base(), "t", patch).unwrap();
+        assert_eq!(
+            (&t.ports[1].vlans, t.ports[1].native_vlan),
+            (&Some(vec![10, 20]), None)
+        );
+        assert_eq!(t.fdb.len(), 3, "the VLAN 1 entry went with the native VLAN");
+    }
+
+    #[test]
+    fn delete_port_takes_its_static_macs() {
+        let t = delete_port(&base(), "t").unwrap();
+        assert_eq!(t.ports.len(), 1);
+        assert_eq!(macs(&t), [(10, "02:00:00:00:00:04", "a")]);
+        assert_eq!(
+            delete_port(&base(), "x"),
+            Err(EditError::NoSuchPort("x".into()))
+        );
+    }
+
+    #[test]
+    fn add_vlan_keeps_them_sorted() {
+        let v = Vlan {
+            id: 15,
+            name: None,
+            max_macs: None,
+        };
+        let (t, at) = add_vlan(&base(), v.clone()).unwrap();
+        assert_eq!(at, 2);
+        assert_eq!(
+            t.vlans.iter().map(|v| v.id).collect::<Vec<_>>(),
+            [1, 10, 15, 20, 30]
+        );
+        let v = Vlan { id: 10, ..v };
+        assert_eq!(add_vlan(&base(), v), Err(EditError::VlanExists(10)));
+    }
+
+    #[test]
+    fn delete_vlan_rules() {
+        // unused: removed, with nothing else
+        let t = delete_vlan(&base(), 30).unwrap();
+        assert_eq!(
+            t.vlans.iter().map(|v| v.id).collect::<Vec<_>>(),
+            [1, 10, 20]
+        );
+        assert_eq!(
+            delete_vlan(&base(), 20),
+            Err(EditError::VlanInUse {
+                id: 20,
+                ports: vec!["t".into()]
+            })
+        );
+        assert_eq!(
+            delete_vlan(&base(), 10).unwrap_err().to_string(),
+            "VLAN 10 is used by ports a, t"
+        );
+        assert_eq!(delete_vlan(&base(), 40), Err(EditError::NoSuchVlan(40)));
+        // VLAN 1: its declaration goes, its ports and static MACs stay
+        let t = delete_vlan(&base(), 1).unwrap();
+        assert_eq!(t.vlans[0].id, 10);
+        assert_eq!(t.fdb, base().fdb);
+        assert_eq!(delete_vlan(&t, 1), Err(EditError::DefaultVlan(1)));
+    }
+
+    #[test]
+    fn a_vlans_static_macs_go_with_it() {
+        let mut t = base();
+        t.fdb.clear();
+        t.ports.truncate(1);
+        t.fdb.push(StaticMac {
+            vlan: 30,
+            mac: "02:00:00:00:00:09".into(),
+            port: "a".into(),
+        });
+        assert!(delete_vlan(&t, 30).unwrap().fdb.is_empty());
+    }
+
+    #[test]
+    fn static_macs() {
+        let m = StaticMac {
+            vlan: 10,
+            mac: "02:00:00:00:00:01".into(),
+            port: "a".into(),
+        };
+        let (t, at, m) = add_static_mac(
+            &base(),
+            StaticMac {
+                mac: "02:00:00:00:00:0A".into(),
+                ..m
+            },
+        )
+        .unwrap();
+        assert_eq!((at, m.mac.as_str()), (4, "02:00:00:00:00:0a"));
+        assert_eq!(t.fdb.len(), 5);
+        // the same MAC and VLAN replaces the entry, whatever the port
+        let again = StaticMac {
+            port: "t".into(),
+            ..m.clone()
+        };
+        let (t, at, _) = add_static_mac(&t, again).unwrap();
+        assert_eq!((at, t.fdb.len(), t.fdb[4].port.as_str()), (4, 5, "t"));
+        assert!(matches!(
+            add_static_mac(
+                &base(),
+                StaticMac {
+                    mac: "zz".into(),
+                    ..m
+                }
+            ),
+            Err(EditError::BadMac(_))
+        ));
+
+        let mac = "02:00:00:00:00:02".parse().unwrap();
+        let t = remove_static_mac(&base(), 20, mac).unwrap();
+        assert_eq!(t.fdb.len(), 3);
+        assert!(remove_static_mac(&base(), 10, mac).is_none());
+
+        assert_eq!(flush_static(&base(), None, None).1, 4);
+        assert_eq!(flush_static(&base(), Some(10), None).1, 2);
+        let (t, n) = flush_static(&base(), Some(10), Some("t"));
+        assert_eq!((n, t.fdb.len()), (1, 3));
+    }
+}

@@ -1,0 +1,137 @@
+//! The tables `switchctl` prints, from the API's response types. A missing value is `-`.
+
+use control_api::api::{FdbEntryView, PortView, Stats, VlanView};
+use control_api::PortMode;
+
+/// Prints rows as aligned columns under `header`.
+pub fn print(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.len());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let s: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = w[i]))
+            .collect();
+        println!("{}", s.join("  ").trim_end());
+    };
+    line(header.iter().map(|s| s.to_string()).collect());
+    for r in rows {
+        line(r);
+    }
+}
+
+/// An optional value, `-` when absent.
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+/// A list, comma-separated.
+fn list<T: ToString>(v: &[T]) -> String {
+    v.iter().map(T::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// `port list` and the answers of `port add`, `port set` and `port enable`.
+pub fn ports(ports: &[PortView]) {
+    let rows = ports
+        .iter()
+        .map(|p| {
+            let c = &p.config;
+            let vlans = match c.mode {
+                PortMode::Access => opt(c.vlan),
+                PortMode::Trunk => {
+                    let t = c.vlans.as_deref().map(list);
+                    let t = t.unwrap_or_else(|| "-".into());
+                    match c.native_vlan {
+                        Some(n) => format!("{t} native {n}"),
+                        None => t,
+                    }
+                }
+            };
+            let s = &p.state;
+            vec![
+                c.name.clone(),
+                c.kind.to_string(),
+                c.mode.to_string(),
+                vlans,
+                s.link.as_str().to_string(),
+                s.learned_macs.to_string(),
+                s.counters.rx_packets.to_string(),
+                s.counters.tx_packets.to_string(),
+            ]
+        })
+        .collect();
+    print(
+        &["NAME", "KIND", "MODE", "VLANS", "LINK", "MACS", "RX", "TX"],
+        rows,
+    );
+}
+
+/// `vlan list`.
+pub fn vlans(vlans: &[VlanView]) {
+    let rows = vlans
+        .iter()
+        .map(|v| vec![v.id.to_string(), opt(v.name.as_ref()), list(&v.ports)])
+        .collect();
+    print(&["VLAN", "NAME", "PORTS"], rows);
+}
+
+/// `fdb show`.
+pub fn fdb(entries: &[FdbEntryView]) {
+    let rows = entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.vlan.to_string(),
+                e.mac.clone(),
+                e.port.clone(),
+                e.kind.as_str().to_string(),
+                e.age_secs.to_string(),
+            ]
+        })
+        .collect();
+    print(&["VLAN", "MAC", "PORT", "TYPE", "AGE"], rows);
+}
+
+/// `stats`: one table per port, then one per VLAN.
+pub fn stats(s: &Stats) {
+    let rows = s
+        .ports
+        .iter()
+        .map(|(n, c)| {
+            vec![
+                n.clone(),
+                c.rx_packets.to_string(),
+                c.rx_bytes.to_string(),
+                c.tx_packets.to_string(),
+                c.tx_bytes.to_string(),
+                c.drops.values().sum::<u64>().to_string(),
+            ]
+        })
+        .collect();
+    print(
+        &[
+            "PORT", "RX_PKTS", "RX_BYTES", "TX_PKTS", "TX_BYTES", "DROPS",
+        ],
+        rows,
+    );
+    println!();
+    let rows = s
+        .vlans
+        .iter()
+        .map(|v| {
+            vec![
+                v.id.to_string(),
+                v.packets.to_string(),
+                v.bytes.to_string(),
+                v.flooded.to_string(),
+                v.learned_macs.to_string(),
+            ]
+        })
+        .collect();
+    print(&["VLAN", "PACKETS", "BYTES", "FLOODED", "MACS"], rows);
+}
