@@ -25,7 +25,6 @@ pub mod fdb;
 pub mod forward;
 pub mod port;
 pub mod reaper;
-mod shared;
 pub mod switch;
 pub mod sys;
 pub mod wire;

@@ -18,12 +18,12 @@ use crate::config::{LimitAction, PortId};
 use crate::counters::{DropReason, MacEvent};
 use crate::events::{Event as SwitchEvent, EventKind};
 use crate::fdb::Learned;
-use crate::forward::{classify, decide_classified, egress_ports, prefetch_classified, Out};
+use crate::forward::{decide, egress_ports, prefetch, Out};
 use crate::port::batch::{RxBatch, TxBatch, TxQueue, RX_BATCH};
-use crate::port::{Port, Sent};
-use crate::shared::Shared;
+use crate::port::{Port, PortIo};
+use crate::switch::Shared;
 use crate::sys::{Epoll, Event};
-use crate::wire::{EgressFrame, EthernetFrame, MacAddr, VnetHdr};
+use crate::wire::{EgressFrame, EthernetFrame, VnetHdr};
 use crate::{PortEntry, Snapshot};
 
 /// Epoll token of the stop eventfd.
@@ -34,16 +34,11 @@ pub const BATCH: usize = 64;
 /// Egress ports remembered per wakeup for the opportunistic drain (more are not drained).
 const TOUCHED_MAX: usize = 8;
 
-/// One worker's state.
+/// One worker's reusable state: allocated once, reused for every frame.
 struct Worker {
     shared: Arc<Shared>,
     epoll: Arc<Epoll>,
     index: usize,
-    bufs: Buffers,
-}
-
-/// A worker's reusable buffers: allocated once, reused for every frame.
-struct Buffers {
     /// Frames read from one port, forwarded together.
     batch: RxBatch,
     /// Frames queued for netdev ports, flushed after each receive batch.
@@ -59,12 +54,10 @@ pub(crate) fn run(shared: Arc<Shared>, epoll: Arc<Epoll>, index: usize) {
         shared,
         epoll,
         index,
-        bufs: Buffers {
-            batch: RxBatch::default(),
-            txq: TxQueue::default(),
-            touched: [0; TOUCHED_MAX],
-            n_touched: 0,
-        },
+        batch: RxBatch::default(),
+        txq: TxQueue::default(),
+        touched: [0; TOUCHED_MAX],
+        n_touched: 0,
     };
     tracing::debug!(worker = index, "worker started");
     loop {
@@ -77,7 +70,7 @@ pub(crate) fn run(shared: Arc<Shared>, epoll: Arc<Epoll>, index: usize) {
         };
         let snap = w.shared.snapshot.load();
         let now = w.shared.now();
-        w.bufs.n_touched = 0;
+        w.n_touched = 0;
         for ev in &events[..n] {
             let token = ev.u64;
             if token == STOP_TOKEN {
@@ -94,8 +87,8 @@ pub(crate) fn run(shared: Arc<Shared>, epoll: Arc<Epoll>, index: usize) {
         // reply already waits on the egress port. Reading it here, instead of waking the
         // worker that owns that port, saves a cross-core wakeup per round trip.
         let mut i = 0;
-        while i < w.bufs.n_touched {
-            let id = w.bufs.touched[i];
+        while i < w.n_touched {
+            let id = w.touched[i];
             w.drain(&snap, id, now, false);
             i += 1;
         }
@@ -108,33 +101,25 @@ impl Worker {
     /// two workers at once, so their order is kept).
     /// `error`: epoll reported an error on the port's fd; it is read (and so cleared) first.
     fn drain(&mut self, snap: &Snapshot, id: PortId, now: u32, error: bool) {
-        let Some(entry) = snap.port(id) else {
+        let Some(port) = snap.port(id).map(|p| &p.port) else {
             return;
         };
-        let port = &entry.port;
-        let Some(mut rx) = port.try_rx() else {
+        if !port.is_attached() || !port.try_begin_rx() {
             return;
-        };
+        }
         if error {
             if let Some(e) = port.take_error() {
                 if !self.rx_error(port, e) {
+                    port.end_rx();
                     return;
                 }
             }
         }
         let mut read = 0;
         while read < BATCH {
-            match rx.recv_batch(&mut self.bufs.batch) {
+            match port.recv_batch(&mut self.batch) {
                 Ok(n) => {
-                    let ctx = Ctx {
-                        shared: &self.shared,
-                        worker: self.index,
-                        snap,
-                        now,
-                        id,
-                        entry,
-                    };
-                    self.bufs.forward_batch(&ctx, n);
+                    self.forward_batch(snap, id, port, n, now);
                     read += n;
                     // A short batch emptied the queue; epoll says when more arrives.
                     if n < RX_BATCH {
@@ -148,6 +133,7 @@ impl Worker {
                 }
             }
         }
+        port.end_rx();
     }
 
     /// Handles a receive error on `port`. Returns true if the port can still be read.
@@ -168,70 +154,49 @@ impl Worker {
         }
         false
     }
-}
 
-impl Buffers {
-    /// Forwards the `n` frames of the last receive batch from the ingress port of `ctx`,
-    /// then sends what was queued for netdev ports.
-    fn forward_batch(&mut self, ctx: &Ctx<'_>, n: usize) {
-        let Buffers {
+    /// Forwards the `n` frames of the last receive batch from port `id`, then sends what was
+    /// queued for netdev ports.
+    fn forward_batch(&mut self, snap: &Snapshot, id: PortId, port: &Port, n: usize, now: u32) {
+        let Worker {
+            shared,
+            index,
             batch,
             txq,
             touched,
             n_touched,
+            ..
         } = self;
-        // Parse and classify the batch once, and start the FDB loads of all of it before the
-        // first decision: with a large table each frame's slots are cache misses, and this way
-        // they overlap.
-        let mut frames: [Option<Classified<'_>>; RX_BATCH] = [None; RX_BATCH];
+        // Parse the batch once, and start the FDB loads of all of it before the first
+        // decision: with a large table each frame's slots are cache misses, and this way they
+        // overlap.
+        let mut frames: [Option<EthernetFrame<'_>>; RX_BATCH] = [None; RX_BATCH];
         for (i, f) in frames.iter_mut().enumerate().take(n) {
-            let Ok(frame) = EthernetFrame::parse(batch.frame(i).1) else {
-                continue;
-            };
-            let vlan = classify(&ctx.entry.mode, frame.vid());
-            if let (Ok(vlan), true) = (vlan, n > 1) {
-                prefetch_classified(&ctx.shared.fdb, &frame, vlan);
+            *f = EthernetFrame::parse(batch.frame(i).1).ok();
+            if let (Some(f), true) = (f, n > 1) {
+                prefetch(snap, &shared.fdb, f, id);
             }
-            *f = Some((frame, vlan));
         }
         let mut tx = txq.begin();
         for (i, frame) in frames.into_iter().enumerate().take(n) {
             let (hdr, bytes) = batch.frame(i);
-            if let Some(out) = forward_one(ctx, hdr, bytes.len(), frame, &mut tx) {
+            let sent = forward_one(
+                shared,
+                *index,
+                snap,
+                id,
+                port,
+                hdr,
+                bytes.len(),
+                frame,
+                now,
+                &mut tx,
+            );
+            if let Some(out) = sent {
                 touch(touched, n_touched, out);
             }
         }
-        flush(ctx.snap, &mut tx);
-    }
-}
-
-/// A parsed frame with the VLAN its ingress port puts it in (or why it has none).
-type Classified<'a> = (EthernetFrame<'a>, Result<u16, DropReason>);
-
-/// What forwarding a frame needs besides the frame: the worker, the configuration and the
-/// clock of this wakeup, and the port the frame came in on.
-struct Ctx<'a> {
-    shared: &'a Shared,
-    worker: usize,
-    snap: &'a Snapshot,
-    now: u32,
-    /// The ingress port's id and entry.
-    id: PortId,
-    entry: &'a PortEntry,
-}
-
-impl Ctx<'_> {
-    /// Records an event about a frame from `mac` in `vlan` on the ingress port.
-    #[inline]
-    fn event(&self, kind: EventKind, vlan: u16, mac: MacAddr, other: PortId) {
-        self.shared.events[self.worker].push(SwitchEvent {
-            kind,
-            vlan,
-            mac,
-            port: self.id,
-            other,
-            at: self.now,
-        });
+        flush(snap, &mut tx);
     }
 }
 
@@ -276,70 +241,73 @@ fn touch(touched: &mut [PortId; TOUCHED_MAX], n: &mut usize, id: PortId) {
 /// written at once to taps, queued in `tx` for netdev ports. Returns the port it went to when
 /// it went as known unicast (a candidate for the opportunistic drain).
 #[inline]
+#[allow(clippy::too_many_arguments)]
 fn forward_one<'a>(
-    ctx: &Ctx<'a>,
+    shared: &Shared,
+    worker: usize,
+    snap: &'a Snapshot,
+    ingress: PortId,
+    port: &Port,
     hdr: &[u8; VnetHdr::LEN],
     len: usize,
-    frame: Option<Classified<'a>>,
+    frame: Option<EthernetFrame<'a>>,
+    now: u32,
     tx: &mut TxBatch<'a>,
 ) -> Option<PortId> {
-    let (snap, port) = (ctx.snap, &ctx.entry.port);
     port.counters.rx(len);
     if port.is_disabled() {
         port.counters.count_drop(DropReason::PortDisabled);
         return None;
     }
-    let Some((frame, vlan)) = frame else {
+    let Some(frame) = frame else {
         port.counters.count_drop(DropReason::BadFrame);
         return None;
     };
-    let decided = vlan.and_then(|vlan| {
-        decide_classified(
-            snap,
-            &ctx.shared.fdb,
-            &frame,
-            ctx.id,
-            ctx.entry,
-            vlan,
-            ctx.now,
-        )
-    });
-    let d = match decided {
+    let d = match decide(snap, &shared.fdb, &frame, ingress, now) {
         Ok(d) => d,
         Err(r) => {
             port.counters.count_drop(r);
             if matches!(r, DropReason::MacLimit | DropReason::MacNotAllowed) {
-                security_drop(ctx, &frame, vlan.unwrap_or(0), r);
+                if let Some(entry) = snap.port(ingress) {
+                    security_drop(shared, worker, entry, port, ingress, &frame, r, now);
+                }
             }
             return None;
         }
     };
     if let Some(l) = d.learned {
-        learned(ctx, &frame, d.vlan, l);
+        learned(shared, worker, port, ingress, &frame, d.vlan, l, now);
     }
-    ctx.shared.vlan_stats[ctx.worker].count(d.vlan, len, d.out == Out::Flood);
+    shared.vlan_stats[worker].count(d.vlan, len, d.out == Out::Flood);
     let vh = VnetHdr::from_bytes(hdr);
     let mut sent_to = None;
-    for (p, how) in egress_ports(snap, &d, ctx.id) {
+    for (p, how) in egress_ports(snap, &d, ingress) {
         let Some(out) = snap.port(p).map(|e| &e.port) else {
             continue;
         };
+        if !out.is_attached() {
+            out.counters.count_drop(DropReason::LinkDown);
+            continue;
+        }
         if out.is_disabled() {
             out.counters.count_drop(DropReason::PortDisabled);
             continue;
         }
         let e = EgressFrame::render(&frame, d.vlan, how);
         let oh = vh.shifted(e.len_delta(&frame));
-        if tx.is_full() {
-            flush(snap, tx);
-        }
-        match out.send(tx, u32::from(p), &oh, &e) {
-            Ok(Sent::Now(bytes)) => out.counters.tx(bytes),
+        if let PortIo::Packet(sock) = out.io() {
+            if tx.is_full() {
+                flush(snap, tx);
+            }
             // Counted when the batch is flushed.
-            Ok(Sent::Queued) => {}
-            Err(e) => {
-                out.counters.count_drop(tx_drop(&e));
-                continue;
+            tx.push(sock, u32::from(p), &oh, &e);
+        } else {
+            match out.send(&oh, &e) {
+                Ok(()) => out.counters.tx(e.wire_len(&oh)),
+                Err(e) => {
+                    out.counters.count_drop(tx_drop(&e));
+                    continue;
+                }
             }
         }
         if d.out == Out::Unicast(p) {
@@ -349,61 +317,95 @@ fn forward_one<'a>(
     sent_to
 }
 
-/// Counts what learning the source of `frame` did on the ingress port, and records moves,
+/// Counts what learning the source of `frame` did on port `ingress`, and records moves,
 /// flaps, damping and limits as events for the control side to log.
 #[inline]
-fn learned(ctx: &Ctx<'_>, frame: &EthernetFrame<'_>, vlan: u16, l: Learned) {
-    let counters = &ctx.entry.port.counters;
+#[allow(clippy::too_many_arguments)]
+fn learned(
+    shared: &Shared,
+    worker: usize,
+    port: &Port,
+    ingress: PortId,
+    frame: &EthernetFrame<'_>,
+    vlan: u16,
+    l: Learned,
+    now: u32,
+) {
     let (kind, other) = match l {
         Learned::New | Learned::Refreshed | Learned::StaticConflict => return,
         Learned::NoRoom => {
-            counters.count_drop(DropReason::NoRoom);
+            port.counters.count_drop(DropReason::NoRoom);
             return;
         }
         Learned::PortLimit | Learned::VlanLimit => {
-            counters.count_drop(DropReason::MacLimit);
+            port.counters.count_drop(DropReason::MacLimit);
             let k = if l == Learned::PortLimit {
                 EventKind::PortLimit
             } else {
                 EventKind::VlanLimit
             };
-            (k, ctx.id)
+            (k, ingress)
         }
         Learned::Moved { from, flapping } => {
-            counters.count_event(MacEvent::Moved);
+            port.counters.count_event(MacEvent::Moved);
             if flapping {
-                counters.count_event(MacEvent::Flapping);
+                port.counters.count_event(MacEvent::Flapping);
                 (EventKind::Flapping, from)
             } else {
                 (EventKind::Moved, from)
             }
         }
         Learned::Damped { on } => {
-            counters.count_event(MacEvent::Damped);
+            port.counters.count_event(MacEvent::Damped);
             (EventKind::Damped, on)
         }
     };
-    ctx.event(kind, vlan, frame.src(), other);
+    shared.events[worker].push(SwitchEvent {
+        kind,
+        vlan,
+        mac: frame.src(),
+        port: ingress,
+        other,
+        at: now,
+    });
 }
 
-/// A frame from the ingress port was dropped by port security (`r`): record it, and shut the
-/// port down if its limit action says so.
+/// A frame from `ingress` was dropped by port security (`r`): record it, and shut the port
+/// down if its limit action says so.
 #[cold]
-fn security_drop(ctx: &Ctx<'_>, frame: &EthernetFrame<'_>, vlan: u16, r: DropReason) {
-    let src = frame.src();
+#[allow(clippy::too_many_arguments)]
+fn security_drop(
+    shared: &Shared,
+    worker: usize,
+    entry: &PortEntry,
+    port: &Port,
+    ingress: PortId,
+    frame: &EthernetFrame<'_>,
+    r: DropReason,
+    now: u32,
+) {
+    let vlan = crate::forward::classify(&entry.mode, frame.vid()).unwrap_or(0);
+    let ev = |kind| SwitchEvent {
+        kind,
+        vlan,
+        mac: frame.src(),
+        port: ingress,
+        other: ingress,
+        at: now,
+    };
+    let ring = &shared.events[worker];
     if r == DropReason::MacNotAllowed {
-        ctx.event(EventKind::NotAllowed, vlan, src, ctx.id);
+        ring.push(ev(EventKind::NotAllowed));
         return;
     }
-    let security = &ctx.entry.security;
-    let kind = if ctx.shared.fdb.port_macs(ctx.id) >= security.max_macs {
+    let kind = if shared.fdb.port_macs(ingress) >= entry.security.max_macs {
         EventKind::PortLimit
     } else {
         EventKind::VlanLimit
     };
-    ctx.event(kind, vlan, src, ctx.id);
-    if security.action == LimitAction::Shutdown && !ctx.entry.port.set_disabled(true) {
-        ctx.event(EventKind::Shutdown, vlan, src, ctx.id);
+    ring.push(ev(kind));
+    if entry.security.action == LimitAction::Shutdown && !port.set_disabled(true) {
+        ring.push(ev(EventKind::Shutdown));
     }
 }
 

@@ -9,7 +9,6 @@
 use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::packet::RX_HEADROOM;
 use crate::wire::{EgressFrame, VnetHdr, MIN_FRAME_LEN, VLAN_HLEN};
@@ -27,6 +26,7 @@ pub struct RxBatch {
     /// (start, length) of each frame in its slot; length 0 marks a frame that was cut short
     /// or had no whole vnet header (counted as a bad frame, never forwarded).
     pub(super) frames: [(usize, usize); RX_BATCH],
+    pub(super) n: usize,
 }
 
 impl Default for RxBatch {
@@ -35,38 +35,14 @@ impl Default for RxBatch {
             bufs: vec![0u8; RX_BATCH * RX_SLOT].into_boxed_slice(),
             hdrs: [[0; VnetHdr::LEN]; RX_BATCH],
             frames: [(0, 0); RX_BATCH],
+            n: 0,
         }
     }
 }
 
 impl std::fmt::Debug for RxBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RxBatch").finish_non_exhaustive()
-    }
-}
-
-/// The right to read one port: only one thread at a time reads a port, so that its frames
-/// keep their order (and a packet socket's receive ring has one reader). Tried, never waited
-/// on.
-#[derive(Debug, Default)]
-pub struct RxLock(AtomicBool);
-
-impl RxLock {
-    /// The right to read, unless another thread holds it now.
-    #[inline]
-    pub fn try_lock(&self) -> Option<RxGuard<'_>> {
-        (!self.0.swap(true, Ordering::Acquire)).then_some(RxGuard(&self.0))
-    }
-}
-
-/// Holds an [`RxLock`]; gives it back when dropped, on every path.
-#[derive(Debug)]
-pub struct RxGuard<'a>(&'a AtomicBool);
-
-impl Drop for RxGuard<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        f.debug_struct("RxBatch").field("n", &self.n).finish()
     }
 }
 
@@ -78,11 +54,9 @@ impl RxBatch {
         (&self.hdrs[i], &slot[start..start + len])
     }
 
-    /// Fills the batch, the one way every port kind does it: one `read` per slot until `read`
-    /// fails (`WouldBlock`: nothing more waiting) or the batch is full. `read` gets a header
-    /// and a slot and returns the frame's (start, length) in the slot; `InvalidData` marks a
-    /// frame that was cut short (kept as a bad frame). Returns how many frames; the error of
-    /// the first read when there are none.
+    /// Fills the batch with one `read` per frame until `read` would block or the batch is
+    /// full. `read` gets a header and a slot and returns the frame's (start, length) in the
+    /// slot. Returns how many frames; the error of the first read when there are none.
     pub(super) fn fill(
         &mut self,
         mut read: impl FnMut(&mut [u8; VnetHdr::LEN], &mut [u8]) -> io::Result<(usize, usize)>,
@@ -100,6 +74,7 @@ impl RxBatch {
             }
             n += 1;
         }
+        self.n = n;
         Ok(n)
     }
 }

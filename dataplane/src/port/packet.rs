@@ -22,12 +22,12 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
-use super::batch::{RxBatch, RxGuard, RxLock};
+use super::batch::{RxBatch, RX_BATCH, RX_SLOT};
 use super::{PortError, Result};
 use crate::sys::cvt;
-use crate::wire::{VnetHdr, ADDRS_LEN, VLAN_HLEN};
+use crate::wire::{EgressFrame, VnetHdr, ADDRS_LEN, VLAN_HLEN};
 
 // From <linux/if_packet.h> and <linux/if_ether.h>.
 const SOL_PACKET: libc::c_int = 263;
@@ -136,13 +136,15 @@ const RING_FRAMES: usize = 1024;
 #[derive(Debug)]
 struct RxRing {
     base: *mut u8,
+    /// Set while a thread reads the ring (tried, never waited on).
+    reading: AtomicBool,
     /// The slot the reader looks at next.
     next: AtomicUsize,
 }
 
 // SAFETY: the mapping is owned by this struct for its whole life. Slots are read and written
-// only by `PacketSocket::recv_locked`, which needs a guard of the socket's `RxLock`, so one
-// thread at a time touches them; the kernel touches a slot only while its status says
+// only by `PacketSocket::recv_batch`, and only while it holds `reading`, so one thread at a
+// time touches them; the kernel touches a slot only while its status says
 // `TP_STATUS_KERNEL`.
 unsafe impl Send for RxRing {}
 // SAFETY: as above.
@@ -181,6 +183,7 @@ impl RxRing {
         }
         Ok(RxRing {
             base: base.cast(),
+            reading: AtomicBool::new(false),
             next: AtomicUsize::new(0),
         })
     }
@@ -225,8 +228,6 @@ pub struct PacketSocket {
     ring: RxRing,
     fd: OwnedFd,
     ifindex: u32,
-    /// The one reader of the ring.
-    rx: RxLock,
 }
 
 impl PacketSocket {
@@ -298,12 +299,7 @@ impl PacketSocket {
         };
         setsockopt(raw, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq)
             .map_err(|_| err("PACKET_ADD_MEMBERSHIP"))?;
-        Ok(PacketSocket {
-            ring,
-            fd,
-            ifindex,
-            rx: RxLock::default(),
-        })
+        Ok(PacketSocket { ring, fd, ifindex })
     }
 
     /// The interface's ifindex at attach time.
@@ -355,54 +351,51 @@ impl PacketSocket {
         Ok(restore_tag(auxdata(&msg), hdr, buf, len))
     }
 
-    /// Takes up to [`RX_BATCH`](super::batch::RX_BATCH) frames from the receive ring, each copied into its own slot
+    /// Takes up to [`RX_BATCH`] frames from the receive ring, each copied into its own slot
     /// of `batch` (4 bytes in, so that a VLAN tag the kernel stripped can be put back in front
     /// of the payload; the vnet header's offsets move with it). A frame the kernel queued
     /// whole (too big for a ring slot) is read with `recvmsg`. Returns how many;
     /// `WouldBlock` when none is waiting, or while another thread is reading this socket (the
     /// worker's port flag already keeps that from happening; this keeps the ring sound).
     pub fn recv_batch(&self, batch: &mut RxBatch) -> io::Result<usize> {
-        let guard = self.rx.try_lock().ok_or(io::ErrorKind::WouldBlock)?;
-        self.recv_locked(&guard, batch)
-    }
-
-    /// The lock that makes one thread at a time the ring's reader.
-    pub(crate) fn rx_lock(&self) -> &RxLock {
-        &self.rx
-    }
-
-    /// [`PacketSocket::recv_batch`] for a caller that holds this socket's [`RxLock`].
-    pub(crate) fn recv_locked(
-        &self,
-        _guard: &RxGuard<'_>,
-        batch: &mut RxBatch,
-    ) -> io::Result<usize> {
         let ring = &self.ring;
+        if ring.reading.swap(true, Ordering::Acquire) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         let mut i = ring.next.load(Ordering::Relaxed);
-        let got = batch.fill(|hdr, slot| {
+        let mut n = 0;
+        while n < RX_BATCH {
             let status = ring.status(i).load(Ordering::Acquire);
             if status & TP_STATUS_USER == 0 {
-                return Err(io::ErrorKind::WouldBlock.into());
+                break;
             }
-            let f = if status & TP_STATUS_COPY != 0 {
-                match self.recv(hdr, slot) {
+            let slot = &mut batch.bufs[n * RX_SLOT..(n + 1) * RX_SLOT];
+            batch.frames[n] = if status & TP_STATUS_COPY != 0 {
+                match self.recv(&mut batch.hdrs[n], slot) {
                     Ok(f) => f,
                     // Cut short (it was taken off the queue): a bad frame.
                     Err(e) if e.kind() == io::ErrorKind::InvalidData => (RX_HEADROOM, 0),
                     // A pending socket error (the link went down meanwhile) is reported
                     // before the queue is looked at, and cleared: the frame is still queued,
                     // and must be taken now or every later copied frame would be off by one.
-                    Err(_) => self.recv(hdr, slot).unwrap_or((RX_HEADROOM, 0)),
+                    Err(_) => self
+                        .recv(&mut batch.hdrs[n], slot)
+                        .unwrap_or((RX_HEADROOM, 0)),
                 }
             } else {
-                ring_frame(status, ring.slot(i), hdr, slot)
+                ring_frame(status, ring.slot(i), &mut batch.hdrs[n], slot)
             };
             ring.status(i).store(TP_STATUS_KERNEL, Ordering::Release);
             i = (i + 1) % RING_FRAMES;
-            Ok(f)
-        });
+            n += 1;
+        }
         ring.next.store(i, Ordering::Relaxed);
-        got
+        ring.reading.store(false, Ordering::Release);
+        batch.n = n;
+        if n == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
     }
 
     /// Frames the kernel dropped for this socket since the last call (its receive ring or
@@ -446,6 +439,12 @@ impl PacketSocket {
             return Some(io::Error::last_os_error());
         }
         (err != 0).then(|| io::Error::from_raw_os_error(err))
+    }
+
+    /// Sends one frame, given as pieces, behind `hdr`.
+    #[inline]
+    pub fn send(&self, hdr: &VnetHdr, frame: &EgressFrame<'_>) -> io::Result<()> {
+        super::writev_frame(self.fd.as_raw_fd(), hdr, frame)
     }
 }
 

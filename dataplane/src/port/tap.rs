@@ -10,7 +10,6 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
-use super::batch::{RxBatch, RxGuard, RxLock};
 use super::{PortError, Result};
 use crate::wire::{EgressFrame, VnetHdr};
 
@@ -40,8 +39,6 @@ pub struct Tap {
     file: File,
     name: String,
     created: bool,
-    /// One reader at a time, so that frames keep their order.
-    rx: RxLock,
 }
 
 impl Tap {
@@ -90,7 +87,6 @@ impl Tap {
             file,
             name: name.to_string(),
             created: !existed,
-            rx: RxLock::default(),
         })
     }
 
@@ -140,21 +136,6 @@ impl Tap {
             ));
         }
         Ok((0, n - VnetHdr::LEN))
-    }
-
-    /// The lock that makes one thread at a time this tap's reader.
-    pub(crate) fn rx_lock(&self) -> &RxLock {
-        &self.rx
-    }
-
-    /// Reads up to [`super::batch::RX_BATCH`] frames, one `readv` each, for a caller that holds
-    /// this tap's [`RxLock`].
-    pub(crate) fn recv_locked(
-        &self,
-        _guard: &RxGuard<'_>,
-        batch: &mut RxBatch,
-    ) -> io::Result<usize> {
-        batch.fill(|hdr, buf| self.recv(hdr, buf))
     }
 
     /// Writes one frame, given as pieces, behind `hdr`, with one `writev`.
