@@ -630,7 +630,11 @@ fn a_damped_mac_stops_moving_and_its_frames_go_to_one_port() {
     });
     let log = t.sw.stop();
     let (sv, ss) = (port_stats(&log, vic), port_stats(&log, spf));
-    let damped_other = if held_on == *vic { ss["mac_damped"] } else { sv["mac_damped"] };
+    let damped_other = if held_on == *vic {
+        ss["mac_damped"]
+    } else {
+        sv["mac_damped"]
+    };
     assert!(
         damped_other >= 10,
         "frames from the other port were not all damped: {vic}: {sv:?}; {spf}: {ss:?}"
