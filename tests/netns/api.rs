@@ -1,11 +1,10 @@
 //! The REST control plane and switchctl against a running switchd: live reconfiguration,
 //! persistence across a crash, listeners and tokens.
 
-use std::net::UdpSocket;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::harness::{unique_id, Switchd, SWITCHD};
+use crate::harness::{udp_stream_during, unique_id, Switchd, SWITCHD};
 use crate::lab::Lab;
 
 #[test]
@@ -35,37 +34,7 @@ fn hundreds_of_changes_to_other_ports_lose_no_packet_of_a_stream() {
     let lab = Lab::new();
     assert!(lab.a1.reaches(&lab.a2.addr));
     lab.sw.ctl_ok(&["vlan", "add", "30"]);
-    let sending = AtomicBool::new(true);
-    let dst = format!("{}:5002", lab.a2.addr);
-    let (sent, received) = std::thread::scope(|s| {
-        let rx = s.spawn(|| {
-            lab.a2.ns.run(|| {
-                let sock = UdpSocket::bind(&dst).expect("bind");
-                sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-                let mut seen = std::collections::BTreeSet::new();
-                let mut buf = [0u8; 64];
-                while let Ok(n) = sock.recv(&mut buf) {
-                    if n >= 8 {
-                        seen.insert(u64::from_le_bytes(buf[..8].try_into().unwrap()));
-                    }
-                }
-                seen
-            })
-        });
-        std::thread::sleep(Duration::from_millis(200));
-        let tx = s.spawn(|| {
-            lab.a1.ns.run(|| {
-                let sock = UdpSocket::bind("0.0.0.0:0").expect("bind");
-                let mut seq = 0u64;
-                // About 2000 datagrams a second, for as long as the changes run.
-                while sending.load(Ordering::Relaxed) {
-                    sock.send_to(&seq.to_le_bytes(), &dst).expect("send");
-                    seq += 1;
-                    std::thread::sleep(Duration::from_micros(500));
-                }
-                seq
-            })
-        });
+    let (changes, stream) = udp_stream_during(&lab.a1, &lab.a2, 5002, || {
         let b1 = lab.b1.ifname.clone();
         let extra = format!("{}x", unique_id());
         let mut changes = 0;
@@ -80,20 +49,15 @@ fn hundreds_of_changes_to_other_ports_lose_no_packet_of_a_stream() {
             lab.sw.ctl_ok(&["port", "del", &extra]);
             changes += 5;
         }
-        assert!(changes >= 300);
-        sending.store(false, Ordering::Relaxed);
-        let sent = tx.join().unwrap();
-        (sent, rx.join().unwrap())
+        changes
     });
+    assert!(changes >= 300);
+    let sent = stream.sent;
     assert!(sent > 500, "the stream ran ({sent} datagrams)");
-    let lost: Vec<u64> = (0..sent)
-        .filter(|s| !received.contains(s))
-        .take(10)
-        .collect();
+    let (first, n) = stream.lost();
     assert!(
-        lost.is_empty(),
-        "{} of {sent} datagrams lost during reconfiguration, first: {lost:?}",
-        sent - received.len() as u64
+        first.is_empty(),
+        "{n} of {sent} datagrams lost during reconfiguration, first: {first:?}"
     );
 }
 

@@ -2,11 +2,11 @@
 //! the workers and off the API thread.
 
 use std::io::{Read, Write};
-use std::net::{TcpStream, UdpSocket};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::harness::{eventually, ip, link_exists, unique_id, Host, Switchd};
+use crate::harness::{eventually, ip, link_exists, udp_stream_during, unique_id, Host, Switchd};
 
 /// Taps added and removed per round of churn.
 const CHURN_PORTS: usize = 25;
@@ -30,39 +30,9 @@ fn churning_ports_and_a_netdev_link_loses_nothing_between_untouched_ports() {
     let peer = format!("{id}np");
     ip(&["link", "add", &nd, "type", "veth", "peer", "name", &peer]);
 
-    let sending = AtomicBool::new(true);
-    let dst = format!("{}:5003", b.addr);
     let mut rounds = 0;
     let mut failures = Vec::new();
-    let (sent, received) = std::thread::scope(|s| {
-        let rx = s.spawn(|| {
-            b.ns.run(|| {
-                let sock = UdpSocket::bind(&dst).expect("bind");
-                sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-                let mut seen = std::collections::BTreeSet::new();
-                let mut buf = [0u8; 64];
-                while let Ok(n) = sock.recv(&mut buf) {
-                    if n >= 8 {
-                        seen.insert(u64::from_le_bytes(buf[..8].try_into().unwrap()));
-                    }
-                }
-                seen
-            })
-        });
-        std::thread::sleep(Duration::from_millis(200));
-        let tx = s.spawn(|| {
-            a.ns.run(|| {
-                let sock = UdpSocket::bind("0.0.0.0:0").expect("bind");
-                let mut seq = 0u64;
-                // About 2000 datagrams a second, for as long as the changes run.
-                while sending.load(Ordering::Relaxed) {
-                    sock.send_to(&seq.to_le_bytes(), &dst).expect("send");
-                    seq += 1;
-                    std::thread::sleep(Duration::from_micros(500));
-                }
-                seq
-            })
-        });
+    let ((), stream) = udp_stream_during(&a, &b, 5003, || {
         let names: Vec<String> = (0..CHURN_PORTS).map(|i| format!("{id}c{i}")).collect();
         let start = Instant::now();
         while failures.len() < 5 && (rounds < 6 || start.elapsed() < Duration::from_secs(4)) {
@@ -88,25 +58,19 @@ fn churning_ports_and_a_netdev_link_loses_nothing_between_untouched_ports() {
             ip(&["link", "add", &nd, "type", "veth", "peer", "name", &peer]);
             rounds += 1;
         }
-        sending.store(false, Ordering::Relaxed);
-        let sent = tx.join().unwrap();
-        (sent, rx.join().unwrap())
     });
     let _ = std::process::Command::new("ip")
         .args(["link", "del", &nd])
         .status();
     assert!(failures.is_empty(), "changes refused: {failures:#?}");
+    let sent = stream.sent;
     assert!(sent > 2000, "the stream ran ({sent} datagrams)");
-    let lost: Vec<u64> = (0..sent)
-        .filter(|s| !received.contains(s))
-        .take(10)
-        .collect();
+    let (first, n) = stream.lost();
     let log = sw.stop();
     assert!(
-        lost.is_empty(),
-        "{} of {sent} datagrams lost during {rounds} rounds of {} port changes and a netdev \
-         link deleted and re-created, first: {lost:?}\n{log}",
-        sent - received.len() as u64,
+        first.is_empty(),
+        "{n} of {sent} datagrams lost during {rounds} rounds of {} port changes and a netdev \
+         link deleted and re-created, first: {first:?}\n{log}",
         CHURN_PORTS * 4
     );
 }

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -564,4 +564,87 @@ pub fn port_stats(log: &str, port: &str) -> std::collections::HashMap<String, u6
 /// True once `/sys/class/net/NAME` exists in the test's own namespace.
 pub fn link_exists(name: &str) -> bool {
     std::path::Path::new("/sys/class/net").join(name).exists()
+}
+
+/// Sets a flag when dropped, also when a panic unwinds through it.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What [`udp_stream_during`] saw.
+pub struct Stream {
+    /// Datagrams sent, numbered 0 to `sent - 1`.
+    pub sent: u64,
+    /// The numbers that arrived.
+    pub received: std::collections::BTreeSet<u64>,
+}
+
+impl Stream {
+    /// The first (at most 10) numbers that did not arrive, and how many did not.
+    pub fn lost(&self) -> (Vec<u64>, u64) {
+        let first = (0..self.sent)
+            .filter(|s| !self.received.contains(s))
+            .take(10)
+            .collect();
+        (first, self.sent - self.received.len() as u64)
+    }
+}
+
+/// Runs `body` while `from` sends a numbered UDP stream (about 2000 datagrams a second) to
+/// `to` on `port`; returns what `body` returned and what arrived. The stream stops when `body`
+/// returns or panics.
+pub fn udp_stream_during<T>(
+    from: &Host,
+    to: &Host,
+    port: u16,
+    body: impl FnOnce() -> T,
+) -> (T, Stream) {
+    use std::net::UdpSocket;
+    let done = AtomicBool::new(false);
+    let dst = format!("{}:{port}", to.addr);
+    std::thread::scope(|s| {
+        let rx = s.spawn(|| {
+            to.ns.run(|| {
+                let sock = UdpSocket::bind(&dst).expect("bind");
+                sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                let mut seen = std::collections::BTreeSet::new();
+                let mut buf = [0u8; 64];
+                while let Ok(n) = sock.recv(&mut buf) {
+                    if n >= 8 {
+                        seen.insert(u64::from_le_bytes(buf[..8].try_into().unwrap()));
+                    }
+                }
+                seen
+            })
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        let tx = s.spawn(|| {
+            from.ns.run(|| {
+                let sock = UdpSocket::bind("0.0.0.0:0").expect("bind");
+                let mut seq = 0u64;
+                while !done.load(Ordering::Relaxed) {
+                    sock.send_to(&seq.to_le_bytes(), &dst).expect("send");
+                    seq += 1;
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+                seq
+            })
+        });
+        let out = {
+            let _stop = SetOnDrop(&done);
+            body()
+        };
+        let sent = tx.join().unwrap();
+        (
+            out,
+            Stream {
+                sent,
+                received: rx.join().unwrap(),
+            },
+        )
+    })
 }
