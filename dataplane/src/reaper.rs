@@ -142,17 +142,11 @@ impl Reaper {
                 return true;
             }
             q.ports.extend(mine);
-            let now = Instant::now();
-            if now >= end {
-                return false;
-            }
             drop(snaps);
-            q = self
-                .inner
-                .done
-                .wait_timeout(q, RECHECK.min(end - now))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            match self.wait_done(q, end) {
+                Some(next) => q = next,
+                None => return false,
+            }
         }
     }
 
@@ -161,18 +155,31 @@ impl Reaper {
         let end = Instant::now() + limit;
         let mut q = self.inner.lock();
         while !q.is_empty() {
-            let now = Instant::now();
-            if now >= end {
-                return false;
+            match self.wait_done(q, end) {
+                Some(next) => q = next,
+                None => return false,
             }
-            q = self
-                .inner
-                .done
-                .wait_timeout(q, RECHECK.min(end - now))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
         }
         true
+    }
+
+    /// Waits (at most until `end`, and at most [`RECHECK`]) for the reaper to drop something;
+    /// `None` once `end` has passed.
+    fn wait_done<'a>(
+        &'a self,
+        q: MutexGuard<'a, Queue>,
+        end: Instant,
+    ) -> Option<MutexGuard<'a, Queue>> {
+        let left = end
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())?;
+        Some(
+            self.inner
+                .done
+                .wait_timeout(q, RECHECK.min(left))
+                .unwrap_or_else(|e| e.into_inner())
+                .0,
+        )
     }
 
     /// Stops the thread after it has dropped everything (waiting for holders as long as it
