@@ -25,6 +25,7 @@ pub mod fdb;
 pub mod forward;
 pub mod port;
 pub mod reaper;
+mod shared;
 pub mod switch;
 pub mod sys;
 pub mod wire;

@@ -18,6 +18,7 @@ use crate::events::{Event, EventRing};
 use crate::fdb::Fdb;
 use crate::port::Port;
 use crate::reaper::Reaper;
+use crate::shared::Shared;
 use crate::sys::{Epoll, EventFd};
 use crate::worker;
 use crate::Snapshot;
@@ -52,25 +53,6 @@ pub struct SwitchOptions {
     pub workers: usize,
     /// FDB capacity in entries.
     pub fdb_max_entries: usize,
-}
-
-/// State shared by the workers and the control side.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) snapshot: ArcSwap<Snapshot>,
-    pub(crate) fdb: Fdb,
-    epoch: Instant,
-    /// Per-VLAN counters, one table per worker.
-    pub(crate) vlan_stats: Vec<VlanCounters>,
-    /// Learning and port-security events, one ring per worker.
-    pub(crate) events: Vec<EventRing>,
-}
-
-impl Shared {
-    /// Seconds since the switch started: the FDB's clock.
-    pub(crate) fn now(&self) -> u32 {
-        self.epoch.elapsed().as_secs() as u32
-    }
 }
 
 /// A port fd some worker waits on.

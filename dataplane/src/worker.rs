@@ -21,7 +21,7 @@ use crate::fdb::Learned;
 use crate::forward::{decide, egress_ports, prefetch, Out};
 use crate::port::batch::{RxBatch, TxBatch, TxQueue, RX_BATCH};
 use crate::port::{Port, PortIo};
-use crate::switch::Shared;
+use crate::shared::Shared;
 use crate::sys::{Epoll, Event};
 use crate::wire::{EgressFrame, EthernetFrame, VnetHdr};
 use crate::{PortEntry, Snapshot};
