@@ -20,7 +20,7 @@ use crate::events::{Event as SwitchEvent, EventKind};
 use crate::fdb::Learned;
 use crate::forward::{decide, egress_ports, prefetch, Out};
 use crate::port::batch::{RxBatch, TxBatch, TxQueue, RX_BATCH};
-use crate::port::{Port, PortIo};
+use crate::port::{Port, Sent};
 use crate::shared::Shared;
 use crate::sys::{Epoll, Event};
 use crate::wire::{EgressFrame, EthernetFrame, VnetHdr};
@@ -104,20 +104,19 @@ impl Worker {
         let Some(port) = snap.port(id).map(|p| &p.port) else {
             return;
         };
-        if !port.is_attached() || !port.try_begin_rx() {
+        let Some(mut rx) = port.try_rx() else {
             return;
-        }
+        };
         if error {
             if let Some(e) = port.take_error() {
                 if !self.rx_error(port, e) {
-                    port.end_rx();
                     return;
                 }
             }
         }
         let mut read = 0;
         while read < BATCH {
-            match port.recv_batch(&mut self.batch) {
+            match rx.recv_batch(&mut self.batch) {
                 Ok(n) => {
                     self.forward_batch(snap, id, port, n, now);
                     read += n;
@@ -133,7 +132,6 @@ impl Worker {
                 }
             }
         }
-        port.end_rx();
     }
 
     /// Handles a receive error on `port`. Returns true if the port can still be read.
@@ -285,29 +283,22 @@ fn forward_one<'a>(
         let Some(out) = snap.port(p).map(|e| &e.port) else {
             continue;
         };
-        if !out.is_attached() {
-            out.counters.count_drop(DropReason::LinkDown);
-            continue;
-        }
         if out.is_disabled() {
             out.counters.count_drop(DropReason::PortDisabled);
             continue;
         }
         let e = EgressFrame::render(&frame, d.vlan, how);
         let oh = vh.shifted(e.len_delta(&frame));
-        if let PortIo::Packet(sock) = out.io() {
-            if tx.is_full() {
-                flush(snap, tx);
-            }
+        if tx.is_full() {
+            flush(snap, tx);
+        }
+        match out.send(tx, u32::from(p), &oh, &e) {
+            Ok(Sent::Now(bytes)) => out.counters.tx(bytes),
             // Counted when the batch is flushed.
-            tx.push(sock, u32::from(p), &oh, &e);
-        } else {
-            match out.send(&oh, &e) {
-                Ok(()) => out.counters.tx(e.wire_len(&oh)),
-                Err(e) => {
-                    out.counters.count_drop(tx_drop(&e));
-                    continue;
-                }
+            Ok(Sent::Queued) => {}
+            Err(e) => {
+                out.counters.count_drop(tx_drop(&e));
+                continue;
             }
         }
         if d.out == Out::Unicast(p) {

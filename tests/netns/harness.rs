@@ -200,9 +200,9 @@ impl Host {
     pub fn tagged_capture(&self) -> TaggedCapture {
         let name = self.ifname.clone();
         let sock = self.ns.run(move || {
-            dataplane::port::packet::PacketSocket::open(&name).expect("packet socket")
+            dataplane::Port::netdev(&name, Default::default()).expect("packet socket")
         });
-        TaggedCapture { sock }
+        TaggedCapture { port: sock }
     }
 
     /// True if `addr` answers a ping within a few tries.
@@ -316,7 +316,7 @@ pub fn mac_string(mac: [u8; 6]) -> String {
 
 /// Frames as they were on the wire, tags included.
 pub struct TaggedCapture {
-    sock: dataplane::port::packet::PacketSocket,
+    port: dataplane::Port,
 }
 
 impl TaggedCapture {
@@ -326,7 +326,11 @@ impl TaggedCapture {
         let end = Instant::now() + window;
         let mut seen = Vec::new();
         while Instant::now() < end {
-            match self.sock.recv_batch(&mut batch) {
+            let mut rx = self
+                .port
+                .try_rx()
+                .expect("the capture is the port's only reader");
+            match rx.recv_batch(&mut batch) {
                 Ok(n) => {
                     for i in 0..n {
                         let (_, f) = batch.frame(i);

@@ -9,6 +9,7 @@
 use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::packet::RX_HEADROOM;
 use crate::wire::{EgressFrame, VnetHdr, MIN_FRAME_LEN, VLAN_HLEN};
@@ -21,12 +22,11 @@ pub const RX_SLOT: usize = RX_HEADROOM + 65536 + 1024;
 
 /// Reusable receive state: [`RX_BATCH`] frame slots with their vnet headers.
 pub struct RxBatch {
-    pub(super) bufs: Box<[u8]>,
-    pub(super) hdrs: [[u8; VnetHdr::LEN]; RX_BATCH],
+    bufs: Box<[u8]>,
+    hdrs: [[u8; VnetHdr::LEN]; RX_BATCH],
     /// (start, length) of each frame in its slot; length 0 marks a frame that was cut short
     /// or had no whole vnet header (counted as a bad frame, never forwarded).
-    pub(super) frames: [(usize, usize); RX_BATCH],
-    pub(super) n: usize,
+    frames: [(usize, usize); RX_BATCH],
 }
 
 impl Default for RxBatch {
@@ -35,14 +35,44 @@ impl Default for RxBatch {
             bufs: vec![0u8; RX_BATCH * RX_SLOT].into_boxed_slice(),
             hdrs: [[0; VnetHdr::LEN]; RX_BATCH],
             frames: [(0, 0); RX_BATCH],
-            n: 0,
         }
     }
 }
 
 impl std::fmt::Debug for RxBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RxBatch").field("n", &self.n).finish()
+        f.debug_struct("RxBatch").finish_non_exhaustive()
+    }
+}
+
+/// The right to read one port: only one thread at a time reads a port, so that its frames
+/// keep their order (and a packet socket's receive ring has one reader). Tried, never waited
+/// on.
+#[derive(Debug, Default)]
+pub struct RxLock(AtomicBool);
+
+impl RxLock {
+    /// The right to read, unless another thread holds it now.
+    #[inline]
+    pub fn try_lock(&self) -> Option<RxGuard<'_>> {
+        // The guard is made only when the swap won: a guard made (and dropped) on a lost try
+        // would release the holder's right, and two readers of one packet ring lose their
+        // place in it (the netdev port stops receiving).
+        if self.0.swap(true, Ordering::Acquire) {
+            return None;
+        }
+        Some(RxGuard(&self.0))
+    }
+}
+
+/// Holds an [`RxLock`]; gives it back when dropped, on every path.
+#[derive(Debug)]
+pub struct RxGuard<'a>(&'a AtomicBool);
+
+impl Drop for RxGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -54,9 +84,11 @@ impl RxBatch {
         (&self.hdrs[i], &slot[start..start + len])
     }
 
-    /// Fills the batch with one `read` per frame until `read` would block or the batch is
-    /// full. `read` gets a header and a slot and returns the frame's (start, length) in the
-    /// slot. Returns how many frames; the error of the first read when there are none.
+    /// Fills the batch, the one way every port kind does it: one `read` per slot until `read`
+    /// fails (`WouldBlock`: nothing more waiting) or the batch is full. `read` gets a header
+    /// and a slot and returns the frame's (start, length) in the slot; `InvalidData` marks a
+    /// frame that was cut short (kept as a bad frame). Returns how many frames; the error of
+    /// the first read when there are none.
     pub(super) fn fill(
         &mut self,
         mut read: impl FnMut(&mut [u8; VnetHdr::LEN], &mut [u8]) -> io::Result<(usize, usize)>,
@@ -74,7 +106,6 @@ impl RxBatch {
             }
             n += 1;
         }
-        self.n = n;
         Ok(n)
     }
 }
@@ -330,6 +361,19 @@ impl Drop for TxBatch<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lost_try_leaves_the_reader_lock_with_its_holder() {
+        let lock = RxLock::default();
+        let held = lock.try_lock().expect("a free lock is taken");
+        assert!(lock.try_lock().is_none(), "a held lock refuses");
+        assert!(
+            lock.try_lock().is_none(),
+            "and still refuses after a lost try"
+        );
+        drop(held);
+        assert!(lock.try_lock().is_some(), "a released lock is free again");
+    }
     use std::os::unix::net::UnixDatagram;
 
     fn hdr(flags: u8) -> VnetHdr {
@@ -470,7 +514,7 @@ mod tests {
 
     #[test]
     fn taps_and_packet_sockets_send_the_same_padded_bytes() {
-        // writev_frame (taps, and one frame to a packet socket) and TxBatch (packet sockets)
+        // writev_frame (taps) and TxBatch (packet sockets)
         // lay frames out with the same function; check what each puts on a socket.
         let addrs = [0x11u8; 12];
         let body = [0x88, 0xb5];

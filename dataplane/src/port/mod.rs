@@ -74,8 +74,8 @@ pub struct Port {
     io: PortIo,
     /// Traffic and drop counters; kept when a port is re-attached.
     pub counters: Arc<PortCounters>,
-    /// Set while a worker reads this port: an ownership flag that is tried, never waited on.
-    rx_busy: AtomicBool,
+    /// The right to read this port: one reader at a time, so frames keep their order.
+    rx: batch::RxLock,
     /// The errno of a receive error that stopped the port (0: none).
     rx_failed: AtomicI32,
     /// Shut down by port security: frames from and to it are dropped.
@@ -89,7 +89,7 @@ impl Port {
             name: name.to_string(),
             io: PortIo::Tap(tap::Tap::open(name)?),
             counters: Arc::default(),
-            rx_busy: AtomicBool::new(false),
+            rx: batch::RxLock::default(),
             rx_failed: AtomicI32::new(0),
             disabled: AtomicBool::new(false),
         })
@@ -101,7 +101,7 @@ impl Port {
             name: name.to_string(),
             io: PortIo::Packet(packet::PacketSocket::open(name)?),
             counters,
-            rx_busy: AtomicBool::new(false),
+            rx: batch::RxLock::default(),
             rx_failed: AtomicI32::new(0),
             disabled: AtomicBool::new(false),
         })
@@ -115,7 +115,7 @@ impl Port {
                 reason: reason.into(),
             },
             counters,
-            rx_busy: AtomicBool::new(false),
+            rx: batch::RxLock::default(),
             rx_failed: AtomicI32::new(0),
             disabled: AtomicBool::new(false),
         }
@@ -156,11 +156,19 @@ impl Port {
         self.disabled.swap(disabled, Ordering::Relaxed)
     }
 
-    /// Claims the right to read this port; false if another worker is reading it now. Never
-    /// waits. Pair with [`Port::end_rx`].
+    /// The right to read this port, with which its frames are read ([`PortRx::recv_batch`]);
+    /// `None` if another worker reads it now, or if it has no interface. Never waits; the
+    /// right ends when the returned value is dropped.
     #[inline]
-    pub fn try_begin_rx(&self) -> bool {
-        !self.rx_busy.swap(true, Ordering::Acquire)
+    pub fn try_rx(&self) -> Option<PortRx<'_>> {
+        if !self.is_attached() {
+            return None;
+        }
+        let guard = self.rx.try_lock()?;
+        Some(PortRx {
+            port: self,
+            reader: guard,
+        })
     }
 
     /// Records that receiving failed for good (the interface was deleted, say). Returns true
@@ -175,23 +183,6 @@ impl Port {
         match self.rx_failed.load(Ordering::Relaxed) {
             0 => None,
             code => Some(io::Error::from_raw_os_error(code)),
-        }
-    }
-
-    /// Gives up the right to read this port.
-    #[inline]
-    pub fn end_rx(&self) {
-        self.rx_busy.store(false, Ordering::Release);
-    }
-
-    /// Reads up to [`batch::RX_BATCH`] frames into `batch`: from a packet socket's receive
-    /// ring (no syscall), or one read per frame on a tap. Returns how many; `WouldBlock` when none is queued.
-    #[inline]
-    pub fn recv_batch(&self, batch: &mut batch::RxBatch) -> io::Result<usize> {
-        match &self.io {
-            PortIo::Tap(t) => batch.fill(|hdr, buf| t.recv(hdr, buf)),
-            PortIo::Packet(p) => p.recv_batch(batch),
-            PortIo::Detached { .. } => Err(io::ErrorKind::NotConnected.into()),
         }
     }
 
@@ -219,12 +210,58 @@ impl Port {
         }
     }
 
-    /// Writes one frame (see [`tap::Tap::send`]).
+    /// Sends `frame` behind `hdr`, the way this port's kind does: a tap writes it at once
+    /// (`Sent::Now`, with its bytes on the wire), a packet socket queues it in `tx` for one
+    /// `sendmmsg` per port at the flush (`Sent::Queued`; the flush reports it under `key`).
+    /// The caller flushes `tx` when it is full before calling this. A port without an
+    /// interface refuses with `ENETDOWN` (its link is down).
     #[inline]
-    pub fn send(&self, hdr: &VnetHdr, frame: &EgressFrame<'_>) -> io::Result<()> {
+    pub fn send<'a>(
+        &'a self,
+        tx: &mut batch::TxBatch<'a>,
+        key: u32,
+        hdr: &VnetHdr,
+        frame: &EgressFrame<'a>,
+    ) -> io::Result<Sent> {
         match &self.io {
-            PortIo::Tap(t) => t.send(hdr, frame),
-            PortIo::Packet(p) => p.send(hdr, frame),
+            PortIo::Tap(t) => t.send(hdr, frame).map(|()| Sent::Now(frame.wire_len(hdr))),
+            PortIo::Packet(p) => {
+                if tx.push(p, key, hdr, frame) {
+                    Ok(Sent::Queued)
+                } else {
+                    Err(io::ErrorKind::WouldBlock.into())
+                }
+            }
+            PortIo::Detached { .. } => Err(io::Error::from_raw_os_error(libc::ENETDOWN)),
+        }
+    }
+}
+
+/// What [`Port::send`] did with a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Sent now: this many bytes on the wire.
+    Now(usize),
+    /// Queued in the transmit batch; counted when it is flushed.
+    Queued,
+}
+
+/// The right to read one port (from [`Port::try_rx`]); dropping it gives the right back.
+#[derive(Debug)]
+pub struct PortRx<'a> {
+    port: &'a Port,
+    reader: batch::RxGuard<'a>,
+}
+
+impl PortRx<'_> {
+    /// Reads up to [`batch::RX_BATCH`] frames into `batch`: from a packet socket's receive
+    /// ring (no syscall), or one read per frame on a tap. Returns how many; `WouldBlock` when
+    /// none is queued.
+    #[inline]
+    pub fn recv_batch(&mut self, batch: &mut batch::RxBatch) -> io::Result<usize> {
+        match &self.port.io {
+            PortIo::Tap(t) => batch.fill(|hdr, buf| t.recv(hdr, buf)),
+            PortIo::Packet(p) => p.recv_batch(&self.reader, batch),
             PortIo::Detached { .. } => Err(io::ErrorKind::NotConnected.into()),
         }
     }

@@ -22,12 +22,12 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
-use super::batch::{RxBatch, RX_BATCH, RX_SLOT};
+use super::batch::{RxBatch, RxGuard};
 use super::{PortError, Result};
 use crate::sys::cvt;
-use crate::wire::{EgressFrame, VnetHdr, ADDRS_LEN, VLAN_HLEN};
+use crate::wire::{VnetHdr, ADDRS_LEN, VLAN_HLEN};
 
 // From <linux/if_packet.h> and <linux/if_ether.h>.
 const SOL_PACKET: libc::c_int = 263;
@@ -136,16 +136,14 @@ const RING_FRAMES: usize = 1024;
 #[derive(Debug)]
 struct RxRing {
     base: *mut u8,
-    /// Set while a thread reads the ring (tried, never waited on).
-    reading: AtomicBool,
     /// The slot the reader looks at next.
     next: AtomicUsize,
 }
 
 // SAFETY: the mapping is owned by this struct for its whole life. Slots are read and written
-// only by `PacketSocket::recv_batch`, and only while it holds `reading`, so one thread at a
-// time touches them; the kernel touches a slot only while its status says
-// `TP_STATUS_KERNEL`.
+// only by `PacketSocket::recv_batch`, which takes the guard of its port's one reader lock
+// (`Port::try_rx`; the socket is reachable only through its port), so one thread at a time
+// touches them; the kernel touches a slot only while its status says `TP_STATUS_KERNEL`.
 unsafe impl Send for RxRing {}
 // SAFETY: as above.
 unsafe impl Sync for RxRing {}
@@ -183,7 +181,6 @@ impl RxRing {
         }
         Ok(RxRing {
             base: base.cast(),
-            reading: AtomicBool::new(false),
             next: AtomicUsize::new(0),
         })
     }
@@ -351,51 +348,43 @@ impl PacketSocket {
         Ok(restore_tag(auxdata(&msg), hdr, buf, len))
     }
 
-    /// Takes up to [`RX_BATCH`] frames from the receive ring, each copied into its own slot
-    /// of `batch` (4 bytes in, so that a VLAN tag the kernel stripped can be put back in front
-    /// of the payload; the vnet header's offsets move with it). A frame the kernel queued
-    /// whole (too big for a ring slot) is read with `recvmsg`. Returns how many;
-    /// `WouldBlock` when none is waiting, or while another thread is reading this socket (the
-    /// worker's port flag already keeps that from happening; this keeps the ring sound).
-    pub fn recv_batch(&self, batch: &mut RxBatch) -> io::Result<usize> {
+    /// Takes up to [`RX_BATCH`](super::batch::RX_BATCH) frames from the receive ring, each
+    /// copied into its own slot of `batch` (4 bytes in, so that a VLAN tag the kernel stripped
+    /// can be put back in front of the payload; the vnet header's offsets move with it). A
+    /// frame the kernel queued whole (too big for a ring slot) is read with `recvmsg`. Returns
+    /// how many; `WouldBlock` when none is waiting. `_reader` is the port's reader guard:
+    /// one thread at a time reads the ring.
+    pub(super) fn recv_batch(
+        &self,
+        _reader: &RxGuard<'_>,
+        batch: &mut RxBatch,
+    ) -> io::Result<usize> {
         let ring = &self.ring;
-        if ring.reading.swap(true, Ordering::Acquire) {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
         let mut i = ring.next.load(Ordering::Relaxed);
-        let mut n = 0;
-        while n < RX_BATCH {
+        let got = batch.fill(|hdr, slot| {
             let status = ring.status(i).load(Ordering::Acquire);
             if status & TP_STATUS_USER == 0 {
-                break;
+                return Err(io::ErrorKind::WouldBlock.into());
             }
-            let slot = &mut batch.bufs[n * RX_SLOT..(n + 1) * RX_SLOT];
-            batch.frames[n] = if status & TP_STATUS_COPY != 0 {
-                match self.recv(&mut batch.hdrs[n], slot) {
+            let f = if status & TP_STATUS_COPY != 0 {
+                match self.recv(hdr, slot) {
                     Ok(f) => f,
                     // Cut short (it was taken off the queue): a bad frame.
                     Err(e) if e.kind() == io::ErrorKind::InvalidData => (RX_HEADROOM, 0),
                     // A pending socket error (the link went down meanwhile) is reported
                     // before the queue is looked at, and cleared: the frame is still queued,
                     // and must be taken now or every later copied frame would be off by one.
-                    Err(_) => self
-                        .recv(&mut batch.hdrs[n], slot)
-                        .unwrap_or((RX_HEADROOM, 0)),
+                    Err(_) => self.recv(hdr, slot).unwrap_or((RX_HEADROOM, 0)),
                 }
             } else {
-                ring_frame(status, ring.slot(i), &mut batch.hdrs[n], slot)
+                ring_frame(status, ring.slot(i), hdr, slot)
             };
             ring.status(i).store(TP_STATUS_KERNEL, Ordering::Release);
             i = (i + 1) % RING_FRAMES;
-            n += 1;
-        }
+            Ok(f)
+        });
         ring.next.store(i, Ordering::Relaxed);
-        ring.reading.store(false, Ordering::Release);
-        batch.n = n;
-        if n == 0 {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        Ok(n)
+        got
     }
 
     /// Frames the kernel dropped for this socket since the last call (its receive ring or
@@ -439,12 +428,6 @@ impl PacketSocket {
             return Some(io::Error::last_os_error());
         }
         (err != 0).then(|| io::Error::from_raw_os_error(err))
-    }
-
-    /// Sends one frame, given as pieces, behind `hdr`.
-    #[inline]
-    pub fn send(&self, hdr: &VnetHdr, frame: &EgressFrame<'_>) -> io::Result<()> {
-        super::writev_frame(self.fd.as_raw_fd(), hdr, frame)
     }
 }
 
