@@ -133,20 +133,28 @@ fn tcp_between_a_guest_and_a_netns_host_is_intact_with_guest_offloads_off() {
     eprintln!("frames from the guest average {avg} bytes ({s:?})");
 }
 
-/// DPDK testpmd with two vhost-user server ports in io forwarding: what one port receives
-/// leaves on the other. Killed on drop.
+/// DPDK testpmd with two vhost-user ports in io forwarding: what one port receives leaves on
+/// the other. Port 0 listens on `a.sock` (QEMU connects); port 1 connects to `b.sock` (QEMU
+/// listens; DPDK retries until it can). Stopped on drop.
 struct Testpmd {
-    child: Child,
+    child: Option<Child>,
     dir: PathBuf,
     prefix: String,
 }
 
 impl Testpmd {
     fn start(dir: &std::path::Path, prefix: &str) -> Testpmd {
-        std::fs::create_dir_all(dir).expect("socket directory");
-        let log = std::fs::File::create(dir.join("testpmd.log")).expect("testpmd log");
-        let vdev =
-            |n: u8, sock: &str| format!("net_vhost{n},iface={},client=0", dir.join(sock).display());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("testpmd.log"))
+            .expect("testpmd log");
+        let vdev = |n: u8, sock: &str, client: u8| {
+            format!(
+                "net_vhost{n},iface={},client={client}",
+                dir.join(sock).display()
+            )
+        };
         let child = Command::new("dpdk-testpmd")
             .args([
                 "--no-huge",
@@ -158,7 +166,12 @@ impl Testpmd {
                 "0,1",
             ])
             .args(["--file-prefix", prefix])
-            .args(["--vdev", &vdev(0, "a.sock"), "--vdev", &vdev(1, "b.sock")])
+            .args([
+                "--vdev",
+                &vdev(0, "a.sock", 0),
+                "--vdev",
+                &vdev(1, "b.sock", 1),
+            ])
             // The default pool (155 456 mbufs) does not fit in 512 MB without hugepages.
             .args([
                 "--",
@@ -173,48 +186,78 @@ impl Testpmd {
             .spawn()
             .expect("cannot start dpdk-testpmd (apt-get install dpdk-dev librte-net-vhost23)");
         let mut tp = Testpmd {
-            child,
+            child: Some(child),
             dir: dir.to_path_buf(),
             prefix: prefix.to_string(),
         };
-        let up = eventually(Duration::from_secs(30), || {
-            ["a.sock", "b.sock"].iter().all(|s| dir.join(s).exists())
-                || tp.child.try_wait().ok().flatten().is_some()
-        });
+        let sock = dir.join("a.sock");
+        let up = eventually(Duration::from_secs(30), || sock.exists() || !tp.running());
         assert!(
-            up && tp.child.try_wait().ok().flatten().is_none(),
-            "testpmd did not create its sockets:\n{}",
+            up && tp.running(),
+            "testpmd did not create {}:\n{}",
+            sock.display(),
             tp.log()
         );
         tp
     }
 
+    fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("testpmd.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM (testpmd closes its ports and removes its socket), SIGKILL after 10 s.
+    fn stop(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        // SAFETY: kill with the pid of a child we spawned and have not reaped.
+        unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+        if !eventually(Duration::from_secs(10), || {
+            c.try_wait().ok().flatten().is_some()
+        }) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(self.dir.join("a.sock"));
+        // --no-shconf still makes an (empty) runtime directory.
+        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.prefix));
     }
 }
 
 impl Drop for Testpmd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-        // --no-shconf still makes an (empty) runtime directory.
-        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.prefix));
+        self.stop();
+    }
+}
+
+/// A directory, removed with what is in it on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
 #[test]
 fn two_guests_on_vhost_user_ping_each_other_through_dpdk_testpmd() {
     let id = unique_id();
-    let dir = std::env::temp_dir().join(format!("vlanswitch-vhost-{id}"));
-    let tp = Testpmd::start(&dir, &format!("vs{id}"));
-    // testpmd listens (client=0); QEMU connects, and would reconnect (reconnect=1).
-    let boot = |n: u8, sock: &str| {
+    let dir = TempDir(std::env::temp_dir().join(format!("vlanswitch-vhost-{id}")));
+    std::fs::create_dir_all(&dir.0).expect("socket directory");
+    let mut tp = Testpmd::start(&dir.0, &format!("vs{id}"));
+    // Guest 1 connects to testpmd's socket (and reconnects: reconnect=1); guest 2 listens
+    // (server=on,wait=off) and testpmd connects to it.
+    let boot = |n: u8, sock: &str, server: bool| {
         Guest::boot(GuestConfig::vhost_user(
             &format!("g{id}v{n}"),
-            dir.join(sock),
-            false,
+            dir.0.join(sock),
+            server,
             [0x02, 0x00, 0x00, 0x00, 0x0b, n],
             &format!("198.18.1.{n}/24"),
         ))
@@ -222,8 +265,8 @@ fn two_guests_on_vhost_user_ping_each_other_through_dpdk_testpmd() {
     };
     let t = Instant::now();
     let (g1, g2) = std::thread::scope(|s| {
-        let a = s.spawn(|| boot(1, "a.sock"));
-        let b = s.spawn(|| boot(2, "b.sock"));
+        let a = s.spawn(|| boot(1, "a.sock", false));
+        let b = s.spawn(|| boot(2, "b.sock", true));
         (a.join().unwrap(), b.join().unwrap())
     });
     eprintln!(
@@ -232,12 +275,25 @@ fn two_guests_on_vhost_user_ping_each_other_through_dpdk_testpmd() {
         g1.boot_time,
         g2.boot_time
     );
+    let pings = |what: &str, tp: &Testpmd| {
+        let t = Instant::now();
+        assert!(
+            eventually(Duration::from_secs(20), || g1.reaches(&g2.addr)),
+            "{what}: guest 1 -> guest 2 through testpmd; testpmd log:\n{}",
+            tp.log()
+        );
+        eprintln!("{what}: guest 1 reached guest 2 after {:?}", t.elapsed());
+        let out = g2.run_ok(&format!("ping -c 5 -i 0.2 {}", g1.addr));
+        assert!(out.contains("5 packets received"), "{what}: {out}");
+    };
+    pings("first start", &tp);
+    // The backend goes away and comes back: QEMU reconnects to the new server socket (guest
+    // 1), the new testpmd connects to QEMU's (guest 2), and the guests talk again.
+    tp.stop();
     assert!(
-        g1.reaches(&g2.addr),
-        "guest 1 -> guest 2 through testpmd; testpmd log:\n{}",
-        tp.log()
+        g1.cannot_reach(&g2.addr),
+        "frames passed with testpmd stopped"
     );
-    assert!(g2.reaches(&g1.addr), "guest 2 -> guest 1 through testpmd");
-    let out = g1.run_ok(&format!("ping -c 5 -i 0.2 {}", g2.addr));
-    assert!(out.contains("5 packets received"), "{out}");
+    let tp = Testpmd::start(&dir.0, &format!("vs{id}b"));
+    pings("after a testpmd restart", &tp);
 }
