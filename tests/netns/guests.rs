@@ -14,7 +14,8 @@ const TCP_LEN: usize = 16 << 20;
 
 /// A switch with VLANs 10 and 20: the QEMU tap `{id}vm` as a netdev port on VLAN 10, a netns
 /// host on a tap port on VLAN 10 (198.18.0.1) and one on VLAN 20 (198.18.0.2); and the guest
-/// (198.18.0.11) booted on that tap.
+/// (198.18.0.11) booted on that tap. With `trunk`, the guest's port is a trunk carrying VLAN 10
+/// tagged and the guest tags its traffic itself (`eth0.10`).
 struct VmLab {
     // Field order is drop order: the switch stops first, then QEMU, then the namespaces.
     sw: Switchd,
@@ -25,13 +26,18 @@ struct VmLab {
 }
 
 impl VmLab {
-    fn new(offloads: bool) -> VmLab {
+    fn new(offloads: bool, trunk: bool) -> VmLab {
         let id = unique_id();
         let (vm, r, b) = (format!("{id}vm"), format!("{id}r"), format!("{id}b"));
+        let mode = if trunk {
+            "mode: trunk, vlans: [10]"
+        } else {
+            "mode: access, vlan: 10"
+        };
         let sw = Switchd::start(
             &format!(
                 "vlans: [{{ id: 10 }}, {{ id: 20 }}]\nports:\n\
-                 \x20 - {{ name: {vm}, kind: netdev, mode: access, vlan: 10, admin_up: true }}\n\
+                 \x20 - {{ name: {vm}, kind: netdev, {mode}, admin_up: true }}\n\
                  \x20 - {{ name: {r}, kind: tap, mode: access, vlan: 10 }}\n\
                  \x20 - {{ name: {b}, kind: tap, mode: access, vlan: 20 }}\n"
             ),
@@ -46,6 +52,7 @@ impl VmLab {
             "198.18.0.11/24",
         );
         cfg.offloads = offloads;
+        cfg.vlan = trunk.then_some(10);
         let guest = Guest::boot(cfg).unwrap_or_else(|e| panic!("{e:#}"));
         eprintln!("guest {} booted in {:?}", guest.name, guest.boot_time);
         // QEMU created the tap when it started; switchd attaches it when it appears.
@@ -69,7 +76,7 @@ impl VmLab {
 
 #[test]
 fn a_guest_on_a_qemu_tap_reaches_its_vlan_and_nothing_else() {
-    let lab = VmLab::new(true);
+    let lab = VmLab::new(true, false);
     let g = &lab.guest;
     assert!(g.reaches(&lab.red.addr), "guest -> VLAN 10 host");
     assert!(lab.red.reaches(&g.addr), "VLAN 10 host -> guest");
@@ -85,9 +92,39 @@ fn a_guest_on_a_qemu_tap_reaches_its_vlan_and_nothing_else() {
     assert!(s["rx_packets"] > 0 && s["tx_packets"] > 0, "{s:?}");
 }
 
+#[test]
+fn a_guest_tagging_vlan_10_itself_on_a_trunk_port_reaches_vlan_10_only() {
+    let lab = VmLab::new(true, true);
+    let g = &lab.guest;
+    // 8021q in the guest: eth0.10 on eth0, VID 10 (busybox's `ip` has no `-d`).
+    let vlan = g.run_ok("cat /proc/net/vlan/config");
+    assert!(
+        vlan.lines()
+            .any(|l| l.split('|').map(str::trim).eq(["eth0.10", "10", "eth0"])),
+        "{vlan}"
+    );
+    assert!(g.reaches(&lab.red.addr), "tagged guest -> VLAN 10 host");
+    assert!(lab.red.reaches(&g.addr), "VLAN 10 host -> tagged guest");
+    assert!(g.cannot_reach(&lab.blue.addr), "guest reached VLAN 20");
+    // The console channel survives a command the guest had to kill.
+    let out = g
+        .exec("echo started; sleep 30", Duration::from_secs(1))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    // The guest's shell reports the kill ("Killed") after what the script printed.
+    assert!(
+        out.status == 137 && out.output.starts_with("started\n"),
+        "not killed after 1 s: {out:?}"
+    );
+    assert_eq!(g.run_ok("echo still here"), "still here\n");
+    let log = lab.sw.stop();
+    let s = port_stats(&log, &lab.vm_port);
+    assert!(s["rx_packets"] > 0 && s["tx_packets"] > 0, "{s:?}");
+    assert_eq!(s["drop_vlan_not_allowed"], 0, "{s:?}");
+}
+
 /// TCP both ways between the guest and the VLAN 10 host; returns the guest port's counters.
 fn tcp_both_ways(offloads: bool) -> std::collections::HashMap<String, u64> {
-    let lab = VmLab::new(offloads);
+    let lab = VmLab::new(offloads, false);
     let g = &lab.guest;
     // What the guest's driver negotiated (bit n of the string is feature n): GUEST_CSUM (1),
     // GUEST_TSO4 (7), GUEST_TSO6 (8), MRG_RXBUF (15).

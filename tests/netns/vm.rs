@@ -352,7 +352,8 @@ impl Guest {
     }
 
     /// Runs `script` with `sh` in the guest (stdin /dev/null, stderr into stdout) and returns
-    /// its output and exit status. The guest kills it after `limit` (status 137). Fails if no
+    /// its output and exit status. The guest kills its shell after `limit` (status 137, the
+    /// output ends in `Killed`; processes it started in the background live on). Fails if no
     /// answer comes within `limit` plus a margin, or QEMU exits.
     pub fn exec(&self, script: &str, limit: Duration) -> Result<Output> {
         let id = format!("c{}", self.next.fetch_add(1, Ordering::Relaxed));
