@@ -24,7 +24,7 @@ use crate::harness::{mac_string, Host};
 pub const QEMU: &str = "qemu-system-x86_64";
 
 /// How long a boot may take before it counts as failed. A boot takes 4-5 s under TCG on this
-/// 2-core machine (about 3 s of it in the kernel), 11-13 s with testpmd polling a core; the
+/// 2-core machine (about 3 s of it in the kernel), 11-15 s with testpmd polling a core; the
 /// margin is for tests that boot guests in parallel with the rest of the suite.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 
