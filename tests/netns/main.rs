@@ -5,11 +5,13 @@
 
 mod harness;
 mod lab;
+mod vm;
 
 mod api;
 mod api_limits;
 mod churn;
 mod cli;
+mod guests;
 mod isolation;
 mod netdev;
 mod security;
