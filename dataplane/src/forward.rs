@@ -6,7 +6,7 @@
 //! the tests below drive it with plain bytes and chosen times.
 #![forbid(unsafe_code)]
 
-use crate::config::{LimitAction, PortId, PortMode, Snapshot};
+use crate::config::{LimitAction, PortEntry, PortId, PortMode, Snapshot};
 use crate::counters::DropReason;
 use crate::fdb::{Fdb, Learned};
 use crate::wire::{EgressTag, EthernetFrame};
@@ -68,6 +68,21 @@ pub fn decide<H>(
 ) -> Result<Decision, DropReason> {
     let port = snap.port(ingress).ok_or(DropReason::NoSuchPort)?;
     let vlan = classify(&port.mode, frame.vid())?;
+    decide_classified(snap, fdb, frame, ingress, port, vlan, now)
+}
+
+/// [`decide`] for a frame already classified into `vlan` on port `ingress`, whose entry is
+/// `port`: the worker classifies each frame once, for the prefetch and the decision alike.
+#[inline]
+pub fn decide_classified<H>(
+    snap: &Snapshot<H>,
+    fdb: &Fdb,
+    frame: &EthernetFrame<'_>,
+    ingress: PortId,
+    port: &PortEntry<H>,
+    vlan: u16,
+    now: u32,
+) -> Result<Decision, DropReason> {
     let src = frame.src();
     if !port.security.admits(src) {
         return Err(DropReason::MacNotAllowed);
@@ -106,9 +121,14 @@ pub fn prefetch<H>(snap: &Snapshot<H>, fdb: &Fdb, frame: &EthernetFrame<'_>, ing
     let Some(port) = snap.port(ingress) else {
         return;
     };
-    let Ok(vlan) = classify(&port.mode, frame.vid()) else {
-        return;
-    };
+    if let Ok(vlan) = classify(&port.mode, frame.vid()) {
+        prefetch_classified(fdb, frame, vlan);
+    }
+}
+
+/// [`prefetch`] for a frame already classified into `vlan`.
+#[inline]
+pub fn prefetch_classified(fdb: &Fdb, frame: &EthernetFrame<'_>, vlan: u16) {
     fdb.prefetch(vlan, frame.src());
     let dst = frame.dst();
     if !dst.is_multicast() {

@@ -18,12 +18,12 @@ use crate::config::{LimitAction, PortId};
 use crate::counters::{DropReason, MacEvent};
 use crate::events::{Event as SwitchEvent, EventKind};
 use crate::fdb::Learned;
-use crate::forward::{decide, egress_ports, prefetch, Out};
+use crate::forward::{classify, decide_classified, egress_ports, prefetch_classified, Out};
 use crate::port::batch::{RxBatch, TxBatch, TxQueue, RX_BATCH};
 use crate::port::{Port, Sent};
 use crate::shared::Shared;
 use crate::sys::{Epoll, Event};
-use crate::wire::{EgressFrame, EthernetFrame, VnetHdr};
+use crate::wire::{EgressFrame, EthernetFrame, MacAddr, VnetHdr};
 use crate::{PortEntry, Snapshot};
 
 /// Epoll token of the stop eventfd.
@@ -34,11 +34,16 @@ pub const BATCH: usize = 64;
 /// Egress ports remembered per wakeup for the opportunistic drain (more are not drained).
 const TOUCHED_MAX: usize = 8;
 
-/// One worker's reusable state: allocated once, reused for every frame.
+/// One worker's state.
 struct Worker {
     shared: Arc<Shared>,
     epoll: Arc<Epoll>,
     index: usize,
+    bufs: Buffers,
+}
+
+/// A worker's reusable buffers: allocated once, reused for every frame.
+struct Buffers {
     /// Frames read from one port, forwarded together.
     batch: RxBatch,
     /// Frames queued for netdev ports, flushed after each receive batch.
@@ -54,10 +59,12 @@ pub(crate) fn run(shared: Arc<Shared>, epoll: Arc<Epoll>, index: usize) {
         shared,
         epoll,
         index,
-        batch: RxBatch::default(),
-        txq: TxQueue::default(),
-        touched: [0; TOUCHED_MAX],
-        n_touched: 0,
+        bufs: Buffers {
+            batch: RxBatch::default(),
+            txq: TxQueue::default(),
+            touched: [0; TOUCHED_MAX],
+            n_touched: 0,
+        },
     };
     tracing::debug!(worker = index, "worker started");
     loop {
@@ -70,7 +77,7 @@ pub(crate) fn run(shared: Arc<Shared>, epoll: Arc<Epoll>, index: usize) {
         };
         let snap = w.shared.snapshot.load();
         let now = w.shared.now();
-        w.n_touched = 0;
+        w.bufs.n_touched = 0;
         for ev in &events[..n] {
             let token = ev.u64;
             if token == STOP_TOKEN {
@@ -87,8 +94,8 @@ pub(crate) fn run(shared: Arc<Shared>, epoll: Arc<Epoll>, index: usize) {
         // reply already waits on the egress port. Reading it here, instead of waking the
         // worker that owns that port, saves a cross-core wakeup per round trip.
         let mut i = 0;
-        while i < w.n_touched {
-            let id = w.touched[i];
+        while i < w.bufs.n_touched {
+            let id = w.bufs.touched[i];
             w.drain(&snap, id, now, false);
             i += 1;
         }
@@ -101,9 +108,10 @@ impl Worker {
     /// two workers at once, so their order is kept).
     /// `error`: epoll reported an error on the port's fd; it is read (and so cleared) first.
     fn drain(&mut self, snap: &Snapshot, id: PortId, now: u32, error: bool) {
-        let Some(port) = snap.port(id).map(|p| &p.port) else {
+        let Some(entry) = snap.port(id) else {
             return;
         };
+        let port = &entry.port;
         let Some(mut rx) = port.try_rx() else {
             return;
         };
@@ -116,9 +124,17 @@ impl Worker {
         }
         let mut read = 0;
         while read < BATCH {
-            match rx.recv_batch(&mut self.batch) {
+            match rx.recv_batch(&mut self.bufs.batch) {
                 Ok(n) => {
-                    self.forward_batch(snap, id, port, n, now);
+                    let ctx = Ctx {
+                        shared: &self.shared,
+                        worker: self.index,
+                        snap,
+                        now,
+                        id,
+                        entry,
+                    };
+                    self.bufs.forward_batch(&ctx, n);
                     read += n;
                     // A short batch emptied the queue; epoll says when more arrives.
                     if n < RX_BATCH {
@@ -152,49 +168,70 @@ impl Worker {
         }
         false
     }
+}
 
-    /// Forwards the `n` frames of the last receive batch from port `id`, then sends what was
-    /// queued for netdev ports.
-    fn forward_batch(&mut self, snap: &Snapshot, id: PortId, port: &Port, n: usize, now: u32) {
-        let Worker {
-            shared,
-            index,
+impl Buffers {
+    /// Forwards the `n` frames of the last receive batch from the ingress port of `ctx`,
+    /// then sends what was queued for netdev ports.
+    fn forward_batch(&mut self, ctx: &Ctx<'_>, n: usize) {
+        let Buffers {
             batch,
             txq,
             touched,
             n_touched,
-            ..
         } = self;
-        // Parse the batch once, and start the FDB loads of all of it before the first
-        // decision: with a large table each frame's slots are cache misses, and this way they
-        // overlap.
-        let mut frames: [Option<EthernetFrame<'_>>; RX_BATCH] = [None; RX_BATCH];
+        // Parse and classify the batch once, and start the FDB loads of all of it before the
+        // first decision: with a large table each frame's slots are cache misses, and this way
+        // they overlap.
+        let mut frames: [Option<Classified<'_>>; RX_BATCH] = [None; RX_BATCH];
         for (i, f) in frames.iter_mut().enumerate().take(n) {
-            *f = EthernetFrame::parse(batch.frame(i).1).ok();
-            if let (Some(f), true) = (f, n > 1) {
-                prefetch(snap, &shared.fdb, f, id);
+            let Ok(frame) = EthernetFrame::parse(batch.frame(i).1) else {
+                continue;
+            };
+            let vlan = classify(&ctx.entry.mode, frame.vid());
+            if let (Ok(vlan), true) = (vlan, n > 1) {
+                prefetch_classified(&ctx.shared.fdb, &frame, vlan);
             }
+            *f = Some((frame, vlan));
         }
         let mut tx = txq.begin();
         for (i, frame) in frames.into_iter().enumerate().take(n) {
             let (hdr, bytes) = batch.frame(i);
-            let sent = forward_one(
-                shared,
-                *index,
-                snap,
-                id,
-                port,
-                hdr,
-                bytes.len(),
-                frame,
-                now,
-                &mut tx,
-            );
-            if let Some(out) = sent {
+            if let Some(out) = forward_one(ctx, hdr, bytes.len(), frame, &mut tx) {
                 touch(touched, n_touched, out);
             }
         }
-        flush(snap, &mut tx);
+        flush(ctx.snap, &mut tx);
+    }
+}
+
+/// A parsed frame with the VLAN its ingress port puts it in (or why it has none).
+type Classified<'a> = (EthernetFrame<'a>, Result<u16, DropReason>);
+
+/// What forwarding a frame needs besides the frame: the worker, the configuration and the
+/// clock of this wakeup, and the port the frame came in on.
+struct Ctx<'a> {
+    shared: &'a Shared,
+    worker: usize,
+    snap: &'a Snapshot,
+    now: u32,
+    /// The ingress port's id and entry.
+    id: PortId,
+    entry: &'a PortEntry,
+}
+
+impl Ctx<'_> {
+    /// Records an event about a frame from `mac` in `vlan` on the ingress port.
+    #[inline]
+    fn event(&self, kind: EventKind, vlan: u16, mac: MacAddr, other: PortId) {
+        self.shared.events[self.worker].push(SwitchEvent {
+            kind,
+            vlan,
+            mac,
+            port: self.id,
+            other,
+            at: self.now,
+        });
     }
 }
 
@@ -239,47 +276,51 @@ fn touch(touched: &mut [PortId; TOUCHED_MAX], n: &mut usize, id: PortId) {
 /// written at once to taps, queued in `tx` for netdev ports. Returns the port it went to when
 /// it went as known unicast (a candidate for the opportunistic drain).
 #[inline]
-#[allow(clippy::too_many_arguments)]
 fn forward_one<'a>(
-    shared: &Shared,
-    worker: usize,
-    snap: &'a Snapshot,
-    ingress: PortId,
-    port: &Port,
+    ctx: &Ctx<'a>,
     hdr: &[u8; VnetHdr::LEN],
     len: usize,
-    frame: Option<EthernetFrame<'a>>,
-    now: u32,
+    frame: Option<Classified<'a>>,
     tx: &mut TxBatch<'a>,
 ) -> Option<PortId> {
+    let (snap, port) = (ctx.snap, &ctx.entry.port);
     port.counters.rx(len);
     if port.is_disabled() {
         port.counters.count_drop(DropReason::PortDisabled);
         return None;
     }
-    let Some(frame) = frame else {
+    let Some((frame, vlan)) = frame else {
         port.counters.count_drop(DropReason::BadFrame);
         return None;
     };
-    let d = match decide(snap, &shared.fdb, &frame, ingress, now) {
+    let decided = vlan.and_then(|vlan| {
+        decide_classified(
+            snap,
+            &ctx.shared.fdb,
+            &frame,
+            ctx.id,
+            ctx.entry,
+            vlan,
+            ctx.now,
+        )
+    });
+    let d = match decided {
         Ok(d) => d,
         Err(r) => {
             port.counters.count_drop(r);
             if matches!(r, DropReason::MacLimit | DropReason::MacNotAllowed) {
-                if let Some(entry) = snap.port(ingress) {
-                    security_drop(shared, worker, entry, port, ingress, &frame, r, now);
-                }
+                security_drop(ctx, &frame, vlan.unwrap_or(0), r);
             }
             return None;
         }
     };
     if let Some(l) = d.learned {
-        learned(shared, worker, port, ingress, &frame, d.vlan, l, now);
+        learned(ctx, &frame, d.vlan, l);
     }
-    shared.vlan_stats[worker].count(d.vlan, len, d.out == Out::Flood);
+    ctx.shared.vlan_stats[ctx.worker].count(d.vlan, len, d.out == Out::Flood);
     let vh = VnetHdr::from_bytes(hdr);
     let mut sent_to = None;
-    for (p, how) in egress_ports(snap, &d, ingress) {
+    for (p, how) in egress_ports(snap, &d, ctx.id) {
         let Some(out) = snap.port(p).map(|e| &e.port) else {
             continue;
         };
@@ -308,95 +349,61 @@ fn forward_one<'a>(
     sent_to
 }
 
-/// Counts what learning the source of `frame` did on port `ingress`, and records moves,
+/// Counts what learning the source of `frame` did on the ingress port, and records moves,
 /// flaps, damping and limits as events for the control side to log.
 #[inline]
-#[allow(clippy::too_many_arguments)]
-fn learned(
-    shared: &Shared,
-    worker: usize,
-    port: &Port,
-    ingress: PortId,
-    frame: &EthernetFrame<'_>,
-    vlan: u16,
-    l: Learned,
-    now: u32,
-) {
+fn learned(ctx: &Ctx<'_>, frame: &EthernetFrame<'_>, vlan: u16, l: Learned) {
+    let counters = &ctx.entry.port.counters;
     let (kind, other) = match l {
         Learned::New | Learned::Refreshed | Learned::StaticConflict => return,
         Learned::NoRoom => {
-            port.counters.count_drop(DropReason::NoRoom);
+            counters.count_drop(DropReason::NoRoom);
             return;
         }
         Learned::PortLimit | Learned::VlanLimit => {
-            port.counters.count_drop(DropReason::MacLimit);
+            counters.count_drop(DropReason::MacLimit);
             let k = if l == Learned::PortLimit {
                 EventKind::PortLimit
             } else {
                 EventKind::VlanLimit
             };
-            (k, ingress)
+            (k, ctx.id)
         }
         Learned::Moved { from, flapping } => {
-            port.counters.count_event(MacEvent::Moved);
+            counters.count_event(MacEvent::Moved);
             if flapping {
-                port.counters.count_event(MacEvent::Flapping);
+                counters.count_event(MacEvent::Flapping);
                 (EventKind::Flapping, from)
             } else {
                 (EventKind::Moved, from)
             }
         }
         Learned::Damped { on } => {
-            port.counters.count_event(MacEvent::Damped);
+            counters.count_event(MacEvent::Damped);
             (EventKind::Damped, on)
         }
     };
-    shared.events[worker].push(SwitchEvent {
-        kind,
-        vlan,
-        mac: frame.src(),
-        port: ingress,
-        other,
-        at: now,
-    });
+    ctx.event(kind, vlan, frame.src(), other);
 }
 
-/// A frame from `ingress` was dropped by port security (`r`): record it, and shut the port
-/// down if its limit action says so.
+/// A frame from the ingress port was dropped by port security (`r`): record it, and shut the
+/// port down if its limit action says so.
 #[cold]
-#[allow(clippy::too_many_arguments)]
-fn security_drop(
-    shared: &Shared,
-    worker: usize,
-    entry: &PortEntry,
-    port: &Port,
-    ingress: PortId,
-    frame: &EthernetFrame<'_>,
-    r: DropReason,
-    now: u32,
-) {
-    let vlan = crate::forward::classify(&entry.mode, frame.vid()).unwrap_or(0);
-    let ev = |kind| SwitchEvent {
-        kind,
-        vlan,
-        mac: frame.src(),
-        port: ingress,
-        other: ingress,
-        at: now,
-    };
-    let ring = &shared.events[worker];
+fn security_drop(ctx: &Ctx<'_>, frame: &EthernetFrame<'_>, vlan: u16, r: DropReason) {
+    let src = frame.src();
     if r == DropReason::MacNotAllowed {
-        ring.push(ev(EventKind::NotAllowed));
+        ctx.event(EventKind::NotAllowed, vlan, src, ctx.id);
         return;
     }
-    let kind = if shared.fdb.port_macs(ingress) >= entry.security.max_macs {
+    let security = &ctx.entry.security;
+    let kind = if ctx.shared.fdb.port_macs(ctx.id) >= security.max_macs {
         EventKind::PortLimit
     } else {
         EventKind::VlanLimit
     };
-    ring.push(ev(kind));
-    if entry.security.action == LimitAction::Shutdown && !port.set_disabled(true) {
-        ring.push(ev(EventKind::Shutdown));
+    ctx.event(kind, vlan, src, ctx.id);
+    if security.action == LimitAction::Shutdown && !ctx.entry.port.set_disabled(true) {
+        ctx.event(EventKind::Shutdown, vlan, src, ctx.id);
     }
 }
 
