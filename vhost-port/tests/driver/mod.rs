@@ -323,7 +323,11 @@ pub fn wait_up(dev: &VhostUserDevice) {
 
 /// Waits for the device to go down and returns the reason's text.
 pub fn wait_down(dev: &VhostUserDevice) -> String {
-    let st = wait_for(dev, "link down", |s| matches!(s.link, LinkState::Down(_)));
+    let st = wait_for(
+        dev,
+        "link down",
+        |s| matches!(&s.link, LinkState::Down(r) if !matches!(r, vhost_port::DownReason::NotConnected(_))),
+    );
     st.link.to_string()
 }
 
