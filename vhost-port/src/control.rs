@@ -195,7 +195,8 @@ impl DeviceBackend {
                 continue;
             };
             // Without VHOST_USER_F_PROTOCOL_FEATURES a ring is enabled when it starts.
-            if !qm.started || !(qm.enabled || !proto) {
+            let enabled = qm.enabled || !proto;
+            if !qm.started || !enabled {
                 continue;
             }
             let ring_err = |source| ProtocolError::Ring { queue: i, source };

@@ -38,7 +38,7 @@ pub(crate) struct Desc {
 unsafe impl ByteValued for Desc {}
 
 impl Desc {
-    fn from_le(self) -> Self {
+    fn to_native(self) -> Self {
         Desc {
             addr: u64::from_le(self.addr),
             len: u32::from_le(self.len),
@@ -343,7 +343,7 @@ impl Chain<'_> {
                 .mem
                 .read_obj::<Desc>(GuestAddress(addr))
                 .map_err(|_| oob("descriptor", addr, 16))?
-                .from_le();
+                .to_native();
             let first = std::mem::replace(&mut self.first, false);
             if d.flags & DESC_F_INDIRECT != 0 {
                 if !self.indirect_ok {
