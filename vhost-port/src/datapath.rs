@@ -397,11 +397,14 @@ impl SendBatch<'_> {
         } else {
             1
         };
-        // Pass 1: how many buffers the frame needs.
+        // Pass 1: how many buffers the frame needs. The common case, one chain of one
+        // descriptor that fits the frame, is written right away.
         let (mut room, mut n) = (0usize, 0u16);
+        let mut single = None;
         while room < total && n < max_chains {
             let head = ring.avail_head(n)?;
             let mut chain = ring.chain(head);
+            let mut descs = 0;
             while let Some(d) = chain.next_desc()? {
                 if !d.is_write() {
                     return Err(RingError::WrongDirection(
@@ -410,8 +413,30 @@ impl SendBatch<'_> {
                     .into());
                 }
                 room += d.len as usize;
+                descs += 1;
+                if n == 0 && descs == 1 {
+                    single = Some((head, d));
+                }
+            }
+            if descs != 1 {
+                single = None;
             }
             n += 1;
+        }
+        if let (1, Some((head, d))) = (n, single) {
+            if room >= total {
+                let gh = h.to_guest(1);
+                let mut src = Source {
+                    hdr: &gh[..neg.hdr_len],
+                    parts,
+                    piece: 0,
+                    off: 0,
+                };
+                let written = src.write_to(ring.mem, d.addr, d.len as usize)?;
+                ring.push_used(head, written)?;
+                ring.st.next_avail = ring.st.next_avail.wrapping_add(1);
+                return Ok(());
+            }
         }
         if room < total {
             return Err(if neg.mrg_rxbuf {

@@ -141,7 +141,9 @@ impl std::fmt::Display for Offload {
 /// Why a worker could not claim a queue for a batch. Neither waits: the caller retries later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ClaimError {
-    /// No frontend, or the queue is not set up, started and enabled.
+    /// No frontend, the queue is not set up, started and enabled, or the control thread is
+    /// republishing it right now (a transient window of one reconfiguration). Read the link
+    /// from [`crate::VhostUserDevice::status`] or [`crate::KickHook::link_changed`], not from this.
     #[error("queue is not ready")]
     NotReady,
     /// Another worker holds the queue for its batch right now.
