@@ -471,3 +471,66 @@ fn concurrent_senders_to_one_guest_never_share_a_buffer() {
     }
     assert_eq!(seen.len(), 256);
 }
+
+#[test]
+fn server_mode_replaces_a_stale_socket_but_not_a_regular_file() {
+    use vhost_port::{DeviceConfig, DeviceError, NoHook, SocketMode, VhostUserDevice};
+    let path = tmp_sock("stale");
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    let dev = VhostUserDevice::start(
+        DeviceConfig::new("stale", &path, SocketMode::Server),
+        std::sync::Arc::new(NoHook),
+    )
+    .unwrap();
+    let mut g = Guest::new(&path, ALL);
+    g.setup_rings();
+    wait_up(&dev);
+    drop((g, dev));
+    assert!(!path.exists(), "socket removed at shutdown");
+    std::fs::write(&path, b"not a socket").unwrap();
+    let e = VhostUserDevice::start(
+        DeviceConfig::new("stale", &path, SocketMode::Server),
+        std::sync::Arc::new(NoHook),
+    );
+    assert!(matches!(e, Err(DeviceError::PathNotSocket(_))));
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn client_mode_retries_until_the_frontend_listens_and_again_after_it_leaves() {
+    use std::os::unix::net::UnixListener;
+    use vhost::vhost_user::Frontend;
+    use vhost_port::{DeviceConfig, NoHook, SocketMode, VhostUserDevice};
+    let path = tmp_sock("client");
+    let _ = std::fs::remove_file(&path);
+    let mut cfg = DeviceConfig::new("client", &path, SocketMode::Client);
+    cfg.reconnect_interval = std::time::Duration::from_millis(100);
+    let dev = VhostUserDevice::start(cfg, std::sync::Arc::new(NoHook)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    assert!(
+        dev.status().link.to_string().contains("connecting"),
+        "{}",
+        dev.status().link
+    );
+    let listener = UnixListener::bind(&path).unwrap();
+    for round in 1..=2u64 {
+        let (s, _) = listener.accept().unwrap();
+        let raw = s.try_clone().unwrap();
+        let mut g = Guest::with_frontend(Frontend::from_stream(s, 2), raw, ALL);
+        g.setup_rings();
+        wait_up(&dev);
+        g.send(&[0; 12], &frame(60));
+        let dp = dev.data_path();
+        assert_eq!(
+            dp.recv_batch()
+                .unwrap()
+                .recv(&mut [0; 10], &mut [0; 2048])
+                .unwrap(),
+            Some(60)
+        );
+        assert_eq!(dev.status().counters.connections, round);
+        drop(g);
+        assert_eq!(wait_down(&dev), "down: socket closed");
+    }
+}

@@ -99,7 +99,12 @@ impl Guest {
     /// Connects and negotiates `features` (masked by what the device offers), maps memory;
     /// rings are set up by `setup_rings`.
     pub fn new(path: &Path, want: u64) -> Guest {
-        let (mut fe, raw) = connect(path);
+        let (fe, raw) = connect(path);
+        Self::with_frontend(fe, raw, want)
+    }
+
+    /// As `new`, on a connection made elsewhere (client-mode tests listen themselves).
+    pub fn with_frontend(mut fe: Frontend, raw: UnixStream, want: u64) -> Guest {
         fe.set_owner().unwrap();
         let offered = fe.get_features().unwrap();
         let features = offered & want;
