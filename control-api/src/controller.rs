@@ -441,6 +441,22 @@ fn attach(p: &topology::Port, counters: Arc<PortCounters>) -> Result<Arc<Port>> 
             tracing::info!(port = %p.name, kind = "tap", %mode, "{how}");
             port
         }
+        PortKind::VhostUser => {
+            let socket = p.socket.clone().unwrap_or_default();
+            let sm = p.socket_mode.unwrap_or_default();
+            let mode_of_socket = match sm {
+                crate::topology::SocketMode::Server => dataplane::port::vhost::SocketMode::Server,
+                crate::topology::SocketMode::Client => dataplane::port::vhost::SocketMode::Client,
+            };
+            let port = Port::vhost_user(&p.name, socket.clone().into(), mode_of_socket, counters)
+                .map_err(err)?;
+            let how = match sm {
+                crate::topology::SocketMode::Server => "listening for the VM on",
+                crate::topology::SocketMode::Client => "connecting to the VM at",
+            };
+            tracing::info!(port = %p.name, kind = "vhost-user", %mode, socket = %socket, "{how} its socket");
+            port
+        }
         PortKind::Netdev => match Port::netdev(&p.name, counters.clone()) {
             Ok(port) => {
                 tracing::info!(port = %p.name, kind = "netdev", %mode, "attached interface");

@@ -61,7 +61,7 @@ pub enum Change {
         /// Port name.
         name: String,
     },
-    /// A port's kind changed: it is detached and attached anew.
+    /// A port's kind (or a vhost-user port's socket) changed: it is detached and attached anew.
     ReplacePort {
         /// Port name.
         name: String,
@@ -187,9 +187,16 @@ pub fn diff(old: &Topology, new: &Topology) -> Vec<Change> {
             None => out.push(Change::AddPort {
                 name: p.name.clone(),
             }),
-            Some(o) if o.kind != p.kind => out.push(Change::ReplacePort {
-                name: p.name.clone(),
-            }),
+            // A new kind, or a vhost-user port's new socket: detached and attached anew.
+            Some(o)
+                if o.kind != p.kind
+                    || o.socket != p.socket
+                    || o.socket_mode.unwrap_or_default() != p.socket_mode.unwrap_or_default() =>
+            {
+                out.push(Change::ReplacePort {
+                    name: p.name.clone(),
+                })
+            }
             Some(o) => {
                 let fields = changed_fields(o, p);
                 if !fields.is_empty() {

@@ -24,6 +24,8 @@ pub const MAX_PORT_NAME_LEN: usize = dataplane::config::IFNAME_MAX;
 pub const DEFAULT_MAC_AGING_SECS: u64 = 300;
 /// Largest accepted [`Topology::mac_aging_secs`] (about 11.5 days, as on common hardware).
 pub const MAX_MAC_AGING_SECS: u64 = 1_000_000;
+/// Longest vhost-user socket path (a unix socket address holds 108 bytes with its NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
 /// Default for [`Topology::fdb_max_entries`].
 pub const DEFAULT_FDB_MAX_ENTRIES: usize = 65_536;
 /// Largest accepted [`Topology::fdb_max_entries`] (2^24).
@@ -200,6 +202,36 @@ pub struct Port {
     /// Only frames from these source MACs enter the port; others are dropped and counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_macs: Option<Vec<String>>,
+    /// vhost-user ports only (required): the unix socket's absolute path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<String>,
+    /// vhost-user ports only: `server` (default; switchd creates the socket and the VM
+    /// connects to it) or `client` (the VM listens; switchd connects and retries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket_mode: Option<SocketMode>,
+}
+
+/// Who listens on a vhost-user port's socket.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum SocketMode {
+    /// switchd creates the socket and listens; QEMU connects (`reconnect=1`).
+    #[default]
+    Server,
+    /// The VM's side listens (QEMU `server=on,wait=off`); switchd connects and retries.
+    Client,
+}
+
+impl SocketMode {
+    /// The name used in topology files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Server => "server",
+            Self::Client => "client",
+        }
+    }
 }
 
 /// What a port is attached to.
@@ -210,6 +242,10 @@ pub enum PortKind {
     Tap,
     /// An existing interface (a VM's tap, a veth, a NIC), attached with AF_PACKET.
     Netdev,
+    /// A VM (QEMU, cloud-hypervisor) or DPDK application that shares its memory over a
+    /// vhost-user unix socket: the switch serves its virtio rings itself.
+    #[serde(rename = "vhost-user")]
+    VhostUser,
 }
 
 /// How VLANs are carried on a port.
@@ -228,6 +264,7 @@ impl PortKind {
         match self {
             Self::Tap => "tap",
             Self::Netdev => "netdev",
+            Self::VhostUser => "vhost-user",
         }
     }
 }
@@ -378,6 +415,7 @@ impl Topology {
         declared.insert(DEFAULT_VLAN);
 
         let mut first_use: HashMap<&str, usize> = HashMap::new();
+        let mut sockets: HashMap<String, usize> = HashMap::new();
         for (i, port) in self.ports.iter().enumerate() {
             let path = format!("ports[{i}].name");
             if let Some(reason) = interface_name_problem(&port.name) {
@@ -393,6 +431,7 @@ impl Topology {
                 }
             }
             problems.check_port_vlans(i, port, &declared);
+            problems.check_socket(i, port, &mut sockets);
             problems.check_max_macs(format!("ports[{i}].max_macs"), port.max_macs);
             if let Some(macs) = &port.allowed_macs {
                 if macs.is_empty() {
@@ -593,6 +632,42 @@ impl Problems {
     }
 
     /// Checks that a port has the VLAN fields its mode calls for, and that the VLANs are valid.
+    /// A vhost-user port has an absolute socket path of its own; other kinds have none.
+    fn check_socket(&mut self, i: usize, port: &Port, sockets: &mut HashMap<String, usize>) {
+        let path = format!("ports[{i}].socket");
+        if port.kind != PortKind::VhostUser {
+            if port.socket.is_some() {
+                self.push(path, "only vhost-user ports have a socket");
+            }
+            if port.socket_mode.is_some() {
+                self.push(
+                    format!("ports[{i}].socket_mode"),
+                    "only vhost-user ports have a socket mode",
+                );
+            }
+            return;
+        }
+        let Some(socket) = &port.socket else {
+            self.push(path, "a vhost-user port needs its socket path");
+            return;
+        };
+        if !socket.starts_with('/') {
+            self.push(path, format!("{socket:?} must be an absolute path"));
+        } else if socket.len() > MAX_SOCKET_PATH {
+            self.push(
+                path,
+                format!("{socket:?} is longer than {MAX_SOCKET_PATH} bytes (a unix socket limit)"),
+            );
+        } else if socket.contains('\0') {
+            self.push(path, "must not contain NUL");
+        } else if let Some(first) = sockets.insert(socket.clone(), i) {
+            self.push(
+                path,
+                format!("{socket:?} is already used by ports[{first}]"),
+            );
+        }
+    }
+
     fn check_port_vlans(&mut self, i: usize, port: &Port, declared: &BTreeSet<u16>) {
         let at = |field: &str| format!("ports[{i}].{field}");
         match port.mode {
@@ -668,6 +743,8 @@ ports:
             vlans: None,
             native_vlan: None,
             admin_up: None,
+            socket: None,
+            socket_mode: None,
             max_macs: None,
             mac_limit_action: None,
             allowed_macs: None,
@@ -683,6 +760,8 @@ ports:
             vlans,
             native_vlan,
             admin_up: None,
+            socket: None,
+            socket_mode: None,
             max_macs: None,
             mac_limit_action: None,
             allowed_macs: None,

@@ -35,11 +35,19 @@ pub enum DropReason {
     /// The port is shut down by port security (limit action `shutdown`): frames from it and
     /// copies for it are dropped until it is enabled again.
     PortDisabled,
+    /// A vhost-user guest had no free receive buffer for the frame (its RX ring was full: the
+    /// guest is not keeping up, or not reading at all). Other ports are not slowed.
+    GuestRingFull,
+    /// Another worker held the vhost-user guest's RX ring for longer than a frame may wait.
+    GuestBusy,
+    /// The egress port cannot take the frame as it is (a GSO super-frame or a partial
+    /// checksum for a vhost-user guest that did not negotiate the offload).
+    NoOffload,
 }
 
 impl DropReason {
     /// All reasons, in counter order.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::BadFrame,
         DropReason::VlanNotAllowed,
         DropReason::TaggedOnAccess,
@@ -51,6 +59,9 @@ impl DropReason {
         DropReason::MacLimit,
         DropReason::MacNotAllowed,
         DropReason::PortDisabled,
+        DropReason::GuestRingFull,
+        DropReason::GuestBusy,
+        DropReason::NoOffload,
     ];
 
     /// A stable snake_case name for logs and metrics.
@@ -67,6 +78,9 @@ impl DropReason {
             DropReason::MacLimit => "mac_limit",
             DropReason::MacNotAllowed => "mac_not_allowed",
             DropReason::PortDisabled => "port_disabled",
+            DropReason::GuestRingFull => "guest_ring_full",
+            DropReason::GuestBusy => "guest_busy",
+            DropReason::NoOffload => "no_offload",
         }
     }
 }

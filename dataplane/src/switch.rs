@@ -137,18 +137,18 @@ impl Switch {
             let Some(port) = entry.as_ref().map(|e| &e.port) else {
                 continue;
             };
-            let Some(fd) = port.fd() else { continue };
+            if !port.is_attached() {
+                continue;
+            }
             if watched.iter().any(|w| Arc::ptr_eq(&w.port, port)) {
                 continue;
             }
             let worker = (0..self.epolls.len())
                 .min_by_key(|i| watched.iter().filter(|w| w.worker == *i).count())
                 .unwrap_or(0);
-            if let Err(source) = self.epolls[worker].add(fd, id as u64) {
+            if let Err(source) = port.watch(&self.epolls[worker], id as u64) {
                 for w in watched.drain(before..) {
-                    if let Some(fd) = w.port.fd() {
-                        let _ = self.epolls[w.worker].delete(fd);
-                    }
+                    w.port.unwatch(&self.epolls[w.worker]);
                 }
                 return Err(SwitchError::Watch {
                     port: port.name().to_string(),
@@ -171,9 +171,7 @@ impl Switch {
                 .flatten()
                 .any(|e| Arc::ptr_eq(&e.port, &w.port));
             if !keep {
-                if let Some(fd) = w.port.fd() {
-                    let _ = self.epolls[w.worker].delete(fd);
-                }
+                w.port.unwatch(&self.epolls[w.worker]);
                 self.reaper.retire_port(w.port.clone());
             }
             keep

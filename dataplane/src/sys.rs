@@ -44,6 +44,19 @@ impl Epoll {
         Ok(())
     }
 
+    /// Watches `fd` edge-triggered (`EPOLLIN | EPOLLET`), reporting `token` once per change
+    /// (per write, for an eventfd) rather than while it stays readable: for fds the reader
+    /// never reads, such as a vhost-user guest's kick eventfd.
+    pub fn add_edge(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+            u64: token,
+        };
+        // SAFETY: `ev` is a valid epoll_event that outlives the call; bad fds return EBADF.
+        cvt(unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) })?;
+        Ok(())
+    }
+
     /// Stops watching `fd`.
     pub fn delete(&self, fd: RawFd) -> io::Result<()> {
         // SAFETY: a null event pointer is allowed for EPOLL_CTL_DEL since Linux 2.6.9.

@@ -20,7 +20,7 @@ use crate::events::{Event as SwitchEvent, EventKind};
 use crate::fdb::Learned;
 use crate::forward::{classify, decide_classified, egress_ports, prefetch_classified, Out};
 use crate::port::batch::{RxBatch, TxBatch, TxQueue, RX_BATCH};
-use crate::port::{Port, Sent};
+use crate::port::{tx_drop, Port, Sent};
 use crate::shared::Shared;
 use crate::sys::{Epoll, Event};
 use crate::wire::{EgressFrame, EthernetFrame, MacAddr, VnetHdr};
@@ -66,9 +66,13 @@ pub(crate) fn run(shared: Arc<Shared>, epoll: Arc<Epoll>, index: usize) {
             n_touched: 0,
         },
     };
+    // Ports to read again without waiting for epoll: their turn ended with frames left (the
+    // per-port budget), or with frames that arrived while their wakeups were off.
+    let mut again = Again::default();
     tracing::debug!(worker = index, "worker started");
     loop {
-        let n = match w.epoll.wait(&mut events, -1) {
+        let timeout = if again.is_empty() { -1 } else { 0 };
+        let n = match w.epoll.wait(&mut events, timeout) {
             Ok(n) => n,
             Err(e) => {
                 tracing::error!(worker = index, error = %e, "epoll_wait failed; worker stops");
@@ -78,6 +82,7 @@ pub(crate) fn run(shared: Arc<Shared>, epoll: Arc<Epoll>, index: usize) {
         let snap = w.shared.snapshot.load();
         let now = w.shared.now();
         w.bufs.n_touched = 0;
+        let pending = std::mem::take(&mut again);
         for ev in &events[..n] {
             let token = ev.u64;
             if token == STOP_TOKEN {
@@ -87,7 +92,14 @@ pub(crate) fn run(shared: Arc<Shared>, epoll: Arc<Epoll>, index: usize) {
             // A socket error (a netdev's interface went down or away) keeps the fd readable
             // until it is read; the ring path makes no receive syscall that would read it.
             let error = ev.events & libc::EPOLLERR as u32 != 0;
-            w.drain(&snap, token as PortId, now, error);
+            if w.drain(&snap, token as PortId, now, error) {
+                again.push(token as PortId);
+            }
+        }
+        for &id in pending.ids() {
+            if w.drain(&snap, id, now, false) {
+                again.push(id);
+            }
         }
         // Opportunistic drain: a frame written to a local endpoint (tap, veth) is often
         // answered within the write itself (the receiving stack runs in our syscall), so the
@@ -96,7 +108,9 @@ pub(crate) fn run(shared: Arc<Shared>, epoll: Arc<Epoll>, index: usize) {
         let mut i = 0;
         while i < w.bufs.n_touched {
             let id = w.bufs.touched[i];
-            w.drain(&snap, id, now, false);
+            if w.drain(&snap, id, now, false) {
+                again.push(id);
+            }
             i += 1;
         }
     }
@@ -107,18 +121,21 @@ impl Worker {
     /// reading it right now (then that worker drains it; frames of one port are never read by
     /// two workers at once, so their order is kept).
     /// `error`: epoll reported an error on the port's fd; it is read (and so cleared) first.
-    fn drain(&mut self, snap: &Snapshot, id: PortId, now: u32, error: bool) {
+    /// Returns true if the port should be read again before the worker sleeps: its turn
+    /// ended at the budget, or frames arrived while its wakeups were off
+    /// ([`crate::port::PortRx::rearm`]).
+    fn drain(&mut self, snap: &Snapshot, id: PortId, now: u32, error: bool) -> bool {
         let Some(entry) = snap.port(id) else {
-            return;
+            return false;
         };
         let port = &entry.port;
         let Some(mut rx) = port.try_rx() else {
-            return;
+            return false;
         };
         if error {
             if let Some(e) = port.take_error() {
                 if !self.rx_error(port, e) {
-                    return;
+                    return false;
                 }
             }
         }
@@ -144,10 +161,11 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     self.rx_error(port, e);
-                    break;
+                    return false;
                 }
             }
         }
+        read >= BATCH || rx.rearm()
     }
 
     /// Handles a receive error on `port`. Returns true if the port can still be read.
@@ -163,9 +181,7 @@ impl Worker {
         if port.mark_rx_failed(&e) {
             tracing::warn!(port = port.name(), error = %e, "receive failed; port stops receiving");
         }
-        if let Some(fd) = port.fd() {
-            let _ = self.epoll.delete(fd);
-        }
+        port.unwatch(&self.epoll);
         false
     }
 }
@@ -251,14 +267,33 @@ fn flush(snap: &Snapshot, tx: &mut TxBatch<'_>) {
     });
 }
 
-/// Why a write to an egress port failed, as a drop reason.
-fn tx_drop(e: &io::Error) -> DropReason {
-    match e.raw_os_error() {
-        // The interface is not up and running (not yet, or no longer), or is gone (the
-        // control side detaches the port soon after). A tap whose interface is down refuses
-        // writes with EIO; a packet socket says ENETDOWN.
-        Some(libc::ENETDOWN | libc::EIO | libc::ENXIO | libc::ENODEV) => DropReason::LinkDown,
-        _ => DropReason::TxError,
+/// Ports to read again before the worker sleeps (deduplicated; at most 64, more wait for
+/// their next wakeup).
+struct Again {
+    ids: [PortId; 64],
+    n: usize,
+}
+
+impl Default for Again {
+    fn default() -> Self {
+        Again { ids: [0; 64], n: 0 }
+    }
+}
+
+impl Again {
+    fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    fn ids(&self) -> &[PortId] {
+        &self.ids[..self.n]
+    }
+
+    fn push(&mut self, id: PortId) {
+        if self.n < self.ids.len() && !self.ids().contains(&id) {
+            self.ids[self.n] = id;
+            self.n += 1;
+        }
     }
 }
 
@@ -337,8 +372,8 @@ fn forward_one<'a>(
             Ok(Sent::Now(bytes)) => out.counters.tx(bytes),
             // Counted when the batch is flushed.
             Ok(Sent::Queued) => {}
-            Err(e) => {
-                out.counters.count_drop(tx_drop(&e));
+            Err(r) => {
+                out.counters.count_drop(r);
                 continue;
             }
         }
@@ -404,22 +439,5 @@ fn security_drop(ctx: &Ctx<'_>, frame: &EthernetFrame<'_>, vlan: u16, r: DropRea
     ctx.event(kind, vlan, src, ctx.id);
     if security.action == LimitAction::Shutdown && !ctx.entry.port.set_disabled(true) {
         ctx.event(EventKind::Shutdown, vlan, src, ctx.id);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_write_refused_for_a_down_or_missing_link_is_link_down() {
-        for errno in [libc::ENETDOWN, libc::EIO, libc::ENXIO, libc::ENODEV] {
-            let e = io::Error::from_raw_os_error(errno);
-            assert_eq!(tx_drop(&e), DropReason::LinkDown, "{e}");
-        }
-        for errno in [libc::EAGAIN, libc::ENOBUFS, libc::EINVAL] {
-            let e = io::Error::from_raw_os_error(errno);
-            assert_eq!(tx_drop(&e), DropReason::TxError, "{e}");
-        }
     }
 }

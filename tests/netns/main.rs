@@ -5,6 +5,7 @@
 
 mod harness;
 mod lab;
+mod vhost;
 mod vm;
 
 mod api;

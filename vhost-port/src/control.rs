@@ -52,6 +52,8 @@ pub(crate) struct DeviceBackend {
     settings: Arc<Settings>,
     hook: Arc<dyn KickHook>,
     acked_features: u64,
+    /// Whether `SET_FEATURES` has come on this connection (QEMU enables rings before it).
+    features_set: bool,
     acked_protocol: u64,
     regions: Vec<MappedRegion>,
     mem: Option<Arc<GuestMem>>,
@@ -59,6 +61,27 @@ pub(crate) struct DeviceBackend {
     mac: Option<[u8; 6]>,
     /// Why the last request failed; the connection is closed with this reason.
     pub fatal: Option<String>,
+}
+
+impl DeviceBackend {
+    /// A `SET_VRING_ENABLE` that came before `SET_FEATURES`: QEMU's virtio-net sends it when
+    /// the guest driver sets its features, before it starts the device (and so before it acks
+    /// `VHOST_USER_F_PROTOCOL_FEATURES`), and the `vhost` crate refuses it there. The ring
+    /// state is recorded like any other enable; `None` once features are set (the crate
+    /// handles the message then).
+    pub(crate) fn early_vring_enable(&mut self, index: u32, num: u32) -> Option<VResult<()>> {
+        if self.features_set {
+            return None;
+        }
+        let enable = match num {
+            0 => false,
+            1 => true,
+            _ => return Some(Err(vhost::vhost_user::Error::InvalidParam)),
+        };
+        Some(VhostUserBackendReqHandlerMut::set_vring_enable(
+            self, index, enable,
+        ))
+    }
 }
 
 fn queue_index(msg: &'static str, index: u32) -> Result<usize, ProtocolError> {
@@ -84,6 +107,7 @@ impl DeviceBackend {
             settings,
             hook,
             acked_features: 0,
+            features_set: false,
             acked_protocol: 0,
             regions: Vec::new(),
             mem: None,
@@ -315,6 +339,7 @@ impl VhostUserBackendReqHandlerMut for DeviceBackend {
             return Err(self.refuse(ProtocolError::UnofferedFeatures(extra)));
         }
         self.acked_features = features;
+        self.features_set = true;
         let r = self.publish();
         self.lift(r)
     }

@@ -470,6 +470,11 @@ impl Control {
                 }
             }
             if r.conn {
+                match early_vring_enable(handler.as_raw_fd(), &backend) {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(why) => break DownReason::ProtocolError(why),
+                }
                 match handler.handle_request() {
                     Ok(()) => {}
                     Err(vhost::vhost_user::Error::Disconnected)
@@ -490,6 +495,63 @@ impl Control {
         backend.lock().unwrap_or_else(|p| p.into_inner()).teardown();
         reason
     }
+}
+
+/// `VHOST_USER_SET_VRING_ENABLE`.
+const SET_VRING_ENABLE: u32 = 18;
+/// Header flags: the reply bit, protocol version 1, and the frontend's ask for an ack.
+const FLAG_REPLY: u32 = 0x4;
+const FLAG_VERSION: u32 = 0x1;
+const FLAG_NEED_REPLY: u32 = 0x8;
+
+/// Handles the next message itself if it is a `SET_VRING_ENABLE` before `SET_FEATURES`
+/// (QEMU 7.2's virtio-net sends one; the `vhost` crate would refuse it and disconnect).
+/// Returns whether it did. The message is looked at with `MSG_PEEK` first, so anything else
+/// stays for the `vhost` crate's handler.
+fn early_vring_enable(fd: RawFd, backend: &Mutex<DeviceBackend>) -> Result<bool, String> {
+    let mut msg = [0u8; 20];
+    // SAFETY: `msg` is 20 writable bytes; MSG_PEEK leaves the message on the socket.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            msg.as_mut_ptr().cast(),
+            msg.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    let u32_at = |o: usize| u32::from_le_bytes([msg[o], msg[o + 1], msg[o + 2], msg[o + 3]]);
+    if n < 20 || u32_at(0) != SET_VRING_ENABLE || u32_at(8) != 8 {
+        return Ok(false);
+    }
+    let (flags, index, num) = (u32_at(4), u32_at(12), u32_at(16));
+    let result = {
+        let mut b = backend.lock().unwrap_or_else(|p| p.into_inner());
+        match b.early_vring_enable(index, num) {
+            None => return Ok(false),
+            Some(r) => r,
+        }
+    };
+    // SAFETY: reads the 20 bytes just peeked into `msg`, which we own.
+    let got = unsafe { libc::recv(fd, msg.as_mut_ptr().cast(), msg.len(), 0) };
+    if got != 20 {
+        return Err("SET_VRING_ENABLE: short read".into());
+    }
+    if let Err(e) = result {
+        return Err(format!("SET_VRING_ENABLE: {e}"));
+    }
+    if flags & FLAG_NEED_REPLY != 0 {
+        let mut reply = [0u8; 20];
+        reply[0..4].copy_from_slice(&SET_VRING_ENABLE.to_le_bytes());
+        reply[4..8].copy_from_slice(&(FLAG_REPLY | FLAG_VERSION).to_le_bytes());
+        reply[8..12].copy_from_slice(&8u32.to_le_bytes());
+        // SAFETY: writes the 20 bytes of `reply`, which we own, to the connected socket.
+        let sent =
+            unsafe { libc::send(fd, reply.as_ptr().cast(), reply.len(), libc::MSG_NOSIGNAL) };
+        if sent != 20 {
+            return Err("SET_VRING_ENABLE: cannot send the ack".into());
+        }
+    }
+    Ok(true)
 }
 
 /// `DataPath` goes to worker threads.

@@ -6,7 +6,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use dataplane::port::PortIo;
 
 use super::error::{scoped, ApiResult, Problem};
 use super::extract::Payload;
@@ -39,17 +38,9 @@ fn port_view_with(
     let snap = sw.snapshot();
     let id = snap.port_id(&p.name);
     let port = id.and_then(|id| snap.port(id)).map(|e| e.port.clone());
-    let (link, reason) = match port.as_ref().map(|p| p.io()) {
-        Some(PortIo::Detached { reason }) => (Link::Down, Some(reason.clone())),
-        Some(_) => match port.as_ref().and_then(|p| p.rx_failure()) {
-            Some(e) => (
-                Link::Down,
-                Some(format!(
-                    "receive failed ({e}); the interface was probably deleted"
-                )),
-            ),
-            None => (Link::Up, None),
-        },
+    let (link, reason) = match port.as_ref().map(|p| p.down_reason()) {
+        Some(None) => (Link::Up, None),
+        Some(Some(reason)) => (Link::Down, Some(reason)),
         None => (Link::Down, Some("not attached".to_string())),
     };
     let learned_macs = id.and_then(|id| macs.get(&id).copied()).unwrap_or(0);

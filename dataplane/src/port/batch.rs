@@ -11,7 +11,10 @@ use std::marker::PhantomData;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use vhost_port::{ClaimError, SendBatch};
+
 use super::packet::RX_HEADROOM;
+use crate::counters::DropReason;
 use crate::wire::{EgressFrame, VnetHdr, MIN_FRAME_LEN, VLAN_HLEN};
 
 /// Frames read from a port in one go (taken from a packet socket's receive ring, or up to this
@@ -217,18 +220,79 @@ impl TxQueue {
         TxBatch {
             q: self,
             _frames: PhantomData,
+            guests: Default::default(),
         }
     }
 }
 
 /// Frames queued for packet sockets; the borrow checker keeps their bytes and sockets alive
-/// until the batch is flushed or dropped.
+/// until the batch is flushed or dropped. Also holds the vhost-user guest RX rings this batch
+/// has claimed (at most [`GUEST_RINGS`]), so that each is published and its guest signalled
+/// once per batch.
 pub struct TxBatch<'a> {
     q: &'a mut TxQueue,
     _frames: PhantomData<&'a [u8]>,
+    guests: [Option<(u32, SendBatch<'a>)>; GUEST_RINGS],
 }
 
+/// Guest RX rings one transmit batch holds at once (one more releases them all first).
+pub const GUEST_RINGS: usize = 8;
+
+/// Claims of a busy guest RX ring tried before a frame for it is dropped. The holder is
+/// another worker inside one batch (microseconds); the waiter first gives back every ring it
+/// holds itself, so two workers never wait on each other.
+const BUSY_TRIES: u32 = 4096;
+
 impl<'a> TxBatch<'a> {
+    /// The guest RX ring this batch holds under `key`, claimed with `claim` if it holds none
+    /// yet. A ring another worker holds is tried again, a bounded number of times, after this
+    /// batch gave back its own rings (published, guests signalled): `GuestBusy` if it stays
+    /// busy, `LinkDown` if the guest has no ring ready.
+    pub(super) fn guest_ring(
+        &mut self,
+        key: u32,
+        claim: impl Fn() -> Result<SendBatch<'a>, ClaimError>,
+    ) -> Result<&mut SendBatch<'a>, DropReason> {
+        if let Some(i) = self
+            .guests
+            .iter()
+            .position(|g| g.as_ref().is_some_and(|(k, _)| *k == key))
+        {
+            return Ok(&mut self.guests[i].as_mut().expect("just found").1);
+        }
+        let mut tries = 0;
+        let ring = loop {
+            match claim() {
+                Ok(r) => break r,
+                Err(ClaimError::NotReady) => return Err(DropReason::LinkDown),
+                Err(ClaimError::Busy) if tries < BUSY_TRIES => {
+                    if tries == 0 {
+                        self.release_guests();
+                    }
+                    tries += 1;
+                    std::hint::spin_loop();
+                }
+                Err(ClaimError::Busy) => return Err(DropReason::GuestBusy),
+            }
+        };
+        let i = match self.guests.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                self.release_guests();
+                0
+            }
+        };
+        Ok(&mut self.guests[i].insert((key, ring)).1)
+    }
+
+    /// Gives back every guest RX ring this batch holds: their used indices are published and
+    /// each guest is signalled if it asked to be.
+    fn release_guests(&mut self) {
+        for g in &mut self.guests {
+            *g = None;
+        }
+    }
+
     /// True when [`TxBatch::push`] has no room: flush first.
     #[inline]
     pub fn is_full(&self) -> bool {
@@ -244,7 +308,7 @@ impl<'a> TxBatch<'a> {
     /// True when nothing is queued.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.q.n == 0
+        self.q.n == 0 && self.guests.iter().all(Option::is_none)
     }
 
     /// Queues `frame` behind `hdr` for `sock` (a [`super::packet::PacketSocket`]; any
@@ -276,6 +340,7 @@ impl<'a> TxBatch<'a> {
     /// queue order per socket, where `bytes` is the frame's length on the wire, pad included
     /// ([`EgressFrame::wire_len`]). The batch is empty afterwards.
     pub fn flush(&mut self, mut done: impl FnMut(u32, usize, io::Result<()>)) {
+        self.release_guests();
         let q = &mut *self.q;
         let n = q.n;
         let mut taken: u64 = 0;

@@ -4,6 +4,7 @@
 //! - [`tap::Tap`]: a tap the switch creates and holds, with vnet headers.
 //! - [`packet::PacketSocket`]: an existing interface (netdev port) over AF_PACKET, with a
 //!   receive ring.
+//! - [`vhost::VhostUser`]: a VM's virtio rings over vhost-user, served from guest memory.
 //! - [`batch`]: the per-worker receive and transmit batches.
 //! - [`PortIo::Detached`]: configured, but no interface behind it right now (a netdev whose
 //!   interface does not exist yet or vanished).
@@ -12,13 +13,14 @@ pub mod batch;
 pub mod netlink;
 pub mod packet;
 pub mod tap;
+pub mod vhost;
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 
-use crate::counters::PortCounters;
+use crate::counters::{DropReason, PortCounters};
 use crate::wire::{EgressFrame, VnetHdr};
 
 /// Errors opening or configuring a port.
@@ -37,6 +39,15 @@ pub enum PortError {
     /// A netdev port's interface does not exist.
     #[error("interface {0} does not exist")]
     NoSuchInterface(String),
+    /// A vhost-user port's device could not be started (its socket, its thread).
+    #[error("port {port}: cannot start the vhost-user device")]
+    VhostUser {
+        /// The port name.
+        port: String,
+        /// Why.
+        #[source]
+        source: vhost_port::DeviceError,
+    },
     /// An ioctl on the port failed.
     #[error("port {port}: {op} failed")]
     Ioctl {
@@ -60,6 +71,8 @@ pub enum PortIo {
     Tap(tap::Tap),
     /// An existing interface over AF_PACKET with vnet headers.
     Packet(packet::PacketSocket),
+    /// A VM's (or DPDK application's) virtio rings, over a vhost-user socket.
+    VhostUser(vhost::VhostUser),
     /// Configured but not attached to any interface; frames to it are not sent.
     Detached {
         /// Why, for logs and state.
@@ -107,6 +120,24 @@ impl Port {
         })
     }
 
+    /// Starts a vhost-user port on `socket` (server: created now; client: connected in the
+    /// background), keeping `counters`.
+    pub fn vhost_user(
+        name: &str,
+        socket: std::path::PathBuf,
+        mode: vhost_port::SocketMode,
+        counters: Arc<PortCounters>,
+    ) -> Result<Port> {
+        Ok(Port {
+            name: name.to_string(),
+            io: PortIo::VhostUser(vhost::VhostUser::start(name, socket, mode)?),
+            counters,
+            rx: batch::RxLock::default(),
+            rx_failed: AtomicI32::new(0),
+            disabled: AtomicBool::new(false),
+        })
+    }
+
     /// A port with no interface behind it.
     pub fn detached(name: &str, reason: impl Into<String>, counters: Arc<PortCounters>) -> Port {
         Port {
@@ -131,18 +162,57 @@ impl Port {
         &self.io
     }
 
-    /// The fd to wait on, if attached.
-    pub fn fd(&self) -> Option<RawFd> {
+    /// The fd a worker waits on, for kinds with one fixed fd (a vhost-user guest's kick fd
+    /// changes with each connection; [`Port::watch`] follows it).
+    fn fd(&self) -> Option<RawFd> {
         match &self.io {
             PortIo::Tap(t) => Some(t.as_raw_fd()),
             PortIo::Packet(p) => Some(p.as_raw_fd()),
-            PortIo::Detached { .. } => None,
+            PortIo::VhostUser(_) | PortIo::Detached { .. } => None,
         }
     }
 
-    /// True if frames can be sent and received.
+    /// True if the port has something behind it to send to and receive from (an interface,
+    /// or a vhost-user device, connected or waiting for its frontend).
     pub fn is_attached(&self) -> bool {
-        self.fd().is_some()
+        !matches!(self.io, PortIo::Detached { .. })
+    }
+
+    /// Makes the worker that waits on `epoll` the one woken, with `token`, when frames
+    /// arrive on this port. Nothing for a detached port.
+    pub fn watch(&self, epoll: &Arc<crate::sys::Epoll>, token: u64) -> io::Result<()> {
+        match &self.io {
+            PortIo::VhostUser(v) => v.watch(epoll, token),
+            _ => match self.fd() {
+                Some(fd) => epoll.add(fd, token),
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// Stops waking the worker that waits on `epoll` for this port.
+    pub fn unwatch(&self, epoll: &crate::sys::Epoll) {
+        match &self.io {
+            PortIo::VhostUser(v) => v.unwatch(),
+            _ => {
+                if let Some(fd) = self.fd() {
+                    let _ = epoll.delete(fd);
+                }
+            }
+        }
+    }
+
+    /// Why the port cannot carry frames now, for people (`None`: its link is up): a netdev
+    /// whose interface is missing, a receive that failed for good, a vhost-user port without
+    /// its frontend (and why it left).
+    pub fn down_reason(&self) -> Option<String> {
+        match &self.io {
+            PortIo::Detached { reason } => Some(reason.clone()),
+            PortIo::VhostUser(v) => v.down_reason(),
+            PortIo::Tap(_) | PortIo::Packet(_) => self
+                .rx_failure()
+                .map(|e| format!("receive failed ({e}); the interface was probably deleted")),
+        }
     }
 
     /// True while port security has shut the port down.
@@ -206,15 +276,17 @@ impl Port {
     pub fn take_error(&self) -> Option<io::Error> {
         match &self.io {
             PortIo::Packet(p) => p.take_error(),
-            PortIo::Tap(_) | PortIo::Detached { .. } => None,
+            PortIo::Tap(_) | PortIo::VhostUser(_) | PortIo::Detached { .. } => None,
         }
     }
 
     /// Sends `frame` behind `hdr`, the way this port's kind does: a tap writes it at once
     /// (`Sent::Now`, with its bytes on the wire), a packet socket queues it in `tx` for one
-    /// `sendmmsg` per port at the flush (`Sent::Queued`; the flush reports it under `key`).
-    /// The caller flushes `tx` when it is full before calling this. A port without an
-    /// interface refuses with `ENETDOWN` (its link is down).
+    /// `sendmmsg` per port at the flush (`Sent::Queued`; the flush reports it under `key`), a
+    /// vhost-user guest gets it copied into its RX ring at once (`Sent::Now`; the ring is
+    /// published and the guest signalled at the flush). The caller flushes `tx` when it is
+    /// full before calling this. A refused frame comes back as the reason to count it under;
+    /// a port without an interface refuses with `LinkDown`.
     #[inline]
     pub fn send<'a>(
         &'a self,
@@ -222,18 +294,33 @@ impl Port {
         key: u32,
         hdr: &VnetHdr,
         frame: &EgressFrame<'a>,
-    ) -> io::Result<Sent> {
+    ) -> std::result::Result<Sent, DropReason> {
         match &self.io {
-            PortIo::Tap(t) => t.send(hdr, frame).map(|()| Sent::Now(frame.wire_len(hdr))),
+            PortIo::Tap(t) => match t.send(hdr, frame) {
+                Ok(()) => Ok(Sent::Now(frame.wire_len(hdr))),
+                Err(e) => Err(tx_drop(&e)),
+            },
             PortIo::Packet(p) => {
                 if tx.push(p, key, hdr, frame) {
                     Ok(Sent::Queued)
                 } else {
-                    Err(io::ErrorKind::WouldBlock.into())
+                    Err(DropReason::TxError)
                 }
             }
-            PortIo::Detached { .. } => Err(io::Error::from_raw_os_error(libc::ENETDOWN)),
+            PortIo::VhostUser(v) => v.send(tx, key, hdr, frame),
+            PortIo::Detached { .. } => Err(DropReason::LinkDown),
         }
+    }
+}
+
+/// Why a write to an egress port failed, as a drop reason.
+pub fn tx_drop(e: &io::Error) -> DropReason {
+    match e.raw_os_error() {
+        // The interface is not up and running (not yet, or no longer), or is gone (the
+        // control side detaches the port soon after). A tap whose interface is down refuses
+        // writes with EIO; a packet socket says ENETDOWN.
+        Some(libc::ENETDOWN | libc::EIO | libc::ENXIO | libc::ENODEV) => DropReason::LinkDown,
+        _ => DropReason::TxError,
     }
 }
 
@@ -255,14 +342,29 @@ pub struct PortRx<'a> {
 
 impl PortRx<'_> {
     /// Reads up to [`batch::RX_BATCH`] frames into `batch`: from a packet socket's receive
-    /// ring (no syscall), or one read per frame on a tap. Returns how many; `WouldBlock` when
-    /// none is queued.
+    /// ring (no syscall), one read per frame on a tap, from a vhost-user guest's TX ring (no
+    /// syscall; the guest is signalled once at the end if it asked). Returns how many;
+    /// `WouldBlock` when none is queued.
     #[inline]
     pub fn recv_batch(&mut self, batch: &mut batch::RxBatch) -> io::Result<usize> {
         match &self.port.io {
             PortIo::Tap(t) => batch.fill(|hdr, buf| t.recv(hdr, buf)),
             PortIo::Packet(p) => p.recv_batch(&self.reader, batch),
+            PortIo::VhostUser(v) => v.recv_batch(&self.reader, batch),
             PortIo::Detached { .. } => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    /// Call when the port's queue was found empty, before the worker sleeps: a kind that
+    /// turned its wakeups off while it was being read (a vhost-user guest's kicks) turns them
+    /// back on. True if frames arrived meanwhile, which no wakeup will announce: read again
+    /// before sleeping. Always false for taps and packet sockets (epoll reports them while
+    /// frames wait).
+    #[inline]
+    pub fn rearm(&mut self) -> bool {
+        match &self.port.io {
+            PortIo::VhostUser(v) => v.rearm(&self.reader),
+            _ => false,
         }
     }
 }
@@ -284,4 +386,21 @@ pub(crate) fn writev_frame(fd: RawFd, hdr: &VnetHdr, frame: &EgressFrame<'_>) ->
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_refused_for_a_down_or_missing_link_is_link_down() {
+        for errno in [libc::ENETDOWN, libc::EIO, libc::ENXIO, libc::ENODEV] {
+            let e = io::Error::from_raw_os_error(errno);
+            assert_eq!(tx_drop(&e), DropReason::LinkDown, "{e}");
+        }
+        for errno in [libc::EAGAIN, libc::ENOBUFS, libc::EINVAL] {
+            let e = io::Error::from_raw_os_error(errno);
+            assert_eq!(tx_drop(&e), DropReason::TxError, "{e}");
+        }
+    }
 }

@@ -109,12 +109,24 @@ fn security_json(a: &SecurityArgs, body: &mut serde_json::Map<String, Value>) ->
     Ok(())
 }
 
+/// A vhost-user port's socket.
+#[derive(Debug, clap::Args)]
+struct VhostArgs {
+    /// vhost-user only: the socket's absolute path.
+    #[arg(long)]
+    socket: Option<String>,
+    /// vhost-user only: server (switchd listens; the default) or client (the VM listens).
+    #[arg(long)]
+    socket_mode: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 enum PortCmd {
     /// Add a port: `port add vm1 --kind tap --access 10`.
     Add {
         name: String,
-        /// tap (the switch creates it) or netdev (an existing interface).
+        /// tap (the switch creates it), netdev (an existing interface) or vhost-user (a VM
+        /// sharing its memory over --socket).
         #[arg(long, default_value = "tap")]
         kind: String,
         #[command(flatten)]
@@ -122,6 +134,8 @@ enum PortCmd {
         /// Set the interface up when attaching.
         #[arg(long)]
         admin_up: bool,
+        #[command(flatten)]
+        vhost: VhostArgs,
         #[command(flatten)]
         security: SecurityArgs,
     },
@@ -341,11 +355,18 @@ fn port_add(
     kind: String,
     mode: ModeArgs,
     admin_up: bool,
+    vhost: VhostArgs,
     security: SecurityArgs,
 ) -> Result<()> {
     let mut body = serde_json::Map::new();
     body.insert("name".into(), json!(name));
     body.insert("kind".into(), json!(kind));
+    if let Some(socket) = vhost.socket {
+        body.insert("socket".into(), json!(socket));
+    }
+    if let Some(m) = vhost.socket_mode {
+        body.insert("socket_mode".into(), json!(m));
+    }
     mode_json(&mode, &mut body)?;
     security_json(&security, &mut body)?;
     // `default` and `any` mean "not set" for a new port.
@@ -536,8 +557,9 @@ fn run(cli: Cli) -> Result<()> {
             kind,
             mode,
             admin_up,
+            vhost,
             security,
-        }) => port_add(&ctx, name, kind, mode, admin_up, security),
+        }) => port_add(&ctx, name, kind, mode, admin_up, vhost, security),
         Cmd::Port(PortCmd::Set {
             name,
             mode,
