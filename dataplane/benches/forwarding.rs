@@ -1,6 +1,8 @@
 //! Microbenchmarks of the per-frame work: the forwarding decision (parse, classify, learn,
 //! look up, egress selection, tag render, vnet header shift) and the FDB alone, at 4k and 1M
-//! learned MACs, on one thread and on two threads sharing one FDB.
+//! learned MACs, on one thread and on two threads sharing one FDB; and the software GSO
+//! fallback (`dataplane::gso`): a 64 KB TCPv4 super-frame cut into 1448-byte segments, and a
+//! partial checksum completed on a 1514-byte frame.
 //!
 //! `cargo bench -p dataplane` for figures; `cargo bench -p dataplane -- --test` runs each once
 //! (CI's smoke mode).
@@ -12,6 +14,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use dataplane::config::{PortEntry, Snapshot};
 use dataplane::fdb::Fdb;
 use dataplane::forward::{decide, egress_ports, prefetch};
+use dataplane::gso::{complete_checksum, segment, GSO_TCPV4};
 use dataplane::wire::{EgressFrame, EthernetFrame, MacAddr, VnetHdr};
 use dataplane::PortMode;
 
@@ -175,6 +178,54 @@ fn bench_fdb(c: &mut Criterion) {
     g.finish();
 }
 
+/// An untagged TCPv4 frame with `payload` bytes of payload, as the kernel hands it over with
+/// `gso_type` TCPV4 and `gso_size` `mss`, with its vnet header.
+fn tcp4_frame(payload: usize, mss: u16, gso_type: u8) -> (Vec<u8>, VnetHdr) {
+    let data: Vec<u8> = (0..payload).map(|i| i as u8).collect();
+    let builder = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .tcp(40000, 80, 1, 512)
+        .ack(1);
+    let mut frame = Vec::with_capacity(builder.size(payload));
+    builder.write(&mut frame, &data).expect("frame fits");
+    let hdr = VnetHdr {
+        flags: VnetHdr::F_NEEDS_CSUM,
+        gso_type,
+        hdr_len: 54,
+        gso_size: mss,
+        csum_start: 34,
+        csum_offset: 16,
+    };
+    (frame, hdr)
+}
+
+fn bench_gso(c: &mut Criterion) {
+    let mut g = c.benchmark_group("gso");
+    g.throughput(Throughput::Elements(1));
+    // 45 segments of 1448 bytes: what Linux sends as one 64 KB super-frame at a 1500 MTU.
+    let (frame, hdr) = tcp4_frame(45 * 1448, 1448, GSO_TCPV4);
+    let mut seg = vec![0u8; 54 + 1448];
+    g.bench_function(
+        "segment 64 KB TCPv4 into 1448-byte segments (per super-frame)",
+        |b| {
+            b.iter(|| {
+                let mut bytes = 0;
+                let n = segment(&hdr, black_box(&frame), &mut seg, |s| {
+                    bytes += black_box(s).len();
+                    Ok::<(), ()>(())
+                })
+                .expect("segmented");
+                black_box((n, bytes))
+            })
+        },
+    );
+    let (mut frame, hdr) = tcp4_frame(1460, 0, VnetHdr::GSO_NONE);
+    g.bench_function("complete_checksum 1514-byte TCPv4", |b| {
+        b.iter(|| complete_checksum(&hdr, black_box(&mut frame)).expect("in frame"))
+    });
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -184,6 +235,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_decision, bench_fdb
+    targets = bench_decision, bench_fdb, bench_gso
 }
 criterion_main!(benches);
