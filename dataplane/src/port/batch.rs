@@ -187,6 +187,26 @@ pub struct TxQueue {
     /// Scratch for one `sendmmsg`: the entries of one socket, in queue order.
     msgs: [libc::mmsghdr; TX_BATCH],
     n: usize,
+    /// Scratch for software segmentation ([`crate::gso`]): one egress frame made contiguous,
+    /// and the segment being cut from it. Allocated once per worker.
+    soft: SoftBufs,
+}
+
+/// The two buffers software segmentation works in.
+pub(super) struct SoftBufs {
+    /// The whole egress frame (a 64 KiB super-frame, its tag, spare).
+    pub(super) frame: Box<[u8]>,
+    /// One segment (at most the frame).
+    pub(super) seg: Box<[u8]>,
+}
+
+impl Default for SoftBufs {
+    fn default() -> Self {
+        SoftBufs {
+            frame: vec![0u8; RX_SLOT].into_boxed_slice(),
+            seg: vec![0u8; RX_SLOT].into_boxed_slice(),
+        }
+    }
 }
 
 impl Default for TxQueue {
@@ -201,6 +221,7 @@ impl Default for TxQueue {
             // SAFETY: mmsghdr is plain data; all-zero (null pointers, zero lengths) is valid.
             msgs: unsafe { std::mem::zeroed() },
             n: 0,
+            soft: SoftBufs::default(),
         }
     }
 }
@@ -247,18 +268,30 @@ impl<'a> TxBatch<'a> {
     /// The guest RX ring this batch holds under `key`, claimed with `claim` if it holds none
     /// yet. A ring another worker holds is tried again, a bounded number of times, after this
     /// batch gave back its own rings (published, guests signalled): `GuestBusy` if it stays
-    /// busy, `LinkDown` if the guest has no ring ready.
+    /// busy, `LinkDown` if the guest has no ring ready. Comes with the worker's
+    /// software-segmentation buffers.
     pub(super) fn guest_ring(
         &mut self,
         key: u32,
         claim: impl Fn() -> Result<SendBatch<'a>, ClaimError>,
-    ) -> Result<&mut SendBatch<'a>, DropReason> {
+    ) -> Result<(&mut SendBatch<'a>, &mut SoftBufs), DropReason> {
+        let i = self.guest_slot(key, claim)?;
+        let ring = &mut self.guests[i].as_mut().expect("claimed").1;
+        Ok((ring, &mut self.q.soft))
+    }
+
+    /// The index in `guests` of the ring held under `key`, claimed first if need be.
+    fn guest_slot(
+        &mut self,
+        key: u32,
+        claim: impl Fn() -> Result<SendBatch<'a>, ClaimError>,
+    ) -> Result<usize, DropReason> {
         if let Some(i) = self
             .guests
             .iter()
             .position(|g| g.as_ref().is_some_and(|(k, _)| *k == key))
         {
-            return Ok(&mut self.guests[i].as_mut().expect("just found").1);
+            return Ok(i);
         }
         let mut tries = 0;
         let ring = loop {
@@ -282,7 +315,8 @@ impl<'a> TxBatch<'a> {
                 0
             }
         };
-        Ok(&mut self.guests[i].insert((key, ring)).1)
+        self.guests[i] = Some((key, ring));
+        Ok(i)
     }
 
     /// Gives back every guest RX ring this batch holds: their used indices are published and

@@ -28,6 +28,7 @@ pub use vhost_port::SocketMode;
 use super::batch::{RxBatch, RxGuard, TxBatch};
 use super::{PortError, Result, Sent};
 use crate::counters::DropReason;
+use crate::gso;
 use crate::sys::Epoll;
 use crate::wire::{EgressFrame, VnetHdr, MIN_FRAME_LEN};
 
@@ -134,7 +135,7 @@ impl VhostUser {
         hdr: &VnetHdr,
         frame: &EgressFrame<'_>,
     ) -> std::result::Result<Sent, DropReason> {
-        let ring = tx.guest_ring(key, || self.dp.send_batch())?;
+        let (ring, soft) = tx.guest_ring(key, || self.dp.send_batch())?;
         let pad = &PAD[..frame.pad_len(hdr)];
         let tag: &[u8] = match &frame.tag {
             Some(t) => t,
@@ -142,6 +143,24 @@ impl VhostUser {
         };
         match ring.send(&hdr.to_bytes(), &[frame.addrs, tag, frame.rest, pad]) {
             Ok(()) => Ok(Sent::Now(frame.wire_len(hdr))),
+            // The guest did not negotiate the offload this frame needs: segment it (or
+            // complete its checksum) here, and send the pieces as plain frames.
+            Err(SendError::NeedsSoftwareOffload(_)) => {
+                let n =
+                    gso::linearize(frame, &mut soft.frame).map_err(|_| DropReason::NoOffload)?;
+                let plain = VnetHdr::default().to_bytes();
+                let mut bytes = 0;
+                let sent = gso::segment(hdr, &soft.frame[..n], &mut soft.seg, |s| {
+                    let pad = &PAD[..MIN_FRAME_LEN.saturating_sub(s.len())];
+                    bytes += s.len() + pad.len();
+                    ring.send(&plain, &[s, pad])
+                });
+                match sent {
+                    Ok(_) => Ok(Sent::Now(bytes)),
+                    Err(gso::SegmentError::Emit { source, .. }) => Err(send_drop(&source)),
+                    Err(gso::SegmentError::Frame(_)) => Err(DropReason::NoOffload),
+                }
+            }
             Err(e) => Err(send_drop(&e)),
         }
     }
@@ -151,8 +170,7 @@ impl VhostUser {
 fn send_drop(e: &SendError) -> DropReason {
     match e {
         SendError::RingFull => DropReason::GuestRingFull,
-        // Software segmentation and checksumming for guests without the offload is not
-        // built yet: such frames are counted apart, so they are visible.
+        // Only if software segmentation failed too (a frame it cannot parse).
         SendError::NeedsSoftwareOffload(_) => DropReason::NoOffload,
         SendError::FrameTooLarge { .. } => DropReason::TxError,
         SendError::Ring(_) => DropReason::LinkDown,
