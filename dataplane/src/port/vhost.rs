@@ -3,15 +3,15 @@
 //! the path per frame. The protocol, guest memory and the rings are the `vhost-port` crate's;
 //! this module fits them to the port interface (one receive path, one send path, epoll).
 //!
-//! - Receive: [`VhostUser::recv_batch`] claims the guest's TX ring for one batch and fills the
+//! - Receive: `VhostUser::recv_batch` ([`super::PortRx::recv_batch`]) claims the guest's TX ring for one batch and fills the
 //!   [`RxBatch`] from it; ending the batch gives the buffers back and signals the guest at most
-//!   once. While a worker is busy the guest is asked not to kick; [`VhostUser::rearm`] asks for
+//!   once. While a worker is busy the guest is asked not to kick; `VhostUser::rearm` ([`super::PortRx::rearm`]) asks for
 //!   kicks again before the worker sleeps and says whether frames arrived meanwhile.
-//! - Send: [`VhostUser::send`] claims the guest's RX ring once per transmit batch (the claim
+//! - Send: `VhostUser::send` ([`super::Port::send`]) claims the guest's RX ring once per transmit batch (the claim
 //!   lives in the [`TxBatch`] until its flush, so the used index is published and the guest
 //!   signalled once per batch, not per frame) and copies the frame's pieces into guest buffers.
 //! - The kick eventfd the guest signals changes with every (re)connection; the device's control
-//!   thread reports it through [`KickHook`], and [`Watch`] keeps it registered, edge-triggered,
+//!   thread reports it through [`KickHook`], and `Watch` keeps it registered, edge-triggered,
 //!   in the epoll of the worker the port belongs to.
 
 use std::io;
