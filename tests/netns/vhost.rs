@@ -2,9 +2,12 @@
 //! itself. Two guests in VLAN 10 reach each other and a netns host on a tap port in VLAN 10; a
 //! guest in VLAN 20 reaches none of them; TCP between a guest and the host is intact; a guest
 //! that stops takes its port's link down with a reason, and one that starts again attaches on
-//! its own.
+//! its own. DPDK testpmd's `net_virtio_user` frontends on two ports, one per socket mode,
+//! exchange frames through the switch at full speed.
 
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::harness::{eventually, port_stats, unique_id, Host, Switchd};
@@ -163,4 +166,152 @@ fn a_stopped_guest_takes_its_port_down_and_a_restarted_one_comes_back() {
     assert!(show.contains("socket closed"), "no reason given: {show}");
     let a = lab.guest(0, "198.18.0.11/24", true);
     assert!(a.reaches(&lab.host.addr), "guest -> host after a restart");
+}
+
+/// `dpdk-testpmd` with two `net_virtio_user` ports, killed (and its runtime directory removed)
+/// on drop, on every path out of a test.
+struct Testpmd {
+    child: Child,
+    prefix: String,
+}
+
+impl Drop for Testpmd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.prefix));
+    }
+}
+
+/// `RX-packets:` of each port's block in testpmd's `show port stats all`, in port order.
+fn nic_rx(out: &str) -> Vec<u64> {
+    out.split("NIC statistics for port")
+        .skip(1)
+        .filter_map(|blk| {
+            let i = blk.find("RX-packets:")? + "RX-packets:".len();
+            blk[i..].split_whitespace().next()?.parse().ok()
+        })
+        .collect()
+}
+
+/// Whether `a` and `b` are within a factor of 10 of each other (and both nonzero).
+fn same_magnitude(a: u64, b: u64) -> bool {
+    a > 0 && b > 0 && a.max(b) <= 10 * a.min(b)
+}
+
+#[test]
+fn dpdk_testpmd_virtio_user_frontends_exchange_frames_through_switchd_in_both_socket_modes() {
+    let bin = Path::new("/usr/bin/dpdk-testpmd");
+    assert!(
+        bin.exists(),
+        "dpdk-testpmd is missing: apt-get install -y dpdk-dev librte-net-virtio23"
+    );
+    let id = unique_id();
+    let dir = Dir(std::env::temp_dir().join(format!("vlanswitch-vhost-{id}")));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    // Port s: switchd listens, testpmd connects (server=0). Port c: testpmd listens
+    // (server=1), switchd connects and retries every second until it can.
+    let (ps, pc) = (format!("{id}s"), format!("{id}c"));
+    let (ss, sc) = (dir.0.join("s.sock"), dir.0.join("c.sock"));
+    let sw = Switchd::start(
+        &format!(
+            "vlans: [{{ id: 10 }}]\nports:\n\
+             \x20 - {{ name: {ps}, kind: vhost-user, socket: {}, socket_mode: server, mode: access, vlan: 10 }}\n\
+             \x20 - {{ name: {pc}, kind: vhost-user, socket: {}, socket_mode: client, mode: access, vlan: 10 }}\n",
+            ss.display(),
+            sc.display(),
+        ),
+        2,
+    );
+    let prefix = format!("vs{id}p");
+    let vdev = |n: u8, sock: &Path, server: u8| {
+        format!(
+            "net_virtio_user{n},path={},queues=1,server={server}",
+            sock.display()
+        )
+    };
+    let mut child = Command::new(bin)
+        .args(["-l", "0,1", "--no-huge", "-m", "1024", "--no-pci"])
+        .args(["--file-prefix", &prefix])
+        .args(["--vdev", &vdev(0, &ss, 0), "--vdev", &vdev(1, &sc, 1)])
+        .args(["--", "-i", "--forward-mode=io", "--nb-cores=1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start dpdk-testpmd");
+    let mut stdin = child.stdin.take().unwrap();
+    let (mut stdout, mut stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let mut tp = Testpmd { child, prefix };
+    // Read both pipes on threads, so testpmd never blocks on a full one.
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let link = |p: &str| sw.ctl_ok(&["--json", "port", "show", p]);
+    let up = eventually(Duration::from_secs(30), || {
+        link(&ps).contains("\"link\": \"up\"") && link(&pc).contains("\"link\": \"up\"")
+    });
+    if !up {
+        drop(stdin);
+        let _ = tp.child.kill();
+        panic!(
+            "links not up:\n{}\n{}\ntestpmd:\n{}{}\nswitchd:\n{}",
+            link(&ps),
+            link(&pc),
+            out.join().unwrap(),
+            err.join().unwrap(),
+            sw.log()
+        );
+    }
+    writeln!(stdin, "start tx_first 32").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    writeln!(stdin, "stop").unwrap();
+    writeln!(stdin, "show port stats all").unwrap();
+    writeln!(stdin, "quit").unwrap();
+    drop(stdin);
+    let exited = eventually(Duration::from_secs(15), || {
+        tp.child.try_wait().ok().flatten().is_some()
+    });
+    // A testpmd that did not quit is killed here; its pipes then close.
+    let status = tp.child.try_wait().ok().flatten();
+    let _ = tp.child.kill();
+    let out = out.join().unwrap();
+    let err = err.join().unwrap();
+    drop(tp);
+    let rx = nic_rx(&out);
+    let log = sw.stop();
+    let (s, c) = (port_stats(&log, &ps), port_stats(&log, &pc));
+    eprintln!(
+        "testpmd RX-packets per port {rx:?}; switchd {ps}: rx {} tx {}, {pc}: rx {} tx {}",
+        s["rx_packets"], s["tx_packets"], c["rx_packets"], c["tx_packets"]
+    );
+    assert!(
+        exited && status.is_some_and(|st| st.success()),
+        "testpmd did not quit cleanly ({status:?}):\n{out}{err}"
+    );
+    assert_eq!(rx.len(), 2, "no port statistics from testpmd:\n{out}{err}");
+    for (port, n) in rx.iter().enumerate() {
+        assert!(
+            *n >= 10_000,
+            "testpmd port {port} received only {n} frames:\n{out}"
+        );
+    }
+    // Each frame testpmd sends on one port leaves the switch on the other, so what one switch
+    // port takes in is of the order of what the other sends, and of what testpmd received.
+    for (what, a, b) in [
+        ("s rx vs c tx", s["rx_packets"], c["tx_packets"]),
+        ("c rx vs s tx", c["rx_packets"], s["tx_packets"]),
+        ("s rx vs c rx", s["rx_packets"], c["rx_packets"]),
+        ("s tx vs testpmd port 0 rx", s["tx_packets"], rx[0]),
+        ("c tx vs testpmd port 1 rx", c["tx_packets"], rx[1]),
+    ] {
+        assert!(same_magnitude(a, b), "{what}: {a} / {b}; {s:?} {c:?}");
+    }
 }
