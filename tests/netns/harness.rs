@@ -475,6 +475,25 @@ impl Switchd {
         if let Some(c) = &self.child {
             // SAFETY: kill with the pid of a child we spawned and have not reaped.
             unsafe { libc::kill(c.id() as libc::pid_t, sig) };
+            // A stop takes effect thread by thread, when each is next scheduled (later on a
+            // loaded machine): wait until every thread is stopped, so that the caller's
+            // traffic really meets a stalled switch.
+            if stopped {
+                let all_stopped = || {
+                    let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", c.id())) else {
+                        return false;
+                    };
+                    tasks.flatten().all(|t| {
+                        std::fs::read_to_string(t.path().join("stat")).is_ok_and(|s| {
+                            s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T'))
+                        })
+                    })
+                };
+                assert!(
+                    eventually(Duration::from_secs(5), all_stopped),
+                    "switchd's threads did not all stop within 5 s"
+                );
+            }
         }
     }
 

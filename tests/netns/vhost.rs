@@ -315,3 +315,59 @@ fn dpdk_testpmd_virtio_user_frontends_exchange_frames_through_switchd_in_both_so
         assert!(same_magnitude(a, b), "{what}: {a} / {b}; {s:?} {c:?}");
     }
 }
+
+#[test]
+fn guests_talk_again_after_switchd_is_killed_and_started_again() {
+    // QEMU runs with reconnect=1: when switchd dies (kill -9, no cleanup) and a new switchd
+    // starts from the same topology, each guest reconnects to its socket and the rings start
+    // again from where QEMU says they are.
+    let id = unique_id();
+    let dir = Dir(std::env::temp_dir().join(format!("vs-vhost-{id}")));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let (pa, pb) = (format!("{id}a"), format!("{id}b"));
+    let sock = |p: &str| dir.0.join(format!("{p}.sock"));
+    let yaml = format!(
+        "vlans: [{{ id: 10 }}]\nports:\n\
+         \x20 - {{ name: {pa}, kind: vhost-user, socket: {}, mode: access, vlan: 10 }}\n\
+         \x20 - {{ name: {pb}, kind: vhost-user, socket: {}, mode: access, vlan: 10 }}\n",
+        sock(&pa).display(),
+        sock(&pb).display(),
+    );
+    let first = Switchd::start(&yaml, 2);
+    let boot = |p: &str, last: u8, ip: &str| {
+        let cfg = GuestConfig::vhost_user(
+            &format!("{p}g"),
+            sock(p),
+            false,
+            [0x02, 0x00, 0x00, 0x00, 0x0c, last],
+            ip,
+        );
+        Guest::boot(cfg).unwrap_or_else(|e| panic!("{e:#}"))
+    };
+    let a = boot(&pa, 1, "198.18.0.21/24");
+    let b = boot(&pb, 2, "198.18.0.22/24");
+    assert!(a.reaches(&b.addr), "a -> b before the restart");
+    first.kill9();
+    let killed = std::time::Instant::now();
+    let second = Switchd::start(&yaml, 2);
+    // One ping a second from the guest until one is answered: how long the guests were cut off.
+    let out = a
+        .exec(
+            &format!(
+                "i=0; while ! ping -c 1 -W 1 {} >/dev/null 2>&1; do i=$((i+1)); \
+                 [ $i -ge 30 ] && exit 1; done; echo tries=$i",
+                b.addr
+            ),
+            Duration::from_secs(60),
+        )
+        .expect("run ping loop in guest a");
+    let cut_off = killed.elapsed();
+    eprintln!(
+        "guests cut off for {cut_off:?} after kill -9 ({})",
+        out.output.trim()
+    );
+    assert_eq!(out.status, 0, "a never reached b again: {}", out.output);
+    assert!(b.reaches(&a.addr), "b -> a after the restart");
+    let show = second.ctl_ok(&["--json", "port", "show", &pa]);
+    assert!(show.contains("\"link\": \"up\""), "{show}");
+}
