@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{eventually, port_stats, unique_id, Host, Switchd};
+use crate::harness::{eventually, unique_id, Host, Switchd};
 use crate::vm::{tcp_guest_to_host, tcp_host_to_guest, Guest, GuestConfig};
 
 /// How much TCP each direction carries (TCG moves a few MB/s).
@@ -87,8 +87,8 @@ fn a_guest_on_a_qemu_tap_reaches_its_vlan_and_nothing_else() {
     );
     // Known unicast still works after the failed attempts.
     assert!(g.reaches(&lab.red.addr), "guest -> VLAN 10 host, again");
-    let log = lab.sw.stop();
-    let s = port_stats(&log, &lab.vm_port);
+    let s = lab.sw.port_counters(&lab.vm_port);
+    lab.sw.stop();
     assert!(s["rx_packets"] > 0 && s["tx_packets"] > 0, "{s:?}");
 }
 
@@ -116,8 +116,8 @@ fn a_guest_tagging_vlan_10_itself_on_a_trunk_port_reaches_vlan_10_only() {
         "not killed after 1 s: {out:?}"
     );
     assert_eq!(g.run_ok("echo still here"), "still here\n");
-    let log = lab.sw.stop();
-    let s = port_stats(&log, &lab.vm_port);
+    let s = lab.sw.port_counters(&lab.vm_port);
+    lab.sw.stop();
     assert!(s["rx_packets"] > 0 && s["tx_packets"] > 0, "{s:?}");
     assert_eq!(s["drop_vlan_not_allowed"], 0, "{s:?}");
 }
@@ -150,8 +150,8 @@ fn tcp_both_ways(offloads: bool) -> std::collections::HashMap<String, u64> {
     eprintln!("guest -> host {} MiB: {:?}", TCP_LEN >> 20, t.elapsed());
     assert_eq!(sent, got, "guest -> host TCP data differs");
 
-    let log = lab.sw.stop();
-    let s = port_stats(&log, &lab.vm_port);
+    let s = lab.sw.port_counters(&lab.vm_port);
+    lab.sw.stop();
     assert_eq!(s["drop_tx_error"], 0, "{s:?}");
     s
 }

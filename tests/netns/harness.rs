@@ -4,6 +4,7 @@
 //! process id and a counter, so tests run in parallel and never meet each other's leftovers.
 //! These tests need root; without it (or without `ip netns`) they fail loudly, never skip.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::os::fd::AsRawFd;
@@ -457,6 +458,45 @@ impl Switchd {
         out
     }
 
+    /// `port`'s counters as the API has them now (`GET /api/v1/ports/{port}` through
+    /// `switchctl --json port show`, `state.counters`), under the keys of the `stats` line
+    /// switchd logs at shutdown (see [`port_stats`]): `rx_packets`, `rx_bytes`, `tx_packets`,
+    /// `tx_bytes`, each drop reason as `drop_{reason}` (`drop_tagged_on_access`) and the
+    /// learning events as they are (`mac_moves`, `mac_flaps`, `mac_damped`). Panics if the port
+    /// is unknown or the answer has another shape.
+    pub fn port_counters(&self, port: &str) -> HashMap<String, u64> {
+        let out = self.ctl_ok(&["--json", "port", "show", port]);
+        let v: serde_json::Value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("port {port}: the answer is not JSON ({e}): {out}"));
+        let counters = v["state"]["counters"]
+            .as_object()
+            .unwrap_or_else(|| panic!("port {port}: no state.counters in {out}"));
+        let num = |k: &str, v: &serde_json::Value| {
+            v.as_u64()
+                .unwrap_or_else(|| panic!("port {port}: counter {k} is not a number: {out}"))
+        };
+        let mut m = HashMap::new();
+        for (k, v) in counters {
+            match (k.as_str(), v.as_object()) {
+                (_, None) => {
+                    m.insert(k.clone(), num(k, v));
+                }
+                ("drops", Some(drops)) => {
+                    for (r, n) in drops {
+                        m.insert(format!("drop_{r}"), num(r, n));
+                    }
+                }
+                ("mac_events", Some(events)) => {
+                    for (e, n) in events {
+                        m.insert(e.clone(), num(e, n));
+                    }
+                }
+                (_, Some(_)) => panic!("port {port}: unexpected counter group {k}: {out}"),
+            }
+        }
+        m
+    }
+
     /// Sends SIGKILL now, from any thread (no cleanup, as a crash would).
     pub fn kill9_now(&self) {
         if let Some(c) = &self.child {
@@ -572,8 +612,10 @@ impl Drop for Switchd {
     }
 }
 
-/// Counters switchd logged for `port` at shutdown, as `key -> value`.
-pub fn port_stats(log: &str, port: &str) -> std::collections::HashMap<String, u64> {
+/// Counters switchd logged for `port` at shutdown (its `stats` line), as `key -> value`. For
+/// the counters of a running switch use [`Switchd::port_counters`], which has the same keys;
+/// this is for checking the shutdown log line itself.
+pub fn port_stats(log: &str, port: &str) -> HashMap<String, u64> {
     let line = log
         .lines()
         .find(|l| l.contains(" stats ") && l.ends_with(&format!("port={port}")))

@@ -99,9 +99,25 @@ fn forged_tag_from_an_access_port_never_reaches_the_tagged_vlan() {
         );
         assert!(a2_seen[0].windows(plain.len()).any(|w| w == plain));
     });
-    let log = lab.sw.stop();
     let a1_port = &lab.a1.ifname;
+    let live = lab.sw.port_counters(a1_port);
+    // On purpose from the log, not the API: this test checks the `stats` line switchd logs
+    // for each port at shutdown (a documented feature, see the README). It has the same
+    // counters as the API, under the same keys, and none fewer than a moment before.
+    let log = lab.sw.stop();
     let stats = port_stats(&log, a1_port);
+    let keys = |m: &std::collections::HashMap<String, u64>| {
+        m.keys().cloned().collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(
+        keys(&stats),
+        keys(&live),
+        "the log line and the API differ in counters"
+    );
+    assert!(
+        live.iter().all(|(k, v)| stats[k] >= *v),
+        "a counter went down at shutdown: API {live:?}, log {stats:?}"
+    );
     assert!(
         stats["drop_tagged_on_access"] >= 10,
         "tagged frames on access port {a1_port} must be counted as drops: {stats:?}"
@@ -210,9 +226,12 @@ fn short_frames_leave_every_port_kind_padded_to_60_bytes() {
             }
         }
     }
-    let log = sw.stop();
-    for p in [&ta, &tt, &na, &nt] {
-        let st = port_stats(&log, p);
+    let counters: Vec<_> = [&ta, &tt, &na, &nt]
+        .into_iter()
+        .map(|p| (p, sw.port_counters(p)))
+        .collect();
+    sw.stop();
+    for (p, st) in counters {
         assert!(st["tx_packets"] >= 6, "{p}: {st:?}");
         assert_eq!(
             st["drop_tx_error"], 0,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::harness::{eventually, frame, ip, port_stats, unique_id, Host, Switchd, BROADCAST};
+use crate::harness::{eventually, frame, ip, unique_id, Host, Switchd, BROADCAST};
 use crate::lab::tcp_transfer;
 
 #[test]
@@ -39,8 +39,8 @@ fn netdev_ports_carry_tcp_with_default_offloads() {
     let (sent, got) = tcp_transfer(&h2, &ht, 32 << 20);
     assert_eq!(sent, got, "netdev -> tap TCP data differs");
 
-    let log = sw.stop();
-    let s = port_stats(&log, &n1);
+    let s = sw.port_counters(&n1);
+    sw.stop();
     let avg = s["rx_bytes"] / s["rx_packets"].max(1);
     assert!(
         avg > 3000,
@@ -105,7 +105,8 @@ fn netdev_port_waits_for_its_interface_and_follows_it_away_and_back() {
     );
     // The broadcasts flooded while the interface was gone (a's ARP for b, at least) were
     // counted on the port as dropped for its link being down.
-    let s = port_stats(&sw.stop(), &n1);
+    let s = sw.port_counters(&n1);
+    sw.stop();
     assert!(s["drop_link_down"] > 0, "{s:?}");
 }
 
@@ -370,9 +371,9 @@ fn hand_built_tagged_and_double_tagged_frames() {
             }
         }
     }
-    let log = sw.stop();
-    let s_tr = port_stats(&log, &tr);
-    let s_ac = port_stats(&log, &ac);
+    let s_tr = sw.port_counters(&tr);
+    let s_ac = sw.port_counters(&ac);
+    sw.stop();
     assert!(s_tr["drop_vlan_not_allowed"] >= 6, "{s_tr:?}");
     assert!(s_ac["drop_tagged_on_access"] >= 6, "{s_ac:?}");
 }

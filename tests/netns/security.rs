@@ -12,9 +12,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::harness::{
-    eventually, frame, mac_string, port_stats, unique_id, Host, Raw, Switchd, BROADCAST,
-};
+use crate::harness::{eventually, frame, mac_string, unique_id, Host, Raw, Switchd, BROADCAST};
 
 /// The frames one flood sends.
 const FLOOD: usize = 200_000;
@@ -480,8 +478,8 @@ fn a_port_limited_to_listed_macs_or_to_its_first_n_drops_other_sources() {
         "missing warnings:\n{}",
         sw.log()
     );
-    let log = sw.stop();
-    let (st_sta, st_stk) = (port_stats(&log, &sta), port_stats(&log, &stk));
+    let (st_sta, st_stk) = (sw.port_counters(&sta), sw.port_counters(&stk));
+    sw.stop();
     assert_eq!(st_sta["drop_mac_not_allowed"], 50, "{sta}: {st_sta:?}");
     assert_eq!(st_stk["drop_mac_limit"], 10, "{stk}: {st_stk:?}");
     assert_eq!(st_stk["drop_mac_not_allowed"], 0, "{stk}: {st_stk:?}");
@@ -565,8 +563,8 @@ fn a_spoofed_mac_move_is_logged_and_flapping_is_warned_and_counted() {
     let flap_logged = eventually(Duration::from_secs(2), || {
         line_with(&t.sw.log(), "WARN", &flapping).is_some()
     });
+    let (sv, ss) = (t.sw.port_counters(vic), t.sw.port_counters(spf));
     let log = t.sw.stop();
-    let (sv, ss) = (port_stats(&log, vic), port_stats(&log, spf));
     assert!(
         sv["mac_moves"] >= 20 && ss["mac_moves"] >= 21,
         "moves to {vic}: {sv:?}; to {spf}: {ss:?}"
@@ -628,8 +626,8 @@ fn a_damped_mac_stops_moving_and_its_frames_go_to_one_port() {
         send_all(&mut ro, &vec![to_victim; 100], Duration::from_millis(1));
         (a.join().unwrap().len(), b.join().unwrap().len())
     });
-    let log = t.sw.stop();
-    let (sv, ss) = (port_stats(&log, vic), port_stats(&log, spf));
+    let (sv, ss) = (t.sw.port_counters(vic), t.sw.port_counters(spf));
+    t.sw.stop();
     let damped_other = if held_on == *vic {
         ss["mac_damped"]
     } else {
@@ -758,8 +756,8 @@ fn a_third_source_shuts_a_port_down_and_the_others_keep_working() {
         p: _p,
         port,
     } = s;
-    let log = sw.stop();
-    let st = port_stats(&log, &port);
+    let st = sw.port_counters(&port);
+    sw.stop();
     assert!(api_says, "the API does not show the port as shut down");
     assert_eq!(from, 0, "frames from the shut-down port were delivered");
     assert_eq!(to, 0, "frames to the shut-down port were delivered");

@@ -1,7 +1,6 @@
 //! TCP through the switch with the kernel's default offloads left on: GSO super-frames and
 //! partial checksums must pass intact.
 
-use crate::harness::port_stats;
 use crate::lab::Lab;
 
 #[test]
@@ -10,8 +9,8 @@ fn tcp_64mib_within_a_vlan_arrives_intact_with_offloads_on() {
     assert!(lab.a1.reaches(&lab.a2.addr));
     let (sent, got) = crate::lab::tcp_transfer(&lab.a1, &lab.a2, 64 << 20);
     assert_eq!(sent, got, "SHA-256 of sent and received data differ");
-    let log = lab.sw.stop();
-    let s = port_stats(&log, &lab.a1.ifname);
+    let s = lab.sw.port_counters(&lab.a1.ifname);
+    lab.sw.stop();
     // With offloads carried through, the sender's frames are GSO super-frames: far larger than
     // the 1514-byte MTU frames a switch without vnet headers would see.
     let avg = s["rx_bytes"] / s["rx_packets"].max(1);

@@ -46,10 +46,10 @@ fn two_switches_over_a_trunk_carry_both_vlans_apart() {
     let (sent, got) = crate::lab::tcp_transfer(&xr, &yr, 16 << 20);
     assert_eq!(sent, got, "SHA-256 of data sent across the trunk differs");
 
-    let log_x = sw_x.stop();
-    let log_y = sw_y.stop();
-    let tx = crate::harness::port_stats(&log_x, &format!("{id}xt"));
-    let ty = crate::harness::port_stats(&log_y, &format!("{id}yt"));
+    let tx = sw_x.port_counters(&format!("{id}xt"));
+    let ty = sw_y.port_counters(&format!("{id}yt"));
+    sw_x.stop();
+    sw_y.stop();
     assert!(
         tx["tx_packets"] > 0 && ty["rx_packets"] > 0,
         "{tx:?} {ty:?}"

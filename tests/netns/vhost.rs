@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::harness::{eventually, port_stats, unique_id, Host, Switchd};
+use crate::harness::{eventually, unique_id, Host, Switchd};
 use crate::vm::{tcp_guest_to_host, tcp_host_to_guest, Guest, GuestConfig};
 
 /// How much TCP each direction carries (TCG moves a few MB/s).
@@ -117,8 +117,8 @@ fn guests_on_vhost_user_ports_reach_their_vlan_and_nothing_else() {
     );
     let show = lab.link(&lab.ports[0]);
     assert!(show.contains("\"link\": \"up\""), "{show}");
-    let log = lab.sw.stop();
-    let s = port_stats(&log, &lab.ports[0]);
+    let s = lab.sw.port_counters(&lab.ports[0]);
+    lab.sw.stop();
     assert!(s["rx_packets"] > 0 && s["tx_packets"] > 0, "{s:?}");
 }
 
@@ -131,8 +131,8 @@ fn tcp_both_ways(offloads: bool) -> String {
     let (sent, got) = tcp_guest_to_host(&a, &lab.host, TCP_LEN).expect("guest -> host");
     assert_eq!(sent, got, "guest -> host TCP data differs");
     let port = lab.ports[0].clone();
+    let s = lab.sw.port_counters(&port);
     let log = lab.sw.stop();
-    let s = port_stats(&log, &port);
     assert_eq!(s["drop_no_offload"], 0, "{s:?}");
     log
 }
@@ -286,8 +286,8 @@ fn dpdk_testpmd_virtio_user_frontends_exchange_frames_through_switchd_in_both_so
     let err = err.join().unwrap();
     drop(tp);
     let rx = nic_rx(&out);
-    let log = sw.stop();
-    let (s, c) = (port_stats(&log, &ps), port_stats(&log, &pc));
+    let (s, c) = (sw.port_counters(&ps), sw.port_counters(&pc));
+    sw.stop();
     eprintln!(
         "testpmd RX-packets per port {rx:?}; switchd {ps}: rx {} tx {}, {pc}: rx {} tx {}",
         s["rx_packets"], s["tx_packets"], c["rx_packets"], c["tx_packets"]
