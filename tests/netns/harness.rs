@@ -525,7 +525,8 @@ impl Switchd {
                     };
                     tasks.flatten().all(|t| {
                         std::fs::read_to_string(t.path().join("stat")).is_ok_and(|s| {
-                            s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T'))
+                            s.rsplit_once(") ")
+                                .is_some_and(|(_, rest)| rest.starts_with('T'))
                         })
                     })
                 };
