@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, Permissions};
+use vm_memory::{GuestAddress, GuestMemory, GuestMemoryMmap, Permissions};
 
 use crate::error::{ClaimError, RingError, SendError};
 use crate::features::{VnetHdr, VIRTIO_NET_HDR_F_DATA_VALID};
@@ -499,8 +499,7 @@ fn oob(addr: u64, len: usize) -> RingError {
 }
 
 fn read(mem: &GuestMemoryMmap, buf: &mut [u8], addr: u64) -> Result<(), RingError> {
-    mem.read_slice(buf, GuestAddress(addr))
-        .map_err(|_| oob(addr, buf.len()))
+    crate::memory::read_guest(mem, addr, buf).map_err(|()| oob(addr, buf.len()))
 }
 
 /// The bytes of one outgoing frame: the guest-form header, then the caller's parts.
@@ -542,8 +541,8 @@ impl Source<'_> {
         while len > 0 && !self.done() {
             let Some(p) = self.current() else { break };
             let n = len.min(p.len() - self.off);
-            mem.write_slice(&p[self.off..self.off + n], GuestAddress(addr))
-                .map_err(|_| oob(addr, n))?;
+            crate::memory::write_guest(mem, addr, &p[self.off..self.off + n])
+                .map_err(|()| oob(addr, n))?;
             self.off += n;
             len -= n;
             written += n;

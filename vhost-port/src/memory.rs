@@ -144,3 +144,45 @@ pub(crate) fn map_region(
         region: Arc::new(region),
     })
 }
+
+/// Where `len` bytes at guest address `addr` are in our mapping, if they lie inside one
+/// region: the region is looked up and the whole range checked against its length first.
+fn host_range(mem: &GuestMemoryMmap, addr: u64, len: usize) -> Option<*mut u8> {
+    use vm_memory::{GuestMemoryBackend, GuestMemoryRegion, MemoryRegionAddress};
+    let region = mem.find_region(GuestAddress(addr))?;
+    let off = addr.checked_sub(region.start_addr().0)?;
+    let end = off.checked_add(len as u64)?;
+    if end > region.len() {
+        return None;
+    }
+    region.get_host_address(MemoryRegionAddress(off)).ok()
+}
+
+/// Copies `src` into guest memory at `addr`. One region lookup and one `memcpy` when the range
+/// lies inside one region (the common case); otherwise `vm-memory`'s piecewise copy, which
+/// also reports a range outside guest memory. Err: some byte is outside guest memory.
+pub(crate) fn write_guest(mem: &GuestMemoryMmap, addr: u64, src: &[u8]) -> Result<(), ()> {
+    if let Some(dst) = host_range(mem, addr, src.len()) {
+        // SAFETY: `dst..dst + src.len()` lies inside one region's live mapping (checked in
+        // `host_range` against the region's length; `mem` borrows the mapping for this call).
+        // Guest memory is shared with the frontend, which may touch it at any time: we only
+        // copy bytes into it and never hold a reference into it, so a racing guest can only
+        // garble its own buffer, which the ring protocol says it must not touch now anyway.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
+        return Ok(());
+    }
+    vm_memory::Bytes::write_slice(mem, src, GuestAddress(addr)).map_err(|_| ())
+}
+
+/// Copies guest memory at `addr` into `dst`, like [`write_guest`] the other way.
+pub(crate) fn read_guest(mem: &GuestMemoryMmap, addr: u64, dst: &mut [u8]) -> Result<(), ()> {
+    if let Some(src) = host_range(mem, addr, dst.len()) {
+        // SAFETY: `src..src + dst.len()` lies inside one region's live mapping (checked in
+        // `host_range`); `dst` is our own buffer, so the ranges do not overlap. A guest writing
+        // its buffer meanwhile gives us garbled bytes of its own frame, never an out-of-bounds
+        // access.
+        unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), dst.len()) };
+        return Ok(());
+    }
+    vm_memory::Bytes::read_slice(mem, dst, GuestAddress(addr)).map_err(|_| ())
+}
