@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{fence, Ordering};
 
-use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, Permissions};
+use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, Permissions};
 
 use crate::error::RingError;
 
@@ -23,9 +23,8 @@ const AVAIL_F_NO_INTERRUPT: u16 = 1;
 /// Largest indirect table accepted (65536 descriptors).
 const MAX_INDIRECT_LEN: u32 = 1 << 20;
 
-/// A descriptor as it lies in guest memory (little endian).
+/// A descriptor, decoded from the 16 little-endian bytes it has in guest memory.
 #[derive(Clone, Copy, Default, Debug)]
-#[repr(C)]
 pub(crate) struct Desc {
     pub addr: u64,
     pub len: u32,
@@ -33,19 +32,19 @@ pub(crate) struct Desc {
     pub next: u16,
 }
 
-// SAFETY: `Desc` is `repr(C)` with only integer fields and no padding (8 + 4 + 2 + 2 = 16
-// bytes, naturally aligned), so every bit pattern is a valid value.
-unsafe impl ByteValued for Desc {}
-
 impl Desc {
-    fn to_native(self) -> Self {
+    /// The descriptor in the 16 little-endian bytes of the guest's table.
+    fn from_le_bytes(b: &[u8; 16]) -> Self {
+        let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
         Desc {
-            addr: u64::from_le(self.addr),
-            len: u32::from_le(self.len),
-            flags: u16::from_le(self.flags),
-            next: u16::from_le(self.next),
+            addr: u64_at(0),
+            len: u32::from_le_bytes([b[8], b[9], b[10], b[11]]),
+            flags: u16::from_le_bytes([b[12], b[13]]),
+            next: u16::from_le_bytes([b[14], b[15]]),
         }
     }
+
+    /// The buffer is for the device to write (a guest RX buffer).
     pub fn is_write(&self) -> bool {
         self.flags & DESC_F_WRITE != 0
     }
@@ -196,10 +195,9 @@ impl Ring<'_> {
     pub fn push_used(&mut self, id: u16, len: u32) -> Result<(), RingError> {
         let slot = self.st.next_used % self.layout.size;
         let addr = self.layout.used + 4 + 8 * u64::from(slot);
-        let elem = (u64::from(len) << 32 | u64::from(id)).to_le();
-        self.mem
-            .write_obj(elem, GuestAddress(addr))
-            .map_err(|_| oob("used ring", addr, 8))?;
+        let elem = (u64::from(len) << 32 | u64::from(id)).to_le_bytes();
+        crate::memory::write_guest(self.mem, addr, &elem)
+            .map_err(|()| oob("used ring", addr, 8))?;
         self.st.next_used = self.st.next_used.wrapping_add(1);
         Ok(())
     }
@@ -339,11 +337,10 @@ impl Chain<'_> {
             }
             self.ttl -= 1;
             let addr = self.table + 16 * u64::from(self.next);
-            let d = self
-                .mem
-                .read_obj::<Desc>(GuestAddress(addr))
-                .map_err(|_| oob("descriptor", addr, 16))?
-                .to_native();
+            let mut raw = [0u8; 16];
+            crate::memory::read_guest(self.mem, addr, &mut raw)
+                .map_err(|()| oob("descriptor", addr, 16))?;
+            let d = Desc::from_le_bytes(&raw);
             let first = std::mem::replace(&mut self.first, false);
             if d.flags & DESC_F_INDIRECT != 0 {
                 if !self.indirect_ok {
