@@ -371,3 +371,41 @@ fn guests_talk_again_after_switchd_is_killed_and_started_again() {
     let show = second.ctl_ok(&["--json", "port", "show", &pa]);
     assert!(show.contains("\"link\": \"up\""), "{show}");
 }
+
+#[test]
+fn a_guest_tagging_vlan_10_itself_on_a_vhost_user_trunk_reaches_vlan_10_only() {
+    // The guest's own 802.1Q tagging (eth0.10 inside it) on a trunk vhost-user port carrying
+    // VLAN 10: it reaches the VLAN 10 tap host, and not the VLAN 20 tap host.
+    let id = unique_id();
+    let dir = Dir(std::env::temp_dir().join(format!("vs-vhost-{id}")));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let (pt, r, b) = (format!("{id}t"), format!("{id}r"), format!("{id}b"));
+    let sock = dir.0.join(format!("{pt}.sock"));
+    let sw = Switchd::start(
+        &format!(
+            "vlans: [{{ id: 10 }}, {{ id: 20 }}]\nports:\n\
+             \x20 - {{ name: {pt}, kind: vhost-user, socket: {}, mode: trunk, vlans: [10, 20] }}\n\
+             \x20 - {{ name: {r}, kind: tap, mode: access, vlan: 10 }}\n\
+             \x20 - {{ name: {b}, kind: tap, mode: access, vlan: 20 }}\n",
+            sock.display()
+        ),
+        2,
+    );
+    let red = Host::attach(&r, "198.18.0.1");
+    let blue = Host::attach(&b, "198.18.0.2");
+    let mut cfg = GuestConfig::vhost_user(
+        &format!("{pt}g"),
+        sock,
+        false,
+        [0x02, 0x00, 0x00, 0x00, 0x0d, 0x01],
+        "198.18.0.11/24",
+    );
+    cfg.vlan = Some(10);
+    let g = Guest::boot(cfg).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(g.reaches(&red.addr), "tagged guest -> VLAN 10 host");
+    assert!(red.reaches(&g.addr), "VLAN 10 host -> tagged guest");
+    assert!(g.cannot_reach(&blue.addr), "tagged guest reached VLAN 20");
+    let s = sw.port_counters(&pt);
+    assert_eq!(s["drop_vlan_not_allowed"], 0, "{s:?}");
+    sw.stop();
+}
