@@ -129,8 +129,15 @@ impl Worker {
             return false;
         };
         let port = &entry.port;
-        let Some(mut rx) = port.try_rx() else {
+        if !port.is_attached() {
             return false;
+        }
+        // Another worker reads the port right now. Come back to it soon rather than count on
+        // that worker: a wakeup that arrived just as it was leaving (it had turned a guest's
+        // kicks back on, found nothing, and not yet let go of the port) is edge-triggered and
+        // would otherwise be lost, leaving the guest's frames unread.
+        let Some(mut rx) = port.try_rx() else {
+            return true;
         };
         if error {
             if let Some(e) = port.take_error() {
