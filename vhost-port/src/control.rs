@@ -179,7 +179,20 @@ impl DeviceBackend {
         let ready = new
             .as_ref()
             .is_some_and(|s| s.queues.iter().all(Option::is_some));
+        // Kick the guest TX ring ourselves once the new snapshot is out: a guest kick that
+        // came while the ring was retired for this change found no ring to read (the worker's
+        // claim said not ready) and is gone, and with EVENT_IDX the guest does not kick again
+        // for frames it already announced. The worker wakes, reads with the new snapshot and
+        // turns kicks back on.
+        let tx_kick = new
+            .as_ref()
+            .and_then(|s| s.queues[QueueId::GuestTx as usize].as_ref())
+            .and_then(|q| q.kick.clone());
         self.shared.snap.store(new);
+        if let Some(kick) = tx_kick {
+            use std::io::Write;
+            let _ = (&*kick).write(&1u64.to_ne_bytes());
+        }
         self.set_link(if ready {
             LinkState::Up
         } else {
