@@ -117,7 +117,7 @@ impl RxBatch {
 pub(crate) const FRAME_IOVS: usize = 5;
 
 /// The zeros that pad a short frame (at most [`MIN_FRAME_LEN`] of them are ever needed).
-static PAD: [u8; MIN_FRAME_LEN] = [0; MIN_FRAME_LEN];
+pub(super) static PAD: [u8; MIN_FRAME_LEN] = [0; MIN_FRAME_LEN];
 
 /// An empty iovec, to initialise arrays of them.
 pub(crate) const NO_IOV: libc::iovec = libc::iovec {

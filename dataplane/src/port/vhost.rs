@@ -25,15 +25,12 @@ use vhost_port::{
 
 pub use vhost_port::SocketMode;
 
-use super::batch::{RxBatch, RxGuard, TxBatch};
+use super::batch::{RxBatch, RxGuard, TxBatch, PAD};
 use super::{PortError, Result, Sent};
 use crate::counters::DropReason;
 use crate::gso;
 use crate::sys::Epoll;
 use crate::wire::{EgressFrame, VnetHdr, MIN_FRAME_LEN};
-
-/// The zeros that pad a short frame.
-static PAD: [u8; MIN_FRAME_LEN] = [0; MIN_FRAME_LEN];
 
 /// A vhost-user port: the device (its socket and control thread) and the workers' handle.
 pub struct VhostUser {
