@@ -283,17 +283,15 @@ impl Controller {
         let fdb = self.switch.fdb();
         for m in old {
             if !self.topo.fdb.contains(m) {
-                if let Some(mac) = m.addr() {
-                    fdb.remove(m.vlan, mac);
-                }
+                fdb.remove(m.vlan, m.mac);
             }
         }
         for m in &self.topo.fdb {
-            let (Some(mac), Some(id)) = (m.addr(), snap.port_id(&m.port)) else {
+            let Some(id) = snap.port_id(&m.port) else {
                 continue;
             };
-            if !fdb.add_static(m.vlan, mac, id) {
-                tracing::warn!(vlan = m.vlan, mac = %mac, "no room in the FDB for a static entry");
+            if !fdb.add_static(m.vlan, m.mac, id) {
+                tracing::warn!(vlan = m.vlan, mac = %m.mac, "no room in the FDB for a static entry");
             }
         }
     }

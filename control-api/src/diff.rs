@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::topology::{Port, Topology};
+use crate::topology::{MacAddr, Port, Topology};
 
 /// One change, named after what a user would do to get it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -78,7 +78,8 @@ pub enum Change {
         /// VLAN.
         vlan: u16,
         /// MAC address.
-        mac: String,
+        #[schema(value_type = String)]
+        mac: MacAddr,
         /// Port.
         port: String,
     },
@@ -87,7 +88,8 @@ pub enum Change {
         /// VLAN.
         vlan: u16,
         /// MAC address.
-        mac: String,
+        #[schema(value_type = String)]
+        mac: MacAddr,
         /// Port.
         port: String,
     },
@@ -208,20 +210,20 @@ pub fn diff(old: &Topology, new: &Topology) -> Vec<Change> {
             }
         }
     }
-    let key = |m: &crate::topology::StaticMac| (m.vlan, m.mac.to_lowercase(), m.port.clone());
+    let key = |m: &crate::topology::StaticMac| (m.vlan, m.mac, m.port.clone());
     let old_macs: BTreeSet<_> = old.fdb.iter().map(key).collect();
     let new_macs: BTreeSet<_> = new.fdb.iter().map(key).collect();
     for (vlan, mac, port) in old_macs.difference(&new_macs) {
         out.push(Change::RemoveStaticMac {
             vlan: *vlan,
-            mac: mac.clone(),
+            mac: *mac,
             port: port.clone(),
         });
     }
     for (vlan, mac, port) in new_macs.difference(&old_macs) {
         out.push(Change::AddStaticMac {
             vlan: *vlan,
-            mac: mac.clone(),
+            mac: *mac,
             port: port.clone(),
         });
     }
@@ -254,12 +256,9 @@ fn changed_fields(o: &Port, p: &Port) -> Vec<PortField> {
     if o.mac_limit_action.unwrap_or_default() != p.mac_limit_action.unwrap_or_default() {
         f.push(PortField::MacLimitAction);
     }
-    let macs = |v: &Option<Vec<String>>| {
-        v.as_ref().map(|m| {
-            m.iter()
-                .map(|m| m.to_ascii_lowercase())
-                .collect::<BTreeSet<_>>()
-        })
+    let macs = |v: &Option<Vec<MacAddr>>| {
+        v.as_ref()
+            .map(|m| m.iter().copied().collect::<BTreeSet<MacAddr>>())
     };
     if macs(&o.allowed_macs) != macs(&p.allowed_macs) {
         f.push(PortField::AllowedMacs);
@@ -302,10 +301,25 @@ mod tests {
                 Change::AddPort { name: "p3".into() },
                 Change::AddStaticMac {
                     vlan: 30,
-                    mac: "02:00:00:00:00:01".into(),
+                    mac: "02:00:00:00:00:01".parse().unwrap(),
                     port: "p3".into()
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn a_mac_written_another_way_is_no_change() {
+        let with = |mac: &str| {
+            topo(&format!(
+                "vlans: [{{id: 10}}]\nports:\n  - {{name: p1, kind: tap, mode: access, vlan: 10, allowed_macs: ['{mac}']}}\nfdb: [{{vlan: 10, mac: '{mac}', port: p1}}]\n"
+            ))
+        };
+        assert!(diff(&with("02:00:00:00:00:0a"), &with("02-00-00-00-00-0A")).is_empty());
+        assert_eq!(
+            diff(&with("02:00:00:00:00:0a"), &with("02:00:00:00:00:0b")).len(),
+            3,
+            "allowed_macs, and the static entry removed and added"
         );
     }
 

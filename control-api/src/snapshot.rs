@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use dataplane::config::{Learning, PortSecurity};
 use dataplane::fdb::FlapPolicy;
-use dataplane::wire::MacAddr;
 use dataplane::{PortEntry, Snapshot};
 
 use crate::topology::{self, LimitAction, Topology};
@@ -32,12 +31,10 @@ pub fn port_security(topo: &Topology, p: &topology::Port) -> PortSecurity {
             LimitAction::Drop => dataplane::config::LimitAction::Drop,
             LimitAction::Shutdown => dataplane::config::LimitAction::Shutdown,
         },
-        // validated: every listed MAC parses
-        allowed: p.allowed_macs.as_ref().map(|macs| {
-            macs.iter()
-                .filter_map(|m| m.parse::<MacAddr>().ok())
-                .collect()
-        }),
+        allowed: p
+            .allowed_macs
+            .as_ref()
+            .map(|macs| macs.iter().copied().collect()),
     }
 }
 

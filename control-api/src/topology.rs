@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use dataplane::wire::MacAddr;
+
 /// The lowest VLAN id that may appear in a configuration.
 pub const VLAN_MIN: u16 = dataplane::config::VID_MIN;
 /// The highest VLAN id that may appear in a configuration (4095 is reserved).
@@ -141,17 +143,10 @@ pub struct StaticMac {
     /// The VLAN.
     pub vlan: u16,
     /// A unicast MAC address, `02:00:00:00:00:01`.
-    pub mac: String,
+    #[schema(value_type = String, example = "02:00:00:00:00:01")]
+    pub mac: MacAddr,
     /// The port; it must be a member of `vlan`.
     pub port: String,
-}
-
-impl StaticMac {
-    /// The entry's MAC address; `None` only before validation, which rejects one that does
-    /// not parse.
-    pub fn addr(&self) -> Option<dataplane::wire::MacAddr> {
-        self.mac.parse().ok()
-    }
 }
 
 /// A declared VLAN.
@@ -201,7 +196,8 @@ pub struct Port {
     pub mac_limit_action: Option<LimitAction>,
     /// Only frames from these source MACs enter the port; others are dropped and counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub allowed_macs: Option<Vec<String>>,
+    #[schema(value_type = Option<Vec<String>>)]
+    pub allowed_macs: Option<Vec<MacAddr>>,
     /// vhost-user ports only (required): the unix socket's absolute path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub socket: Option<String>,
@@ -441,25 +437,21 @@ impl Topology {
                     );
                 }
                 let mut seen = HashMap::new();
-                for (j, m) in macs.iter().enumerate() {
+                for (j, &mac) in macs.iter().enumerate() {
                     let path = format!("ports[{i}].allowed_macs[{j}]");
-                    match parse_unicast(m) {
-                        Ok(mac) => {
-                            if let Some(first) = seen.insert(mac, j) {
-                                problems
-                                    .push(path, format!("{mac} is already listed at [{first}]"));
-                            }
-                        }
-                        Err(reason) => problems.push(path, reason),
+                    if let Err(reason) = check_unicast(mac) {
+                        problems.push(path, reason);
+                    } else if let Some(first) = seen.insert(mac, j) {
+                        problems.push(path, format!("{mac} is already listed at [{first}]"));
                     }
                 }
             }
         }
 
-        let mut seen_macs: HashMap<(u16, dataplane::wire::MacAddr), usize> = HashMap::new();
+        let mut seen_macs: HashMap<(u16, MacAddr), usize> = HashMap::new();
         for (i, entry) in self.fdb.iter().enumerate() {
-            let mac = match parse_unicast(&entry.mac) {
-                Ok(m) => Some(m),
+            let mac = match check_unicast(entry.mac) {
+                Ok(()) => Some(entry.mac),
                 Err(reason) => {
                     problems.push(format!("fdb[{i}].mac"), reason);
                     None
@@ -541,13 +533,13 @@ fn share(entries: usize, n: usize) -> u32 {
     u32::try_from((entries / n).max(1)).unwrap_or(u32::MAX)
 }
 
-/// A unicast MAC address, or why `text` is not one.
-fn parse_unicast(text: &str) -> Result<dataplane::wire::MacAddr, String> {
-    match text.parse::<dataplane::wire::MacAddr>() {
-        Ok(m) if m.is_multicast() || m.is_zero() => Err(format!("{m} is not a unicast address")),
-        Ok(m) => Ok(m),
-        Err(e) => Err(e.to_string()),
+/// Why `m` is not a unicast address, if it is not (a static entry or an allowed source must
+/// name one host).
+fn check_unicast(m: MacAddr) -> Result<(), String> {
+    if m.is_multicast() || m.is_zero() {
+        return Err(format!("{m} is not a unicast address"));
     }
+    Ok(())
 }
 
 impl Port {
@@ -1027,13 +1019,15 @@ ports:
             ),
             (
                 |t| {
-                    t.ports[1].allowed_macs =
-                        Some(vec!["02:00:00:00:00:01".into(), "02:00:00:00:00:01".into()])
+                    t.ports[1].allowed_macs = Some(vec![
+                        "02:00:00:00:00:01".parse().unwrap(),
+                        "02:00:00:00:00:01".parse().unwrap(),
+                    ])
                 },
                 "ports[1].allowed_macs[1]: 02:00:00:00:00:01 is already listed at [0]",
             ),
             (
-                |t| t.ports[1].allowed_macs = Some(vec!["ff:ff:ff:ff:ff:ff".into()]),
+                |t| t.ports[1].allowed_macs = Some(vec!["ff:ff:ff:ff:ff:ff".parse().unwrap()]),
                 "ports[1].allowed_macs[0]: ff:ff:ff:ff:ff:ff is not a unicast address",
             ),
             (

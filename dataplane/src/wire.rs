@@ -88,6 +88,32 @@ impl fmt::Debug for MacAddr {
 #[error("{0:?} is not a MAC address (expected six hex octets like 02:00:00:00:00:01)")]
 pub struct MacParseError(pub String);
 
+/// A MAC address is written as its text (`02:00:00:00:00:01`), and read from text in either
+/// form [`MacAddr::from_str`](core::str::FromStr) takes.
+#[cfg(feature = "serde")]
+impl serde::Serialize for MacAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for MacAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = MacAddr;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a MAC address like 02:00:00:00:00:01")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<MacAddr, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Text)
+    }
+}
+
 impl core::str::FromStr for MacAddr {
     type Err = MacParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -67,7 +67,7 @@ pub(super) async fn list_fdb(
             })
             .map(|e| FdbEntryView {
                 vlan: e.vlan,
-                mac: e.mac.to_string(),
+                mac: e.mac,
                 port: snap
                     .port(e.port)
                     .map_or_else(|| format!("#{}", e.port), |p| p.name.clone()),
@@ -98,7 +98,7 @@ pub(super) async fn add_static_mac(
 ) -> ApiResult<Response> {
     let m = st
         .with_ctl(move |ctl| {
-            let (t, at, m) = edit::add_static_mac(ctl.topology(), m)?;
+            let (t, at, m) = edit::add_static_mac(ctl.topology(), m);
             ctl.apply(t, false)
                 .map_err(|e| scoped(e.into(), &format!("fdb[{at}]")))?;
             Ok(m)

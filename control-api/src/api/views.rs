@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::diff::Change;
-use crate::topology::{LimitAction, Port};
+use crate::topology::{LimitAction, MacAddr, Port};
 
 /// Whether a metric only grows or goes up and down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,7 +236,8 @@ pub struct FdbEntryView {
     /// VLAN id.
     pub vlan: u16,
     /// MAC address.
-    pub mac: String,
+    #[schema(value_type = String, example = "02:00:00:00:00:01")]
+    pub mac: MacAddr,
     /// Port name.
     pub port: String,
     /// `dynamic` (learned) or `static` (configured).

@@ -87,7 +87,7 @@ pub fn fdb(entries: &[FdbEntryView]) {
         .map(|e| {
             vec![
                 e.vlan.to_string(),
-                e.mac.clone(),
+                e.mac.to_string(),
                 e.port.clone(),
                 e.kind.as_str().to_string(),
                 e.age_secs.to_string(),
