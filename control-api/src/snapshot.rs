@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use dataplane::config::FlapPolicy;
 use dataplane::config::{Learning, PortSecurity};
-use dataplane::fdb::FlapPolicy;
 use dataplane::{PortEntry, Snapshot};
 
 use crate::topology::{self, LimitAction, Topology};

@@ -99,7 +99,7 @@ pub struct MacFlap {
 
 impl Default for MacFlap {
     fn default() -> Self {
-        let d = dataplane::fdb::FlapPolicy::default();
+        let d = dataplane::config::FlapPolicy::default();
         MacFlap {
             moves: d.moves,
             window_secs: d.window_secs,

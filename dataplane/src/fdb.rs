@@ -25,6 +25,7 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
+use crate::config::LearnRules;
 use crate::config::PortId;
 use crate::sys::{prefetch, AtomicPair, LargeTable};
 use crate::wire::MacAddr;
@@ -77,55 +78,6 @@ fn with_moves(v: u64, moves: u8, moved_at: u32) -> u64 {
     (v & clear)
         | ((u64::from(moves) & MOVES_MAX) << MOVES_SHIFT)
         | ((u64::from(moved_at) & MOVED_MASK) << MOVED_SHIFT)
-}
-
-/// When a MAC that keeps moving between ports counts as flapping, and whether its moves are
-/// then refused for a while (damping).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FlapPolicy {
-    /// Moves within `window_secs` that make a MAC flap (2-15).
-    pub moves: u8,
-    /// The window, in seconds (1-1000).
-    pub window_secs: u16,
-    /// Once flapping, further moves are refused for this many seconds after the last one
-    /// (0: never; the MAC keeps following its frames).
-    pub damp_secs: u16,
-}
-
-impl Default for FlapPolicy {
-    fn default() -> Self {
-        FlapPolicy {
-            moves: 5,
-            window_secs: 10,
-            damp_secs: 0,
-        }
-    }
-}
-
-/// What one learning call may do: the aging time, the MAC limits that apply to the learning
-/// port and VLAN, and the flap policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LearnRules {
-    /// Aging time in seconds.
-    pub aging: u32,
-    /// Most dynamic entries the learning port may have.
-    pub port_max: u32,
-    /// Most dynamic entries the VLAN may have.
-    pub vlan_max: u32,
-    /// Flap detection and damping.
-    pub flap: FlapPolicy,
-}
-
-impl LearnRules {
-    /// No limit but the table's size, the default flap policy.
-    pub fn unlimited(aging: u32) -> Self {
-        LearnRules {
-            aging,
-            port_max: u32::MAX,
-            vlan_max: u32::MAX,
-            flap: FlapPolicy::default(),
-        }
-    }
 }
 
 #[inline]
@@ -665,6 +617,7 @@ impl Fdb {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::FlapPolicy;
 
     fn mac(n: u64) -> MacAddr {
         MacAddr::from_u64(0x0200_0000_0000 | n)

@@ -15,7 +15,10 @@ use crate::controller::Controller;
 fn collect_stats(ctl: &Controller) -> Stats {
     let sw = ctl.switch();
     let snap = sw.snapshot();
-    let entries = sw.fdb().entries(sw.now(), snap.aging_secs);
+    let mut macs_per_vlan = std::collections::HashMap::<u16, usize>::new();
+    for e in sw.fdb().entries(sw.now(), snap.aging_secs) {
+        *macs_per_vlan.entry(e.vlan).or_default() += 1;
+    }
     let c = &sw.fdb().counters;
     let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     Stats {
@@ -35,7 +38,7 @@ fn collect_stats(ctl: &Controller) -> Stats {
                     packets: v.packets,
                     bytes: v.bytes,
                     flooded: v.flooded,
-                    learned_macs: entries.iter().filter(|e| e.vlan == id).count(),
+                    learned_macs: macs_per_vlan.get(&id).copied().unwrap_or(0),
                 }
             })
             .collect(),

@@ -186,10 +186,9 @@ metrics! {
         pub tx_packets: u64 => Counter "port_tx_packets_total", "Frames sent.";
         /// Bytes sent.
         pub tx_bytes: u64 => Counter "port_tx_bytes_total", "Bytes sent.";
-        /// Drops by reason: bad_frame, vlan_not_allowed, tagged_on_access, fdb_no_room (source not
-        /// learned; frame still flooded), tx_error, no_such_port, link_down, rx_overrun, mac_limit
-        /// (source not learned: a MAC limit; the frame is dropped unless the action is flood),
-        /// mac_not_allowed, port_disabled.
+        /// Drops, one key per reason of the dataplane's `DropReason` (each reason's meaning is in
+        /// the README's counter table). `fdb_no_room` and `mac_limit` with the `flood` action
+        /// count sources that were not learned; their frames were still forwarded.
         pub drops: BTreeMap<String, u64> =>
             Counter "port_drops_total" by "reason", "Frames dropped, by reason.";
         /// Learning events on this port: mac_moves (MACs that moved here), mac_flaps (of those,

@@ -13,13 +13,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use vhost_port::{ClaimError, SendBatch};
 
-use super::packet::RX_HEADROOM;
 use crate::counters::DropReason;
 use crate::wire::{EgressFrame, VnetHdr, MIN_FRAME_LEN, VLAN_HLEN};
 
 /// Frames read from a port in one go (taken from a packet socket's receive ring, or up to this
 /// many reads on a tap).
 pub const RX_BATCH: usize = 16;
+/// Bytes before the frame in a receive slot, where a packet socket puts back the tag the
+/// kernel stripped.
+pub const RX_HEADROOM: usize = VLAN_HLEN;
 /// One frame's slot in an [`RxBatch`]: headroom, a 64 KiB GSO frame, and spare.
 pub const RX_SLOT: usize = RX_HEADROOM + 65536 + 1024;
 

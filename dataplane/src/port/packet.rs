@@ -24,7 +24,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
-use super::batch::{RxBatch, RxGuard};
+use super::batch::{RxBatch, RxGuard, RX_HEADROOM};
 use super::{PortError, Result};
 use crate::sys::cvt;
 use crate::wire::{VnetHdr, ADDRS_LEN, VLAN_HLEN};
@@ -70,9 +70,6 @@ struct TpacketAuxdata {
     tp_vlan_tci: u16,
     tp_vlan_tpid: u16,
 }
-
-/// Bytes before the frame in the receive buffer, where a stripped tag is put back.
-pub const RX_HEADROOM: usize = VLAN_HLEN;
 
 /// The ifindex of interface `name`, if it exists in this namespace.
 pub fn ifindex(name: &str) -> Option<u32> {
