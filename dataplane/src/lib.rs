@@ -9,7 +9,8 @@
 //!   [`fdb::Fdb`] is a lock-free table, counters are atomics, events go to a per-worker ring
 //!   ([`events`]).
 //! - The pure core, [`wire`], [`config`], [`fdb`], [`forward`], [`gso`], [`counters`] and
-//!   [`events`], makes no syscall and reads no clock (time is an argument); it depends on no
+//!   [`events`], makes no syscall on the per-frame path and reads no clock (time is an
+//!   argument; the FDB's table memory is mapped once, when it is made, by [`sys`]); it depends on no
 //!   I/O type (a snapshot is generic over its ports' handle, [`config::Snapshot<H>`]). Each of
 //!   these modules starts with `#![forbid(unsafe_code)]`, so the compiler holds them to it. The
 //!   syscalls and `unsafe` live in [`sys`] (epoll, eventfd, table memory, prefetch) and
@@ -17,8 +18,9 @@
 //!   two together and have no `unsafe` of their own either.
 //! - GSO super-frames and partial checksums pass through with their `virtio_net_hdr`, adjusted
 //!   when a tag is pushed or popped ([`wire::VnetHdr::shifted`]). For an egress port that
-//!   cannot take them, [`gso`] completes the checksum or segments in software, every header
-//!   fixed (no port kind calls it yet: taps and packet sockets take both as they are).
+//!   cannot take them (a vhost-user guest that did not negotiate the offload), [`gso`]
+//!   completes the checksum or segments in software, every header fixed; taps and packet
+//!   sockets take both as they are.
 
 pub mod config;
 pub mod counters;

@@ -57,10 +57,11 @@
 //! * Guest TX (queue 1): the switch drains it from one worker (its owner). A second claimant
 //!   gets `Busy` and simply serves its other ports.
 //! * Guest RX (queue 0): several workers may send to one guest. Each claims the ring for a
-//!   batch of the frames it has for that guest; a worker that finds it `Busy` should keep the
-//!   frames staged and try once more after serving its other ports, and count them as a drop
-//!   only if the ring is still busy (`to_guest_busy` counts failed claims). Frames for a full
-//!   guest are dropped at once ([`SendError::RingFull`]), never waited for.
+//!   batch of the frames it has for that guest. A claimant that finds it `Busy` is the
+//!   caller's to handle: the switch's workers give back every ring they hold, then try again a
+//!   bounded number of times (the holder is inside one batch) and drop the frame if it stays
+//!   busy (`to_guest_busy` counts failed claims). Frames for a full guest are dropped at once
+//!   ([`SendError::RingFull`]), never waited for.
 //!
 //! Kicks: at the start of each batch the guest is asked not to kick (`VRING_USED_F_NO_NOTIFY`,
 //! or under `EVENT_IDX` by not moving `avail_event`). Before sleeping, the worker calls
