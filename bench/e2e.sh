@@ -14,6 +14,7 @@
 #
 # Usage: sudo bench/e2e.sh [--only a,b,c] [--json FILE]
 # Environment: DURATION (s, default 10), SWITCHD (binary), SWITCHD_WORKERS (default: switchd's),
+#              SWITCHD_ARGS (more switchd options, split on spaces, e.g. "--poll-us 0"),
 #              KEEP_LOGS=1 (keep the run directory with all logs).
 #
 # Traffic only ever flows between the two namespaces this script creates (198.18.0.1 and
@@ -24,6 +25,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DURATION=${DURATION:-10}
 SWITCHD_SRC=${SWITCHD:-$REPO/target/release/switchd}
 SWITCHD_WORKERS=${SWITCHD_WORKERS:-}
+SWITCHD_ARGS=${SWITCHD_ARGS:-}
 KEEP_LOGS=${KEEP_LOGS:-0}
 IDLE_SECS=5
 PING_COUNT=50
@@ -259,6 +261,8 @@ start_switchd() {
     SWITCHD_LOG=$RUN/switchd-$s.log
     args=(--topology "$RUN/topology-$s.yaml")
     if [[ -n $SWITCHD_WORKERS ]]; then args+=(--workers "$SWITCHD_WORKERS"); fi
+    # shellcheck disable=SC2206 # split on purpose: several options
+    if [[ -n $SWITCHD_ARGS ]]; then args+=($SWITCHD_ARGS); fi
     # keep the REST API (if this build has one) off TCP ports other instances may use
     if "$SWITCHD" --help 2>/dev/null | grep -q -- '--listen'; then
         args+=(--listen "unix:$RUN/switchd-$s.sock")
@@ -688,12 +692,12 @@ write_json() {
     printf '%s\n' "${rows[@]}" | jq -s \
         --arg date "$START_DATE" --arg kernel "$(uname -r)" --arg cpu "$CPU_MODEL" \
         --argjson cores "$(nproc)" --argjson duration "$DURATION" --arg switchd "$SWITCHD_VERSION" \
-        --arg commit "$COMMIT" --arg workers "${SWITCHD_WORKERS:-default}" \
+        --arg commit "$COMMIT" --arg workers "${SWITCHD_WORKERS:-default}" --arg args "$SWITCHD_ARGS" \
         '(map(select(.id == "a" and .measured)) | first) as $br
          | def ratio($k): if $br == null or $br[$k] == null or $br[$k] == 0 or .[$k] == null
                           then null else .[$k] / $br[$k] end;
          {date: $date, kernel: $kernel, cpu: $cpu, cores: $cores, duration_s: $duration,
-          switchd: $switchd, switchd_workers: $workers, commit: $commit,
+          switchd: $switchd, switchd_workers: $workers, switchd_args: $args, commit: $commit,
           setups: map(. + {ratio_to_bridge: {
               tcp_1_stream: ratio("tcp_1_stream_gbps"), tcp_4_streams: ratio("tcp_4_streams_gbps"),
               frames_64b_delivered: ratio("frames_64b_delivered_kpps"),
@@ -735,8 +739,8 @@ main() {
     printf 'kernel:  %s\n' "$(uname -r)"
     printf 'cpu:     %s (%s cores)\n' "$CPU_MODEL" "$(nproc)"
     printf 'load:    %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
-    [[ -z $SWITCHD_VERSION ]] || printf 'switchd: %s (repo at %s), workers: %s\n' \
-        "$SWITCHD_VERSION" "$COMMIT" "${SWITCHD_WORKERS:-default}"
+    [[ -z $SWITCHD_VERSION ]] || printf 'switchd: %s (repo at %s), workers: %s, options: %s\n' \
+        "$SWITCHD_VERSION" "$COMMIT" "${SWITCHD_WORKERS:-default}" "${SWITCHD_ARGS:-none}"
     printf 'tools:   %s; %s' "$(iperf3 --version | head -n 1)" "$(trafgen -v 2>&1 | head -n 1)"
     ((HAVE_VDE == 0)) || printf '; %s' "$(dpkg-query -W -f 'vde2 ${Version}' vde2 2>/dev/null)"
     ((HAVE_OVS == 0)) || printf '; %s' "$(ovs-vswitchd --version | head -n 1)"

@@ -25,7 +25,10 @@
 #   --perf      after (g)'s measured window, `perf record -g` switchd for PERF_SECS s
 #               (traffic still running) and print the top symbols
 # Environment: DURATION (s, default 10), SWITCHD (binary, default target/release/switchd;
-#              the script does not build it), SWITCHD_WORKERS (default 1), GEN_CPU (default
+#              the script does not build it), SWITCHD_WORKERS (default 1), SWITCHD_ARGS
+#              (more switchd options, split on spaces, e.g. "--poll-us 0"), GEN_MODE (io,
+#              the default: frames forwarded unchanged; mac: each direction has its own
+#              source and destination MAC), GEN_CPU (default
 #              0), SWITCH_CPU (default 1), PERF_SECS (default 5), KEEP_LOGS=1 (keep the run
 #              directory with all logs).
 #
@@ -37,6 +40,18 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DURATION=${DURATION:-10}
 SWITCHD_SRC=${SWITCHD:-$REPO/target/release/switchd}
 SWITCHD_WORKERS=${SWITCHD_WORKERS:-1}
+SWITCHD_ARGS=${SWITCHD_ARGS:-}
+GEN_MODE=${GEN_MODE:-io}
+# The generator's two ports and what their frames carry. io: frames go back out unchanged,
+# so one source MAC arrives on both switch ports in turn (relearned, flooded, every frame).
+# mac: each port rewrites the source to its own MAC and the destination to the other's, as
+# two hosts talking would: learned once, then known unicast.
+GEN_MAC0=02:00:00:00:0b:01 GEN_MAC1=02:00:00:00:0b:02
+case $GEN_MODE in
+    io) GEN_FWD=(--forward-mode=io) ;;
+    mac) GEN_FWD=(--forward-mode=mac "--eth-peer=0,$GEN_MAC1" "--eth-peer=1,$GEN_MAC0") ;;
+    *) echo "GEN_MODE must be io or mac" >&2; exit 2 ;;
+esac
 GEN_CPU=${GEN_CPU:-0}
 SWITCH_CPU=${SWITCH_CPU:-1}
 PERF_SECS=${PERF_SECS:-5}
@@ -260,9 +275,9 @@ start_gen() {
     # stdbuf: testpmd's printf output reaches the log line by line, not at exit.
     taskset -c "$GEN_CPU" stdbuf -oL -eL "$TESTPMD" --lcores "0@$GEN_CPU,1@$GEN_CPU" \
         --no-huge -m 1024 --no-pci --file-prefix vsb-gen \
-        --vdev "net_virtio_user0,path=$s0,queues=1,server=$server" \
-        --vdev "net_virtio_user1,path=$s1,queues=1,server=$server" \
-        -- -i --forward-mode=io --nb-cores=1 <"$fifo" >"$GEN_LOG" 2>&1 8>&- 9>&- &
+        --vdev "net_virtio_user0,path=$s0,queues=1,server=$server,mac=$GEN_MAC0" \
+        --vdev "net_virtio_user1,path=$s1,queues=1,server=$server,mac=$GEN_MAC1" \
+        -- -i "${GEN_FWD[@]}" --nb-cores=1 <"$fifo" >"$GEN_LOG" 2>&1 8>&- 9>&- &
     GEN_PID=$!
     PIDS+=("$GEN_PID")
     exec {GEN_FD}>"$fifo"
@@ -332,7 +347,7 @@ ports:
 EOF
     SWITCHD_LOG=$RUN/switchd-g.log
     RUST_LOG=info taskset -c "$SWITCH_CPU" "$SWITCHD" --topology "$RUN/topology-g.yaml" \
-        --workers "$SWITCHD_WORKERS" --listen "unix:$RUN/switchd-g.api" \
+        --workers "$SWITCHD_WORKERS" --listen "unix:$RUN/switchd-g.api" $SWITCHD_ARGS \
         2>"$SWITCHD_LOG" >/dev/null 8>&- 9>&- &
     local pid=$!
     PIDS+=("$pid")
@@ -639,12 +654,14 @@ write_json() {
         --arg cpu "$CPU_MODEL" --argjson cores "$(nproc)" --argjson duration "$DURATION" \
         --arg switchd "$SWITCHD_VERSION" --arg commit "$COMMIT" --argjson workers "$SWITCHD_WORKERS" \
         --arg dpdk "$DPDK_VERSION" --arg ovs "$OVS_VERSION" --arg profile "$PROFILE" \
+        --arg args "$SWITCHD_ARGS" --arg gen "$GEN_MODE" \
         '(map(select(.id == "h" and .measured)) | first) as $h
          | (map(select(.id == "i" and .measured)) | first) as $i
          | def r($b): if $b == null or $b.mpps_per_direction == null or .mpps_per_direction == null
                       then null else .mpps_per_direction / $b.mpps_per_direction end;
          {date: $date, kernel: $kernel, cpu: $cpu, cores: $cores, duration_s: $duration,
-          switchd: $switchd, switchd_workers: $workers, commit: $commit, dpdk: $dpdk, ovs: $ovs,
+          switchd: $switchd, switchd_workers: $workers, switchd_args: $args, generator_mode: $gen,
+          commit: $commit, dpdk: $dpdk, ovs: $ovs,
           switchd_profile: $profile,
           setups: map(. + {ratio_to_h: r($h), ratio_to_i: r($i)})}' >"$JSON_OUT"
     log "results written to $JSON_OUT"
@@ -692,8 +709,9 @@ main() {
     printf 'kernel:  %s\n' "$(uname -r)"
     printf 'cpu:     %s (%s cores)\n' "$CPU_MODEL" "$(nproc)"
     printf 'load:    %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
-    [[ -z $SWITCHD_VERSION ]] || printf 'switchd: %s (repo at %s), workers: %s\n' \
-        "$SWITCHD_VERSION" "$COMMIT" "$SWITCHD_WORKERS"
+    [[ -z $SWITCHD_VERSION ]] || printf 'switchd: %s (repo at %s), workers: %s, options: %s\n' \
+        "$SWITCHD_VERSION" "$COMMIT" "$SWITCHD_WORKERS" "${SWITCHD_ARGS:-none}"
+    printf 'generator: testpmd forward mode %s\n' "$GEN_MODE"
     printf 'tools:   DPDK %s' "${DPDK_VERSION:-not installed}"
     [[ -z $OVS_VERSION ]] || printf '; %s' "$OVS_VERSION"
     printf '\nduration: %s s per setup (after %s s warm-up); generator on CPU %s, switch on CPU %s\n' \
