@@ -13,6 +13,7 @@ use dataplane::counters::{CounterValues, PortCounters};
 use dataplane::fdb::FlushFilter;
 use dataplane::port::netlink::LinkEvent;
 use dataplane::port::{packet, Port, PortError, PortIo};
+use dataplane::switch::Workers;
 use dataplane::{PortEntry, PortId, Snapshot, Switch, SwitchOptions};
 
 use crate::diff::{diff, Change};
@@ -77,14 +78,18 @@ impl Controller {
     /// A tap port that cannot be created is an error. A netdev port whose interface does not
     /// exist yet is not: it waits, detached, and attaches when the interface appears
     /// ([`Controller::on_link_events`]).
-    pub fn start(topo: Topology, workers: usize, state: Option<PathBuf>) -> Result<Controller> {
+    pub fn start(
+        topo: Topology,
+        workers: impl Into<Workers>,
+        state: Option<PathBuf>,
+    ) -> Result<Controller> {
         topo.validate()?;
         let snapshot = crate::build_snapshot(&topo, |p| attach(p, Arc::default()))?;
         if let Some(path) = &state {
             persist(path, &topo)?;
         }
         let opts = SwitchOptions {
-            workers,
+            workers: workers.into(),
             fdb_max_entries: topo.fdb_max_entries,
         };
         let switch = Switch::start(opts, snapshot)?;

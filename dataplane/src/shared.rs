@@ -3,7 +3,7 @@
 //! [`crate::worker`] reads it; neither module depends on the other for it.
 #![forbid(unsafe_code)]
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
@@ -22,6 +22,9 @@ pub(crate) struct Shared {
     pub(crate) vlan_stats: Vec<VlanCounters>,
     /// Learning and port-security events, one ring per worker.
     pub(crate) events: Vec<EventRing>,
+    /// How long a worker keeps polling after its last frame before it sleeps (zero: it
+    /// sleeps at once).
+    pub(crate) poll_window: Duration,
 }
 
 impl Shared {

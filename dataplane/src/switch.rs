@@ -8,7 +8,7 @@
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
@@ -49,11 +49,35 @@ pub type Result<T> = std::result::Result<T, SwitchError>;
 /// Switch-wide settings.
 #[derive(Debug, Clone, Copy)]
 pub struct SwitchOptions {
-    /// Worker threads (at least 1).
-    pub workers: usize,
+    /// The worker threads.
+    pub workers: Workers,
     /// FDB capacity in entries.
     pub fdb_max_entries: usize,
 }
+
+/// How many worker threads forward frames, and how they wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Workers {
+    /// Worker threads (at least 1).
+    pub count: usize,
+    /// Adaptive polling: how long a worker keeps polling its ports after its last frame
+    /// before it turns wakeups back on and sleeps in epoll. Zero turns polling off.
+    pub poll_window: Duration,
+}
+
+impl From<usize> for Workers {
+    /// `count` workers with the default polling window.
+    fn from(count: usize) -> Self {
+        Workers {
+            count,
+            poll_window: DEFAULT_POLL_WINDOW,
+        }
+    }
+}
+
+/// The default [`SwitchOptions::poll_window`] (see docs/performance.md for the measurement
+/// behind it).
+pub const DEFAULT_POLL_WINDOW: Duration = Duration::from_micros(50);
 
 /// A port fd some worker waits on.
 #[derive(Debug)]
@@ -82,16 +106,17 @@ impl Switch {
             snapshot: ArcSwap::from_pointee(Snapshot::new(Vec::new(), snapshot.aging_secs)),
             fdb: Fdb::new(opts.fdb_max_entries),
             epoch: Instant::now(),
-            vlan_stats: (0..opts.workers.max(1))
+            vlan_stats: (0..opts.workers.count.max(1))
                 .map(|_| VlanCounters::default())
                 .collect(),
-            events: (0..opts.workers.max(1))
+            events: (0..opts.workers.count.max(1))
                 .map(|_| EventRing::default())
                 .collect(),
+            poll_window: opts.workers.poll_window,
         });
         let stop = EventFd::new().map_err(SwitchError::Wakeup)?;
         let reaper = Reaper::start().map_err(SwitchError::Spawn)?;
-        let n = opts.workers.max(1);
+        let n = opts.workers.count.max(1);
         let mut epolls = Vec::with_capacity(n);
         for _ in 0..n {
             let ep = Epoll::new().map_err(SwitchError::Wakeup)?;
@@ -203,6 +228,11 @@ impl Switch {
     /// Number of worker threads.
     pub fn workers(&self) -> usize {
         self.epolls.len()
+    }
+
+    /// The workers' adaptive polling window.
+    pub fn poll_window(&self) -> Duration {
+        self.shared.poll_window
     }
 
     /// Removes FDB entries older than the configured aging time; returns how many. Call about

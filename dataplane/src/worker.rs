@@ -13,6 +13,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::config::{LimitAction, PortId};
 use crate::counters::{DropReason, MacEvent};
@@ -55,6 +56,7 @@ struct Buffers {
 
 pub(crate) fn run(shared: Arc<Shared>, epoll: Arc<Epoll>, index: usize) {
     let mut events: [Event; 64] = [Event { events: 0, u64: 0 }; 64];
+    let window = shared.poll_window;
     let mut w = Worker {
         shared,
         epoll,
@@ -69,10 +71,23 @@ pub(crate) fn run(shared: Arc<Shared>, epoll: Arc<Epoll>, index: usize) {
     // Ports to read again without waiting for epoll: their turn ended with frames left (the
     // per-port budget), or with frames that arrived while their wakeups were off.
     let mut again = Again::default();
-    tracing::debug!(worker = index, "worker started");
+    // Adaptive polling: after a round that read frames from a port whose wakeups reading
+    // turns off (a vhost-user guest, `Port::rearms`), the worker leaves them off and does not
+    // sleep until `window` has passed without such frames. Meanwhile it reads those ports
+    // (`polled`) on every round and asks epoll without waiting; when the window ends it turns
+    // their wakeups back on and sleeps. Taps and packet sockets alone never start a window:
+    // a worker polling for them measured slower request/response (it takes the core their
+    // endpoints run on), see docs/performance.md.
+    let mut polled = Again::default();
+    let mut poll_until: Option<Instant> = None;
+    tracing::debug!(
+        worker = index,
+        poll_us = window.as_micros(),
+        "worker started"
+    );
     loop {
-        let timeout = if again.is_empty() { -1 } else { 0 };
-        let n = match w.epoll.wait(&mut events, timeout) {
+        let idle = again.is_empty() && polled.is_empty() && poll_until.is_none();
+        let n = match w.epoll.wait(&mut events, if idle { -1 } else { 0 }) {
             Ok(n) => n,
             Err(e) => {
                 tracing::error!(worker = index, error = %e, "epoll_wait failed; worker stops");
@@ -82,7 +97,14 @@ pub(crate) fn run(shared: Arc<Shared>, epoll: Arc<Epoll>, index: usize) {
         let snap = w.shared.snapshot.load();
         let now = w.shared.now();
         w.bufs.n_touched = 0;
-        let pending = std::mem::take(&mut again);
+        let mut round = Round {
+            snap: &snap,
+            now,
+            poll: !window.is_zero(),
+            again: Again::default(),
+            polled: &mut polled,
+            polled_frames: 0,
+        };
         for ev in &events[..n] {
             let token = ev.u64;
             if token == STOP_TOKEN {
@@ -92,14 +114,14 @@ pub(crate) fn run(shared: Arc<Shared>, epoll: Arc<Epoll>, index: usize) {
             // A socket error (a netdev's interface went down or away) keeps the fd readable
             // until it is read; the ring path makes no receive syscall that would read it.
             let error = ev.events & libc::EPOLLERR as u32 != 0;
-            if w.drain(&snap, token as PortId, now, error) {
-                again.push(token as PortId);
-            }
+            w.turn(&mut round, token as PortId, error, false);
         }
-        for &id in pending.ids() {
-            if w.drain(&snap, id, now, false) {
-                again.push(id);
-            }
+        for &id in again.ids() {
+            w.turn(&mut round, id, false, false);
+        }
+        for i in 0..round.polled.n {
+            let id = round.polled.ids[i];
+            w.turn(&mut round, id, false, false);
         }
         // Opportunistic drain: a frame written to a local endpoint (tap, veth) is often
         // answered within the write itself (the receiving stack runs in our syscall), so the
@@ -108,41 +130,118 @@ pub(crate) fn run(shared: Arc<Shared>, epoll: Arc<Epoll>, index: usize) {
         let mut i = 0;
         while i < w.bufs.n_touched {
             let id = w.bufs.touched[i];
-            if w.drain(&snap, id, now, false) {
-                again.push(id);
-            }
+            w.turn(&mut round, id, false, true);
             i += 1;
+        }
+        let frames = round.polled_frames;
+        again = round.again;
+        if polled.is_empty() {
+            poll_until = None;
+            continue;
+        }
+        let clock = Instant::now();
+        if frames > 0 {
+            poll_until = Some(clock + window);
+        } else if poll_until.is_none_or(|t| clock >= t) {
+            // The window passed without a frame: wakeups back on, then sleep (unless one of
+            // them says frames came meanwhile).
+            poll_until = None;
+            for &id in polled.ids() {
+                if w.rearm(&snap, id) {
+                    again.push(id);
+                }
+            }
+            polled = Again::default();
         }
     }
 }
 
+/// One round of a worker's loop: the configuration and clock it reads with, and what its
+/// port turns leave to do.
+struct Round<'a> {
+    snap: &'a Snapshot,
+    now: u32,
+    /// Adaptive polling is on: a port whose wakeups reading turned off stays unarmed and is
+    /// polled.
+    poll: bool,
+    /// Ports to read again in the next round.
+    again: Again,
+    /// Ports read with their wakeups left off, polled until the window ends.
+    polled: &'a mut Again,
+    /// Traffic this round on ports left with their wakeups off: frames read from them, and
+    /// one for each such port sent unicast frames.
+    polled_frames: usize,
+}
+
 impl Worker {
-    /// Reads and forwards up to [`BATCH`] frames from port `id`, unless another worker is
-    /// reading it right now (then that worker drains it; frames of one port are never read by
-    /// two workers at once, so their order is kept).
-    /// `error`: epoll reported an error on the port's fd; it is read (and so cleared) first.
-    /// Returns true if the port should be read again before the worker sleeps: its turn
-    /// ended at the budget, or frames arrived while its wakeups were off
-    /// ([`crate::port::PortRx::rearm`]).
-    fn drain(&mut self, snap: &Snapshot, id: PortId, now: u32, error: bool) -> bool {
+    /// One turn of port `id` in `round`: drains it, then notes whether it is to be read
+    /// again, or polled with its wakeups off. `sent_to`: this round sent the port unicast
+    /// frames; for a polled port that counts as traffic (its guest's answer usually follows
+    /// within microseconds, and is then read without a kick).
+    fn turn(&mut self, round: &mut Round<'_>, id: PortId, error: bool, sent_to: bool) {
+        let rearm = !round.poll || round.polled.is_full();
+        let d = self.drain(round.snap, id, round.now, error, rearm);
+        if d.again {
+            round.again.push(id);
+        }
+        if d.unarmed {
+            round.polled_frames += d.frames + usize::from(sent_to);
+            round.polled.push(id);
+        }
+    }
+
+    /// Turns port `id`'s wakeups back on before the worker sleeps. True if frames arrived
+    /// while they were off, or another worker reads the port right now: read it again.
+    fn rearm(&self, snap: &Snapshot, id: PortId) -> bool {
         let Some(entry) = snap.port(id) else {
             return false;
         };
+        match entry.port.try_rx() {
+            Some(mut rx) => rx.rearm(),
+            None => entry.port.is_attached(),
+        }
+    }
+
+    /// Reads and forwards up to [`BATCH`] frames from port `id`, unless another worker is
+    /// reading it right now (then it is to be read again: frames of one port are never read
+    /// by two workers at once, so their order is kept).
+    /// `error`: epoll reported an error on the port's fd; it is read (and so cleared) first.
+    /// `rearm`: when the queue is found empty, turn the port's wakeups back on
+    /// ([`crate::port::PortRx::rearm`]); otherwise a port that has them off is left so
+    /// ([`Drained::unarmed`]), to be polled.
+    fn drain(
+        &mut self,
+        snap: &Snapshot,
+        id: PortId,
+        now: u32,
+        error: bool,
+        rearm: bool,
+    ) -> Drained {
+        let none = Drained::default();
+        let Some(entry) = snap.port(id) else {
+            return none;
+        };
         let port = &entry.port;
         if !port.is_attached() {
-            return false;
+            return none;
         }
-        // Another worker reads the port right now. Come back to it soon rather than count on
-        // that worker: a wakeup that arrived just as it was leaving (it had turned a guest's
-        // kicks back on, found nothing, and not yet let go of the port) is edge-triggered and
-        // would otherwise be lost, leaving the guest's frames unread.
+        // Another worker reads the port right now. For a port whose wakeups are
+        // edge-triggered (a guest's kick), come back to it soon rather than count on that
+        // worker: a kick that arrived just as it was leaving (it had turned the kicks back on,
+        // found nothing, and not yet let go of the port) would otherwise be lost, leaving the
+        // guest's frames unread. Taps and packet sockets are level-triggered: epoll reports
+        // them again while frames wait, and retrying at once would only spin against the
+        // other reader.
         let Some(mut rx) = port.try_rx() else {
-            return true;
+            return Drained {
+                again: port.rearms(),
+                ..none
+            };
         };
         if error {
             if let Some(e) = port.take_error() {
                 if !self.rx_error(port, e) {
-                    return false;
+                    return none;
                 }
             }
         }
@@ -168,11 +267,19 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     self.rx_error(port, e);
-                    return false;
+                    return Drained {
+                        frames: read,
+                        ..none
+                    };
                 }
             }
         }
-        read >= BATCH || rx.rearm()
+        let unarmed = !rearm && port.rearms();
+        Drained {
+            frames: read,
+            again: read >= BATCH || (rearm && rx.rearm()),
+            unarmed,
+        }
     }
 
     /// Handles a receive error on `port`. Returns true if the port can still be read.
@@ -274,6 +381,18 @@ fn flush(snap: &Snapshot, tx: &mut TxBatch<'_>) {
     });
 }
 
+/// What one port's turn did.
+#[derive(Debug, Default, Clone, Copy)]
+struct Drained {
+    /// Frames read (and forwarded).
+    frames: usize,
+    /// Read the port again before sleeping: frames are left, or another worker held it.
+    again: bool,
+    /// The port's wakeups are off (reading turned them off and they were not turned back
+    /// on): poll it, and re-arm it before sleeping.
+    unarmed: bool,
+}
+
 /// Ports to read again before the worker sleeps (deduplicated; at most 64, more wait for
 /// their next wakeup).
 struct Again {
@@ -290,6 +409,10 @@ impl Default for Again {
 impl Again {
     fn is_empty(&self) -> bool {
         self.n == 0
+    }
+
+    fn is_full(&self) -> bool {
+        self.n == self.ids.len()
     }
 
     fn ids(&self) -> &[PortId] {

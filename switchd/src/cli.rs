@@ -15,6 +15,12 @@ pub struct Args {
     /// Worker threads [default: number of cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,
+    /// Adaptive polling: microseconds a worker keeps polling its ports after its last frame
+    /// before it sleeps (0: sleep at once). Saves wakeups under back-to-back traffic; an idle
+    /// switch still sleeps.
+    #[arg(long, value_name = "US", default_value_t = default_poll_us(),
+          value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub poll_us: u32,
     /// Where the REST API listens: HOST:PORT, or unix:/PATH (mode 0600). A non-loopback
     /// address needs --token-file.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7380")]
@@ -44,6 +50,11 @@ pub enum Command {
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
         workers: Option<u16>,
     },
+}
+
+/// The switch's default polling window, in microseconds.
+fn default_poll_us() -> u32 {
+    dataplane::switch::DEFAULT_POLL_WINDOW.as_micros() as u32
 }
 
 /// One worker per core.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use control_api::{state, Controller, Topology};
 use dataplane::port::netlink::LinkMonitor;
+use dataplane::switch::Workers;
 use tracing_subscriber::EnvFilter;
 
 use crate::server;
@@ -53,7 +54,7 @@ pub fn check(files: &[PathBuf]) -> Result<ExitCode> {
 pub struct RunOptions {
     pub topology: Option<PathBuf>,
     pub state: Option<PathBuf>,
-    pub workers: u16,
+    pub workers: Workers,
     pub listen: String,
     pub token_file: Option<PathBuf>,
 }
@@ -101,7 +102,7 @@ pub fn run(o: RunOptions) -> Result<ExitCode> {
     let topo = initial_topology(&o)?;
     let listener = server::bind(&o.listen, token.as_deref())?;
     let stop = install_stop_handlers()?;
-    let ctl = Controller::start(topo, o.workers as usize, o.state.clone())?;
+    let ctl = Controller::start(topo, o.workers, o.state.clone())?;
     let ctl = Arc::new(Mutex::new(ctl));
     let api_addr = listener.describe();
     let api = server::spawn(listener, ctl.clone(), token)?;
@@ -122,6 +123,7 @@ fn log_ready(ctl: &Controller, api: &str) {
     tracing::info!(
         ports = t.ports.len(),
         workers = ctl.switch().workers(),
+        poll_us = ctl.switch().poll_window().as_micros(),
         fdb_max_entries = t.fdb_max_entries,
         mac_aging_secs = t.mac_aging_secs,
         api = %api,
@@ -131,7 +133,7 @@ fn log_ready(ctl: &Controller, api: &str) {
 
 /// Starts a controller for `topo` without API or state (the demo).
 pub fn start(topo: Topology, workers: u16) -> Result<Controller> {
-    let ctl = Controller::start(topo, workers as usize, None)?;
+    let ctl = Controller::start(topo, usize::from(workers), None)?;
     log_ready(&ctl, "none");
     Ok(ctl)
 }

@@ -19,7 +19,10 @@ fn main() -> ExitCode {
         None => daemon::run(daemon::RunOptions {
             topology: args.topology,
             state: args.state,
-            workers: workers(args.workers),
+            workers: dataplane::switch::Workers {
+                count: workers(args.workers).into(),
+                poll_window: std::time::Duration::from_micros(args.poll_us.into()),
+            },
             listen: args.listen,
             token_file: args.token_file,
         }),

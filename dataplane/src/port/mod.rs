@@ -178,6 +178,15 @@ impl Port {
         !matches!(self.io, PortIo::Detached { .. })
     }
 
+    /// Whether reading the port turns its wakeups off until [`PortRx::rearm`] turns them on
+    /// again (a vhost-user guest is asked not to kick while its ring is being read). Such a
+    /// port is the one a worker polls after traffic instead of waiting for its next wakeup
+    /// (adaptive polling); taps and packet sockets are reported by epoll whenever frames
+    /// wait, so polling epoll covers them.
+    pub fn rearms(&self) -> bool {
+        matches!(self.io, PortIo::VhostUser(_))
+    }
+
     /// Makes the worker that waits on `epoll` the one woken, with `token`, when frames
     /// arrive on this port. Nothing for a detached port.
     pub fn watch(&self, epoll: &Arc<crate::sys::Epoll>, token: u64) -> io::Result<()> {
