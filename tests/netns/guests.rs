@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{eventually, unique_id, Host, Switchd};
+use crate::harness::{eventually, testpmd_turn, unique_id, Host, Switchd};
 use crate::vm::{tcp_guest_to_host, tcp_host_to_guest, Guest, GuestConfig};
 
 /// How much TCP each direction carries (TCG moves a few MB/s).
@@ -284,6 +284,7 @@ impl Drop for TempDir {
 
 #[test]
 fn two_guests_on_vhost_user_ping_each_other_through_dpdk_testpmd() {
+    let _turn = testpmd_turn();
     let id = unique_id();
     let dir = TempDir(std::env::temp_dir().join(format!("vlanswitch-vhost-{id}")));
     std::fs::create_dir_all(&dir.0).expect("socket directory");

@@ -124,6 +124,16 @@ impl Drop for Netns {
     }
 }
 
+/// Held by every test that runs DPDK's `dpdk-testpmd`, so that two never run at once. Two
+/// testpmds (each spinning on both cores) next to a switch on this 2-core machine stalled in
+/// about one run of five: a testpmd stopped taking frames from its receive ring after its
+/// first burst while its main thread spun (tests/README.md, "testpmd under load"). Taken
+/// poisoned or not: a failed test must not fail the next.
+pub fn testpmd_turn() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A host: a namespace whose NIC is the kernel side of one of the switch's taps.
 pub struct Host {
     pub ns: Netns,
@@ -391,7 +401,11 @@ impl Switchd {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
         let mut child = cmd
-            .env("RUST_LOG", "info")
+            // VLANSWITCH_TEST_LOG: another filter for switchd's log, e.g. info,vhost_port=debug
+            .env(
+                "RUST_LOG",
+                std::env::var("VLANSWITCH_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -179,6 +179,7 @@ impl DeviceBackend {
         let ready = new
             .as_ref()
             .is_some_and(|s| s.queues.iter().all(Option::is_some));
+        tracing::debug!(device = %self.shared.name, ready, "snapshot published");
         // Kick the guest TX ring ourselves once the new snapshot is out: a guest kick that
         // came while the ring was retired for this change found no ring to read (the worker's
         // claim said not ready) and is gone, and with EVENT_IDX the guest does not kick again
@@ -250,6 +251,7 @@ impl DeviceBackend {
                 )
                 .map_err(ring_err)?,
             };
+            tracing::debug!(device = %self.shared.name, queue = i, state = ?st, "ring in the new snapshot");
             *slot = Some(ActiveQueue::new(
                 layout,
                 st,
@@ -347,6 +349,7 @@ impl VhostUserBackendReqHandlerMut for DeviceBackend {
     }
 
     fn set_features(&mut self, features: u64) -> VResult<()> {
+        tracing::debug!(device = %self.shared.name, features = format_args!("{features:#x}"), "SET_FEATURES");
         let extra = features & !self.offered();
         if extra != 0 {
             return Err(self.refuse(ProtocolError::UnofferedFeatures(extra)));
@@ -363,6 +366,7 @@ impl VhostUserBackendReqHandlerMut for DeviceBackend {
         files: Vec<File>,
         _postcopy: Option<bool>,
     ) -> VResult<Option<Vec<VhostUserMemoryRegionBase>>> {
+        tracing::debug!(device = %self.shared.name, regions = ctx.len(), "SET_MEM_TABLE");
         let mut mapped = Vec::with_capacity(ctx.len());
         for (i, (r, f)) in ctx.iter().zip(files).enumerate() {
             let m = map_region(i, spec_of(r), f);
@@ -374,6 +378,7 @@ impl VhostUserBackendReqHandlerMut for DeviceBackend {
     }
 
     fn set_vring_num(&mut self, index: u32, num: u32) -> VResult<()> {
+        tracing::debug!(device = %self.shared.name, index, num, "SET_VRING_NUM");
         let i = self.lift(queue_index("SET_VRING_NUM", index))?;
         if self.queues[i].started {
             return Err(self.refuse(ProtocolError::RingStarted("SET_VRING_NUM")));
@@ -392,6 +397,7 @@ impl VhostUserBackendReqHandlerMut for DeviceBackend {
         available: u64,
         _log: u64,
     ) -> VResult<()> {
+        tracing::debug!(device = %self.shared.name, index, "SET_VRING_ADDR");
         let i = self.lift(queue_index("SET_VRING_ADDR", index))?;
         self.queues[i].addr = Some((descriptor, used, available));
         // Check against the current memory now, so a bad address fails its own message.
@@ -409,6 +415,7 @@ impl VhostUserBackendReqHandlerMut for DeviceBackend {
     }
 
     fn set_vring_base(&mut self, index: u32, base: u32) -> VResult<()> {
+        tracing::debug!(device = %self.shared.name, index, base, "SET_VRING_BASE");
         let i = self.lift(queue_index("SET_VRING_BASE", index))?;
         if self.queues[i].started {
             return Err(self.refuse(ProtocolError::RingStarted("SET_VRING_BASE")));
@@ -424,6 +431,7 @@ impl VhostUserBackendReqHandlerMut for DeviceBackend {
     }
 
     fn get_vring_base(&mut self, index: u32) -> VResult<VhostUserVringState> {
+        tracing::debug!(device = %self.shared.name, index, "GET_VRING_BASE");
         let i = self.lift(queue_index("GET_VRING_BASE", index))?;
         self.queues[i].started = false;
         let r = self.publish();
@@ -437,6 +445,7 @@ impl VhostUserBackendReqHandlerMut for DeviceBackend {
     }
 
     fn set_vring_kick(&mut self, index: u8, fd: Option<File>) -> VResult<()> {
+        tracing::debug!(device = %self.shared.name, index, fd = fd.is_some(), "SET_VRING_KICK");
         let i = self.lift(queue_index("SET_VRING_KICK", u32::from(index)))?;
         if let Some(f) = &fd {
             set_nonblocking(f);
@@ -448,6 +457,7 @@ impl VhostUserBackendReqHandlerMut for DeviceBackend {
     }
 
     fn set_vring_call(&mut self, index: u8, fd: Option<File>) -> VResult<()> {
+        tracing::debug!(device = %self.shared.name, index, fd = fd.is_some(), "SET_VRING_CALL");
         let i = self.lift(queue_index("SET_VRING_CALL", u32::from(index)))?;
         self.queues[i].call = fd.map(Arc::new);
         if self.queues[i].started {
@@ -482,6 +492,7 @@ impl VhostUserBackendReqHandlerMut for DeviceBackend {
     }
 
     fn set_vring_enable(&mut self, index: u32, enable: bool) -> VResult<()> {
+        tracing::debug!(device = %self.shared.name, index, enable, "SET_VRING_ENABLE");
         let i = self.lift(queue_index("SET_VRING_ENABLE", index))?;
         self.queues[i].enabled = enable;
         let r = self.publish();
