@@ -5,7 +5,7 @@
 //! mode-change rule of PATCH, VLAN 1, what goes with a removed port or VLAN).
 
 use dataplane::wire::{MacAddr, MacParseError};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use crate::topology::{LimitAction, Port, PortMode, StaticMac, Topology, Vlan, DEFAULT_VLAN};
@@ -49,38 +49,66 @@ pub type Result<T> = std::result::Result<T, EditError>;
 
 /// Fields a PATCH may change; absent fields stay as they are, `null` clears. Changing `mode`
 /// clears the fields of the old mode that are not given.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PortPatch {
     /// New mode.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<PortMode>,
     /// Access VLAN.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<u16>)]
     pub vlan: Option<Option<u16>>,
     /// Trunk VLANs (tagged).
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<Vec<u16>>)]
     pub vlans: Option<Option<Vec<u16>>>,
     /// Trunk native VLAN (untagged).
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<u16>)]
     pub native_vlan: Option<Option<u16>>,
     /// Set the interface up when attaching.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<bool>)]
     pub admin_up: Option<Option<bool>>,
     /// The port's MAC limit (`null`: the switch's default).
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<u32>)]
     pub max_macs: Option<Option<u32>>,
     /// What a frame from a new source beyond a limit gets (`null`: flood).
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<LimitAction>)]
     pub mac_limit_action: Option<Option<LimitAction>>,
     /// The only source MACs accepted (`null`: any).
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<Vec<String>>)]
     pub allowed_macs: Option<Option<Vec<MacAddr>>>,
 }

@@ -101,7 +101,7 @@ pub enum Learned {
     Moved {
         /// The port the MAC was on before.
         from: PortId,
-        /// This move made the MAC count as flapping ([`FlapPolicy::moves`] moves within its
+        /// This move made the MAC count as flapping ([`FlapPolicy::moves`](crate::config::FlapPolicy::moves) moves within its
         /// window); later moves within the window report it again.
         flapping: bool,
     },

@@ -75,7 +75,7 @@ impl From<usize> for Workers {
     }
 }
 
-/// The default [`SwitchOptions::poll_window`] (see docs/performance.md for the measurement
+/// The default [`Workers::poll_window`] (see docs/performance.md for the measurement
 /// behind it).
 pub const DEFAULT_POLL_WINDOW: Duration = Duration::from_micros(50);
 

@@ -10,8 +10,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use control_api::api::{ApplyResult, FdbEntryView, PortView, Removed, Stats, VlanView};
+use control_api::edit::PortPatch;
+use control_api::topology::{MacAddr, Port, PortMode, StaticMac, Vlan};
 use serde::de::DeserializeOwned;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Configure a running switchd")]
@@ -80,33 +82,62 @@ struct SecurityArgs {
     allow_macs: Option<String>,
 }
 
-fn security_json(a: &SecurityArgs, body: &mut serde_json::Map<String, Value>) -> Result<()> {
+/// A word the API takes (a limit action, a port kind, a socket mode), checked here so that a
+/// typo is named with its flag.
+fn word<T: DeserializeOwned>(flag: &str, v: &str) -> Result<T> {
+    serde_json::from_value(Value::String(v.to_string()))
+        .map_err(|e| anyhow::anyhow!("{flag} {v:?}: {e}"))
+}
+
+/// The `PATCH /api/v1/ports/{name}` body the mode and security options ask for (also the
+/// fields of `port add`).
+fn patch_of(m: &ModeArgs, a: &SecurityArgs) -> Result<PortPatch> {
+    let mut p = PortPatch::default();
+    if let Some(v) = m.access {
+        p.mode = Some(PortMode::Access);
+        p.vlan = Some(Some(v));
+    }
+    if let Some(v) = &m.trunk {
+        p.mode = Some(PortMode::Trunk);
+        p.vlans = Some(Some(v.clone()));
+    }
+    match m.native.as_deref() {
+        None => {}
+        Some("none") => p.native_vlan = Some(None),
+        Some(n) => {
+            let n: u16 = n
+                .parse()
+                .with_context(|| format!("--native {n:?}: not a VLAN id"))?;
+            p.native_vlan = Some(Some(n));
+            p.mode.get_or_insert(PortMode::Trunk);
+        }
+    }
     match a.max_macs.as_deref() {
         None => {}
-        Some("default") => {
-            body.insert("max_macs".into(), Value::Null);
-        }
+        Some("default") => p.max_macs = Some(None),
         Some(n) => {
             let n: u32 = n
                 .parse()
                 .with_context(|| format!("--max-macs {n:?}: not a number"))?;
-            body.insert("max_macs".into(), json!(n));
+            p.max_macs = Some(Some(n));
         }
     }
     if let Some(a) = &a.limit_action {
-        body.insert("mac_limit_action".into(), json!(a));
+        p.mac_limit_action = Some(Some(word("--limit-action", a)?));
     }
     match a.allow_macs.as_deref() {
         None => {}
-        Some("any") => {
-            body.insert("allowed_macs".into(), Value::Null);
-        }
+        Some("any") => p.allowed_macs = Some(None),
         Some(list) => {
-            let macs: Vec<&str> = list.split(',').map(str::trim).collect();
-            body.insert("allowed_macs".into(), json!(macs));
+            let macs = list
+                .split(',')
+                .map(|m| m.trim().parse::<MacAddr>())
+                .collect::<Result<Vec<_>, _>>()
+                .context("--allow-macs")?;
+            p.allowed_macs = Some(Some(macs));
         }
     }
-    Ok(())
+    Ok(p)
 }
 
 /// A vhost-user port's socket.
@@ -293,31 +324,6 @@ fn query(pairs: &[(&str, Option<String>)]) -> String {
     }
 }
 
-fn mode_json(m: &ModeArgs, body: &mut serde_json::Map<String, Value>) -> Result<()> {
-    if let Some(v) = m.access {
-        body.insert("mode".into(), json!("access"));
-        body.insert("vlan".into(), json!(v));
-    }
-    if let Some(v) = &m.trunk {
-        body.insert("mode".into(), json!("trunk"));
-        body.insert("vlans".into(), json!(v));
-    }
-    match m.native.as_deref() {
-        None => {}
-        Some("none") => {
-            body.insert("native_vlan".into(), Value::Null);
-        }
-        Some(n) => {
-            let n: u16 = n
-                .parse()
-                .with_context(|| format!("--native {n:?}: not a VLAN id"))?;
-            body.insert("native_vlan".into(), json!(n));
-            body.entry("mode").or_insert(json!("trunk"));
-        }
-    }
-    Ok(())
-}
-
 /// What every subcommand needs: the client and whether to print JSON.
 struct Ctx {
     client: Client,
@@ -358,43 +364,46 @@ fn port_add(
     vhost: VhostArgs,
     security: SecurityArgs,
 ) -> Result<()> {
-    let mut body = serde_json::Map::new();
-    body.insert("name".into(), json!(name));
-    body.insert("kind".into(), json!(kind));
-    if let Some(socket) = vhost.socket {
-        body.insert("socket".into(), json!(socket));
-    }
-    if let Some(m) = vhost.socket_mode {
-        body.insert("socket_mode".into(), json!(m));
-    }
-    mode_json(&mode, &mut body)?;
-    security_json(&security, &mut body)?;
-    // `default` and `any` mean "not set" for a new port.
-    body.retain(|_, v| !v.is_null());
-    if !body.contains_key("mode") {
+    let p = patch_of(&mode, &security)?;
+    let Some(mode) = p.mode else {
         bail!("give --access VID or --trunk VIDS");
-    }
-    if admin_up {
-        body.insert("admin_up".into(), json!(true));
-    }
+    };
+    // `default` and `any` mean "not set" for a new port.
+    let port = Port {
+        name,
+        kind: word("--kind", &kind)?,
+        mode,
+        vlan: p.vlan.flatten(),
+        vlans: p.vlans.flatten(),
+        native_vlan: p.native_vlan.flatten(),
+        admin_up: admin_up.then_some(true),
+        max_macs: p.max_macs.flatten(),
+        mac_limit_action: p.mac_limit_action.flatten(),
+        allowed_macs: p.allowed_macs.flatten(),
+        socket: vhost.socket,
+        socket_mode: vhost
+            .socket_mode
+            .map(|m| word("--socket-mode", &m))
+            .transpose()?,
+    };
     let v = ctx
         .client
-        .json("POST", "/api/v1/ports", &Value::Object(body))?;
+        .json("POST", "/api/v1/ports", &serde_json::to_value(&port)?)?;
     ctx.show(v, |p: PortView| table::ports(&[p]))
 }
 
 fn port_set(ctx: &Ctx, name: String, mode: ModeArgs, security: SecurityArgs) -> Result<()> {
-    let mut body = serde_json::Map::new();
-    mode_json(&mode, &mut body)?;
-    security_json(&security, &mut body)?;
-    if body.is_empty() {
+    let patch = patch_of(&mode, &security)?;
+    if patch == PortPatch::default() {
         bail!(
             "nothing to set: give --access, --trunk, --native, --max-macs, \
              --limit-action or --allow-macs"
         );
     }
     let path = format!("/api/v1/ports/{}", enc(&name));
-    let v = ctx.client.json("PATCH", &path, &Value::Object(body))?;
+    let v = ctx
+        .client
+        .json("PATCH", &path, &serde_json::to_value(&patch)?)?;
     ctx.show(v, |p: PortView| table::ports(&[p]))
 }
 
@@ -427,11 +436,14 @@ fn port_show(ctx: &Ctx, name: String) -> Result<()> {
 }
 
 fn vlan_add(ctx: &Ctx, id: u16, name: Option<String>) -> Result<()> {
-    let mut body = json!({ "id": id });
-    if let Some(n) = name {
-        body["name"] = json!(n);
-    }
-    let v = ctx.client.json("POST", "/api/v1/vlans", &body)?;
+    let vlan = Vlan {
+        id,
+        name,
+        max_macs: None,
+    };
+    let v = ctx
+        .client
+        .json("POST", "/api/v1/vlans", &serde_json::to_value(&vlan)?)?;
     ctx.json_only(&v);
     Ok(())
 }
@@ -463,8 +475,14 @@ fn fdb_show(
 }
 
 fn fdb_add(ctx: &Ctx, mac: String, vlan: u16, port: String) -> Result<()> {
-    let body = json!({ "vlan": vlan, "mac": mac, "port": port });
-    let v = ctx.client.json("POST", "/api/v1/fdb", &body)?;
+    let entry = StaticMac {
+        vlan,
+        mac: mac.parse().context("the MAC")?,
+        port,
+    };
+    let v = ctx
+        .client
+        .json("POST", "/api/v1/fdb", &serde_json::to_value(&entry)?)?;
     ctx.json_only(&v);
     Ok(())
 }
