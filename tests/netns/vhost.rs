@@ -334,10 +334,11 @@ fn testpmd_through_switchd(extra: &[&str]) {
     }
     // Each frame testpmd sends on one port leaves the switch on the other, so what one switch
     // port takes in is of the order of what the other sends, and of what testpmd received.
+    // (The two directions are two separate loops of frames that io forwarding sends round, and
+    // a loop that lost more frames to full rings runs thinner: they are not compared.)
     for (what, a, b) in [
         ("s rx vs c tx", s["rx_packets"], c["tx_packets"]),
         ("c rx vs s tx", c["rx_packets"], s["tx_packets"]),
-        ("s rx vs c rx", s["rx_packets"], c["rx_packets"]),
         ("s tx vs testpmd port 0 rx", s["tx_packets"], rx[0]),
         ("c tx vs testpmd port 1 rx", c["tx_packets"], rx[1]),
     ] {
