@@ -179,15 +179,28 @@ impl PortCounters {
     /// Counts one received frame of `bytes` bytes.
     #[inline]
     pub fn rx(&self, bytes: usize) {
-        self.rx.packets.fetch_add(1, Relaxed);
-        self.rx.bytes.fetch_add(bytes as u64, Relaxed);
+        self.rx_n(1, bytes as u64);
+    }
+
+    /// Counts `frames` received frames of `bytes` bytes in all (a batch at once: the worker
+    /// adds up a batch before it touches the shared counters).
+    #[inline]
+    pub fn rx_n(&self, frames: u64, bytes: u64) {
+        self.rx.packets.fetch_add(frames, Relaxed);
+        self.rx.bytes.fetch_add(bytes, Relaxed);
     }
 
     /// Counts one sent frame of `bytes` bytes.
     #[inline]
     pub fn tx(&self, bytes: usize) {
-        self.tx.packets.fetch_add(1, Relaxed);
-        self.tx.bytes.fetch_add(bytes as u64, Relaxed);
+        self.tx_n(1, bytes as u64);
+    }
+
+    /// Counts `frames` sent frames of `bytes` bytes in all.
+    #[inline]
+    pub fn tx_n(&self, frames: u64, bytes: u64) {
+        self.tx.packets.fetch_add(frames, Relaxed);
+        self.tx.bytes.fetch_add(bytes, Relaxed);
     }
 
     /// Counts one drop.

@@ -324,14 +324,65 @@ impl Buffers {
             }
             *f = Some((frame, vlan));
         }
+        // Traffic counters are shared atomics: a locked add per frame would also wait for every
+        // store before it (the frame's copy into a guest's memory, say), so the batch is added
+        // up here and counted once per port.
+        let mut rx_bytes = 0;
+        let mut sent = SentTally::default();
         let mut tx = txq.begin();
         for (i, frame) in frames.into_iter().enumerate().take(n) {
             let (hdr, bytes) = batch.frame(i);
-            if let Some(out) = forward_one(ctx, hdr, bytes.len(), frame, &mut tx) {
+            rx_bytes += bytes.len() as u64;
+            if let Some(out) = forward_one(ctx, hdr, bytes.len(), frame, &mut tx, &mut sent) {
                 touch(touched, n_touched, out);
             }
         }
+        ctx.entry.port.counters.rx_n(n as u64, rx_bytes);
+        sent.count(ctx.snap);
         flush(ctx.snap, &mut tx);
+    }
+}
+
+/// Frames one receive batch sent at once (taps, vhost-user guests), added up per egress port
+/// and counted when the batch ends.
+#[derive(Default)]
+struct SentTally {
+    ports: [PortId; 8],
+    frames: [u64; 8],
+    bytes: [u64; 8],
+    n: usize,
+}
+
+impl SentTally {
+    /// Adds a frame of `bytes` sent to port `id`; counts it at once if eight other ports
+    /// already have a place.
+    #[inline]
+    fn add(&mut self, snap: &Snapshot, id: PortId, bytes: usize) {
+        let i = match self.ports[..self.n].iter().position(|&p| p == id) {
+            Some(i) => i,
+            None if self.n < self.ports.len() => {
+                self.ports[self.n] = id;
+                self.n += 1;
+                self.n - 1
+            }
+            None => {
+                if let Some(e) = snap.port(id) {
+                    e.port.counters.tx(bytes);
+                }
+                return;
+            }
+        };
+        self.frames[i] += 1;
+        self.bytes[i] += bytes as u64;
+    }
+
+    /// Counts what was added on each port.
+    fn count(&self, snap: &Snapshot) {
+        for i in 0..self.n {
+            if let Some(e) = snap.port(self.ports[i]) {
+                e.port.counters.tx_n(self.frames[i], self.bytes[i]);
+            }
+        }
     }
 }
 
@@ -447,9 +498,9 @@ fn forward_one<'a>(
     len: usize,
     frame: Option<Classified<'a>>,
     tx: &mut TxBatch<'a>,
+    sent: &mut SentTally,
 ) -> Option<PortId> {
     let (snap, port) = (ctx.snap, &ctx.entry.port);
-    port.counters.rx(len);
     if port.is_disabled() {
         port.counters.count_drop(DropReason::PortDisabled);
         return None;
@@ -499,7 +550,7 @@ fn forward_one<'a>(
             flush(snap, tx);
         }
         match out.send(tx, u32::from(p), &oh, &e) {
-            Ok(Sent::Now(bytes)) => out.counters.tx(bytes),
+            Ok(Sent::Now(bytes)) => sent.add(snap, p, bytes),
             // Counted when the batch is flushed.
             Ok(Sent::Queued) => {}
             Err(r) => {
