@@ -127,8 +127,8 @@ impl Drop for Netns {
 /// Held by every test that runs DPDK's `dpdk-testpmd`, so that two never run at once. Two
 /// testpmds (each spinning on both cores) next to a switch on this 2-core machine stalled in
 /// about one run of five: a testpmd stopped taking frames from its receive ring after its
-/// first burst while its main thread spun (tests/README.md, "testpmd under load"). Taken
-/// poisoned or not: a failed test must not fail the next.
+/// first burst, though the switch had published them all (tests/README.md, "testpmd under
+/// load"). Taken poisoned or not: a failed test must not fail the next.
 pub fn testpmd_turn() -> std::sync::MutexGuard<'static, ()> {
     static TURN: Mutex<()> = Mutex::new(());
     TURN.lock().unwrap_or_else(|e| e.into_inner())

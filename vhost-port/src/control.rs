@@ -220,6 +220,30 @@ impl DeviceBackend {
         }
     }
 
+    /// Logs (debug) where a ring stopped: our indices, and the available and used indices in
+    /// guest memory, which tell what the guest had posted and what it was last shown.
+    fn log_stopped_ring(&mut self, i: usize) {
+        let q = &self.queues[i];
+        let (Some(mem), Some(size), Some((d, u, a)), Some(mut st)) =
+            (self.mem.clone(), q.size, q.addr, q.carried)
+        else {
+            return;
+        };
+        let Ok(layout) = translate(&mem, size, d, u, a) else {
+            return;
+        };
+        let ring = Ring {
+            mem: &mem.mem,
+            layout,
+            st: &mut st,
+            event_idx: false,
+            indirect: false,
+        };
+        let in_memory = ring.indices_in_memory();
+        tracing::debug!(device = %self.shared.name, queue = i, state = ?st, in_memory = ?in_memory,
+            "ring stopped (avail, used in guest memory)");
+    }
+
     fn build(&mut self) -> Result<Option<Snapshot>, ProtocolError> {
         let Some(mem) = self.mem.clone() else {
             return Ok(None);
@@ -436,6 +460,9 @@ impl VhostUserBackendReqHandlerMut for DeviceBackend {
         self.queues[i].started = false;
         let r = self.publish();
         self.lift(r)?;
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            self.log_stopped_ring(i);
+        }
         let q = &mut self.queues[i];
         if let Some(st) = q.carried.take() {
             q.base = st.next_avail;

@@ -204,6 +204,15 @@ impl Ring<'_> {
 
     /// Publishes the used index (release: the elements and the buffers written before it are
     /// visible to the guest first).
+    /// The guest's available index and our used index as they are in guest memory now (for
+    /// the debug log: what the guest was last shown).
+    pub fn indices_in_memory(&self) -> Result<(u16, u16), RingError> {
+        Ok((
+            self.load_u16(self.layout.avail + 2, "available ring", Ordering::Acquire)?,
+            self.load_u16(self.layout.used + 2, "used ring", Ordering::Acquire)?,
+        ))
+    }
+
     pub fn publish_used(&mut self) -> Result<(), RingError> {
         fence(Ordering::Release);
         self.store_u16(self.layout.used + 2, self.st.next_used, "used ring")
