@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::{LimitAction, PortId};
-use crate::counters::{DropReason, MacEvent};
+use crate::counters::{DropReason, MacEvent, PortCounters};
 use crate::events::{Event as SwitchEvent, EventKind};
 use crate::fdb::Learned;
 use crate::forward::{classify, decide_classified, egress_ports, prefetch_classified, Out};
@@ -338,7 +338,7 @@ impl Buffers {
             }
         }
         ctx.entry.port.counters.rx_n(n as u64, rx_bytes);
-        sent.count(ctx.snap);
+        sent.count();
         flush(ctx.snap, &mut tx);
     }
 }
@@ -346,42 +346,37 @@ impl Buffers {
 /// Frames one receive batch sent at once (taps, vhost-user guests), added up per egress port
 /// and counted when the batch ends.
 #[derive(Default)]
-struct SentTally {
-    ports: [PortId; 8],
-    frames: [u64; 8],
-    bytes: [u64; 8],
-    n: usize,
+struct SentTally<'a> {
+    /// (counters, frames, bytes) of up to eight egress ports.
+    ports: [Option<(&'a PortCounters, u64, u64)>; 8],
 }
 
-impl SentTally {
-    /// Adds a frame of `bytes` sent to port `id`; counts it at once if eight other ports
-    /// already have a place.
+impl<'a> SentTally<'a> {
+    /// Adds a frame of `bytes` sent to the port with `counters`; counts it at once if eight
+    /// other ports already have a place.
     #[inline]
-    fn add(&mut self, snap: &Snapshot, id: PortId, bytes: usize) {
-        let i = match self.ports[..self.n].iter().position(|&p| p == id) {
-            Some(i) => i,
-            None if self.n < self.ports.len() => {
-                self.ports[self.n] = id;
-                self.n += 1;
-                self.n - 1
-            }
-            None => {
-                if let Some(e) = snap.port(id) {
-                    e.port.counters.tx(bytes);
+    fn add(&mut self, counters: &'a PortCounters, bytes: usize) {
+        for slot in &mut self.ports {
+            match slot {
+                Some((c, frames, sum)) if std::ptr::eq(*c, counters) => {
+                    *frames += 1;
+                    *sum += bytes as u64;
+                    return;
                 }
-                return;
+                Some(_) => {}
+                None => {
+                    *slot = Some((counters, 1, bytes as u64));
+                    return;
+                }
             }
-        };
-        self.frames[i] += 1;
-        self.bytes[i] += bytes as u64;
+        }
+        counters.tx(bytes);
     }
 
     /// Counts what was added on each port.
-    fn count(&self, snap: &Snapshot) {
-        for i in 0..self.n {
-            if let Some(e) = snap.port(self.ports[i]) {
-                e.port.counters.tx_n(self.frames[i], self.bytes[i]);
-            }
+    fn count(&self) {
+        for (c, frames, bytes) in self.ports.iter().flatten() {
+            c.tx_n(*frames, *bytes);
         }
     }
 }
@@ -498,7 +493,7 @@ fn forward_one<'a>(
     len: usize,
     frame: Option<Classified<'a>>,
     tx: &mut TxBatch<'a>,
-    sent: &mut SentTally,
+    sent: &mut SentTally<'a>,
 ) -> Option<PortId> {
     let (snap, port) = (ctx.snap, &ctx.entry.port);
     if port.is_disabled() {
@@ -550,7 +545,7 @@ fn forward_one<'a>(
             flush(snap, tx);
         }
         match out.send(tx, u32::from(p), &oh, &e) {
-            Ok(Sent::Now(bytes)) => sent.add(snap, p, bytes),
+            Ok(Sent::Now(bytes)) => sent.add(&out.counters, bytes),
             // Counted when the batch is flushed.
             Ok(Sent::Queued) => {}
             Err(r) => {

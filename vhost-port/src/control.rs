@@ -222,24 +222,17 @@ impl DeviceBackend {
 
     /// Logs (debug) where a ring stopped: our indices, and the available and used indices in
     /// guest memory, which tell what the guest had posted and what it was last shown.
-    fn log_stopped_ring(&mut self, i: usize) {
+    fn log_stopped_ring(&self, i: usize) {
         let q = &self.queues[i];
-        let (Some(mem), Some(size), Some((d, u, a)), Some(mut st)) =
-            (self.mem.clone(), q.size, q.addr, q.carried)
+        let (Some(mem), Some(size), Some((d, u, a)), Some(st)) =
+            (&self.mem, q.size, q.addr, q.carried)
         else {
             return;
         };
-        let Ok(layout) = translate(&mem, size, d, u, a) else {
+        let Ok(layout) = translate(mem, size, d, u, a) else {
             return;
         };
-        let ring = Ring {
-            mem: &mem.mem,
-            layout,
-            st: &mut st,
-            event_idx: false,
-            indirect: false,
-        };
-        let in_memory = ring.indices_in_memory();
+        let in_memory = crate::ring::indices_in_memory(&mem.mem, layout);
         tracing::debug!(device = %self.shared.name, queue = i, state = ?st, in_memory = ?in_memory,
             "ring stopped (avail, used in guest memory)");
     }

@@ -204,15 +204,6 @@ impl Ring<'_> {
 
     /// Publishes the used index (release: the elements and the buffers written before it are
     /// visible to the guest first).
-    /// The guest's available index and our used index as they are in guest memory now (for
-    /// the debug log: what the guest was last shown).
-    pub fn indices_in_memory(&self) -> Result<(u16, u16), RingError> {
-        Ok((
-            self.load_u16(self.layout.avail + 2, "available ring", Ordering::Acquire)?,
-            self.load_u16(self.layout.used + 2, "used ring", Ordering::Acquire)?,
-        ))
-    }
-
     pub fn publish_used(&mut self) -> Result<(), RingError> {
         fence(Ordering::Release);
         self.store_u16(self.layout.used + 2, self.st.next_used, "used ring")
@@ -388,4 +379,21 @@ impl Chain<'_> {
             return Ok(Some(d));
         }
     }
+}
+
+/// The guest's available index and our used index as they are in guest memory now, for a
+/// ring laid out as `layout` (the debug log: what the guest had posted and was last shown).
+pub(crate) fn indices_in_memory(
+    mem: &GuestMemoryMmap,
+    layout: RingLayout,
+) -> Result<(u16, u16), RingError> {
+    let load = |addr: u64, what| {
+        mem.load::<u16>(GuestAddress(addr), Ordering::Acquire)
+            .map(u16::from_le)
+            .map_err(|_| oob(what, addr, 2))
+    };
+    Ok((
+        load(layout.avail + 2, "available ring")?,
+        load(layout.used + 2, "used ring")?,
+    ))
 }

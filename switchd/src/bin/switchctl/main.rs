@@ -101,43 +101,41 @@ fn patch_of(m: &ModeArgs, a: &SecurityArgs) -> Result<PortPatch> {
         p.mode = Some(PortMode::Trunk);
         p.vlans = Some(Some(v.clone()));
     }
-    match m.native.as_deref() {
-        None => {}
-        Some("none") => p.native_vlan = Some(None),
-        Some(n) => {
-            let n: u16 = n
-                .parse()
-                .with_context(|| format!("--native {n:?}: not a VLAN id"))?;
-            p.native_vlan = Some(Some(n));
-            p.mode.get_or_insert(PortMode::Trunk);
-        }
+    p.native_vlan = set_or_clear(m.native.as_deref(), "none", |n| {
+        n.parse::<u16>()
+            .with_context(|| format!("--native {n:?}: not a VLAN id"))
+    })?;
+    if matches!(p.native_vlan, Some(Some(_))) {
+        p.mode.get_or_insert(PortMode::Trunk);
     }
-    match a.max_macs.as_deref() {
-        None => {}
-        Some("default") => p.max_macs = Some(None),
-        Some(n) => {
-            let n: u32 = n
-                .parse()
-                .with_context(|| format!("--max-macs {n:?}: not a number"))?;
-            p.max_macs = Some(Some(n));
-        }
-    }
+    p.max_macs = set_or_clear(a.max_macs.as_deref(), "default", |n| {
+        n.parse::<u32>()
+            .with_context(|| format!("--max-macs {n:?}: not a number"))
+    })?;
     if let Some(a) = &a.limit_action {
         p.mac_limit_action = Some(Some(word("--limit-action", a)?));
     }
-    match a.allow_macs.as_deref() {
-        None => {}
-        Some("any") => p.allowed_macs = Some(None),
-        Some(list) => {
-            let macs = list
-                .split(',')
-                .map(|m| m.trim().parse::<MacAddr>())
-                .collect::<Result<Vec<_>, _>>()
-                .context("--allow-macs")?;
-            p.allowed_macs = Some(Some(macs));
-        }
-    }
+    p.allowed_macs = set_or_clear(a.allow_macs.as_deref(), "any", |list| {
+        list.split(',')
+            .map(|m| m.trim().parse::<MacAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .context("--allow-macs")
+    })?;
     Ok(p)
+}
+
+/// A PATCH field from a flag that sets a value or, given the word `clear`, removes it:
+/// `None` when the flag is absent, `Some(None)` to clear, `Some(Some(v))` to set.
+fn set_or_clear<T>(
+    v: Option<&str>,
+    clear: &str,
+    parse: impl FnOnce(&str) -> Result<T>,
+) -> Result<Option<Option<T>>> {
+    match v {
+        None => Ok(None),
+        Some(v) if v == clear => Ok(Some(None)),
+        Some(v) => parse(v).map(|t| Some(Some(t))),
+    }
 }
 
 /// A vhost-user port's socket.
