@@ -60,8 +60,10 @@ pub struct SwitchOptions {
 pub struct Workers {
     /// Worker threads (at least 1).
     pub count: usize,
-    /// Adaptive polling: how long a worker keeps polling its ports after its last frame
-    /// before it turns wakeups back on and sleeps in epoll. Zero turns polling off.
+    /// Adaptive polling: how long a worker keeps reading the vhost-user guests it has just
+    /// read or sent to, with their kicks off, after the last such traffic before it turns the
+    /// kicks back on and sleeps in epoll (taps and packet sockets are never polled). Zero
+    /// turns polling off.
     pub poll_window: Duration,
 }
 
