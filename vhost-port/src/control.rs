@@ -232,7 +232,7 @@ impl DeviceBackend {
         let Ok(layout) = translate(mem, size, d, u, a) else {
             return;
         };
-        let in_memory = crate::ring::indices_in_memory(&mem.mem, layout);
+        let in_memory = crate::ring::indices_in_memory(mem, layout);
         tracing::debug!(device = %self.shared.name, queue = i, state = ?st, in_memory = ?in_memory,
             "ring stopped (avail, used in guest memory)");
     }
@@ -256,11 +256,11 @@ impl DeviceBackend {
             }
             let ring_err = |source| ProtocolError::Ring { queue: i, source };
             let layout = translate(&mem, size, d, u, a).map_err(ring_err)?;
-            layout.validate(&mem.mem).map_err(ring_err)?;
+            layout.validate(&mem).map_err(ring_err)?;
             let st = match qm.carried.take() {
                 Some(st) => st,
                 None => Ring::start(
-                    &mem.mem,
+                    &mem,
                     layout,
                     qm.base,
                     neg.event_idx,
@@ -420,7 +420,7 @@ impl VhostUserBackendReqHandlerMut for DeviceBackend {
         // Check against the current memory now, so a bad address fails its own message.
         if let (Some(mem), Some(size)) = (&self.mem, self.queues[i].size) {
             let r = translate(mem, size, descriptor, used, available)
-                .and_then(|l| l.validate(&mem.mem))
+                .and_then(|l| l.validate(mem))
                 .map_err(|source| ProtocolError::Ring { queue: i, source });
             self.lift(r)?;
         }

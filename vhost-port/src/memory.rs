@@ -8,9 +8,12 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileTypeExt;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 
-use vm_memory::{FileOffset, GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
+use vm_memory::{
+    FileOffset, GuestAddress, GuestMemory, GuestMemoryMmap, GuestRegionMmap, MmapRegion,
+};
 
 use crate::error::ProtocolError;
 
@@ -35,6 +38,20 @@ pub(crate) struct MappedRegion {
 pub(crate) struct GuestMem {
     pub mem: GuestMemoryMmap,
     pub regions: Vec<MappedRegion>,
+    /// Where each region is mapped here, for the per-frame accessors below: one short scan
+    /// and one bounds check instead of `vm-memory`'s lookup and its piecewise copy. The
+    /// addresses stay valid while this table lives: it holds the mappings (`regions`).
+    host: Vec<HostRegion>,
+}
+
+/// One region's guest-physical range and the address of its mapping here (as an integer, so
+/// that the table stays `Send + Sync`; it is turned back into a pointer only after a bounds
+/// check against `len`).
+#[derive(Debug, Clone, Copy)]
+struct HostRegion {
+    gpa: u64,
+    len: u64,
+    host: usize,
 }
 
 impl GuestMem {
@@ -71,7 +88,15 @@ impl GuestMem {
                 "rejected by vm-memory (overlap or order)",
             )
         })?;
-        Ok(GuestMem { mem, regions })
+        let host = regions
+            .iter()
+            .map(|r| HostRegion {
+                gpa: r.spec.gpa,
+                len: r.spec.size,
+                host: r.region.as_ptr() as usize,
+            })
+            .collect();
+        Ok(GuestMem { mem, regions, host })
     }
 
     /// The guest-physical address of `len` bytes at frontend address `uaddr`, if they lie in
@@ -145,44 +170,148 @@ pub(crate) fn map_region(
     })
 }
 
-/// Where `len` bytes at guest address `addr` are in our mapping, if they lie inside one
-/// region: the region is looked up and the whole range checked against its length first.
-fn host_range(mem: &GuestMemoryMmap, addr: u64, len: usize) -> Option<*mut u8> {
-    use vm_memory::{GuestMemoryBackend, GuestMemoryRegion, MemoryRegionAddress};
-    let region = mem.find_region(GuestAddress(addr))?;
-    let off = addr.checked_sub(region.start_addr().0)?;
-    let end = off.checked_add(len as u64)?;
-    if end > region.len() {
-        return None;
+impl GuestMem {
+    /// Where `len` bytes at guest address `addr` are in our mapping, if they lie inside one
+    /// region: the region is found and the whole range checked against its length first.
+    #[inline]
+    fn host_range(&self, addr: u64, len: usize) -> Option<*mut u8> {
+        for r in &self.host {
+            let Some(off) = addr.checked_sub(r.gpa) else {
+                continue;
+            };
+            if off >= r.len {
+                continue;
+            }
+            let end = off.checked_add(len as u64)?;
+            if end > r.len {
+                return None;
+            }
+            // `off < r.len`, and a mapping's length fits in `usize`.
+            return Some((r.host + off as usize) as *mut u8);
+        }
+        None
     }
-    region.get_host_address(MemoryRegionAddress(off)).ok()
-}
 
-/// Copies `src` into guest memory at `addr`. One region lookup and one `memcpy` when the range
-/// lies inside one region (the common case); otherwise `vm-memory`'s piecewise copy, which
-/// also reports a range outside guest memory. Err: some byte is outside guest memory.
-pub(crate) fn write_guest(mem: &GuestMemoryMmap, addr: u64, src: &[u8]) -> Result<(), ()> {
-    if let Some(dst) = host_range(mem, addr, src.len()) {
-        // SAFETY: `dst..dst + src.len()` lies inside one region's live mapping (checked in
-        // `host_range` against the region's length; `mem` borrows the mapping for this call).
-        // Guest memory is shared with the frontend, which may touch it at any time: we only
-        // copy bytes into it and never hold a reference into it, so a racing guest can only
-        // garble its own buffer, which the ring protocol says it must not touch now anyway.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
-        return Ok(());
+    /// Whether `len` bytes at `addr` are guest memory (in one region, or in adjacent ones).
+    pub fn contains(&self, addr: u64, len: usize) -> bool {
+        self.host_range(addr, len).is_some()
+            || self
+                .mem
+                .check_range(GuestAddress(addr), len, vm_memory::Permissions::ReadWrite)
     }
-    vm_memory::Bytes::write_slice(mem, src, GuestAddress(addr)).map_err(|_| ())
-}
 
-/// Copies guest memory at `addr` into `dst`, like [`write_guest`] the other way.
-pub(crate) fn read_guest(mem: &GuestMemoryMmap, addr: u64, dst: &mut [u8]) -> Result<(), ()> {
-    if let Some(src) = host_range(mem, addr, dst.len()) {
-        // SAFETY: `src..src + dst.len()` lies inside one region's live mapping (checked in
-        // `host_range`); `dst` is our own buffer, so the ranges do not overlap. A guest writing
-        // its buffer meanwhile gives us garbled bytes of its own frame, never an out-of-bounds
-        // access.
-        unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), dst.len()) };
-        return Ok(());
+    /// Copies `src` into guest memory at `addr`. One region lookup and one `memcpy` when the
+    /// range lies inside one region (the common case); otherwise `vm-memory`'s piecewise copy,
+    /// which also reports a range outside guest memory. Err: some byte is outside guest memory.
+    #[inline]
+    pub fn write(&self, addr: u64, src: &[u8]) -> Result<(), ()> {
+        if let Some(dst) = self.host_range(addr, src.len()) {
+            // SAFETY: `dst..dst + src.len()` lies inside one region's live mapping (checked in
+            // `host_range` against the region's length; `self` holds the mapping). Guest
+            // memory is shared with the frontend, which may touch it at any time: we only copy
+            // bytes into it and never hold a reference into it, so a racing guest can only
+            // garble its own buffer, which the ring protocol says it must not touch now anyway.
+            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
+            return Ok(());
+        }
+        vm_memory::Bytes::write_slice(&self.mem, src, GuestAddress(addr)).map_err(|_| ())
     }
-    vm_memory::Bytes::read_slice(mem, dst, GuestAddress(addr)).map_err(|_| ())
+
+    /// Copies `pieces`, one after the other, into guest memory at `addr`, where `room`
+    /// bytes are the caller's to write: one region lookup for the whole frame. Err: the
+    /// pieces do not fit in `room`, or some byte is outside guest memory.
+    #[inline]
+    pub fn write_gather(&self, addr: u64, room: usize, pieces: &[&[u8]]) -> Result<(), ()> {
+        let total: usize = pieces.iter().map(|p| p.len()).sum();
+        if total > room {
+            return Err(());
+        }
+        if let Some(dst) = self.host_range(addr, total) {
+            let mut off = 0;
+            for p in pieces {
+                // SAFETY: `dst..dst + total` lies inside one region's live mapping (checked in
+                // `host_range`), and `off + p.len() <= total` because `total` is the sum of
+                // the pieces' lengths; the rest is as in `write`.
+                unsafe { std::ptr::copy_nonoverlapping(p.as_ptr(), dst.add(off), p.len()) };
+                off += p.len();
+            }
+            return Ok(());
+        }
+        let mut at = addr;
+        for p in pieces {
+            self.write(at, p)?;
+            at = at.checked_add(p.len() as u64).ok_or(())?;
+        }
+        Ok(())
+    }
+
+    /// Copies guest memory at `addr` into `dst`, like [`GuestMem::write`] the other way.
+    #[inline]
+    pub fn read(&self, addr: u64, dst: &mut [u8]) -> Result<(), ()> {
+        if let Some(src) = self.host_range(addr, dst.len()) {
+            // SAFETY: `src..src + dst.len()` lies inside one region's live mapping (checked in
+            // `host_range`); `dst` is our own buffer, so the ranges do not overlap. A guest
+            // writing its buffer meanwhile gives us garbled bytes of its own frame, never an
+            // out-of-bounds access.
+            unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), dst.len()) };
+            return Ok(());
+        }
+        vm_memory::Bytes::read_slice(&self.mem, dst, GuestAddress(addr)).map_err(|_| ())
+    }
+
+    /// `N` bytes of guest memory at `addr` (a descriptor, a header): a copy of a size known
+    /// here, which compiles to a few loads rather than a call to `memcpy`.
+    #[inline]
+    pub fn read_array<const N: usize>(&self, addr: u64) -> Result<[u8; N], ()> {
+        if let Some(src) = self.host_range(addr, N) {
+            // SAFETY: `src..src + N` lies inside one region's live mapping (checked in
+            // `host_range`); an unaligned read of plain bytes; a racing guest garbles only
+            // its own data, which the caller checks like any other guest value.
+            return Ok(unsafe { std::ptr::read_unaligned(src.cast::<[u8; N]>()) });
+        }
+        let mut b = [0u8; N];
+        vm_memory::Bytes::read_slice(&self.mem, &mut b, GuestAddress(addr)).map_err(|_| ())?;
+        Ok(b)
+    }
+
+    /// Writes `N` bytes at `addr` (a used-ring element), like [`GuestMem::read_array`].
+    #[inline]
+    pub fn write_array<const N: usize>(&self, addr: u64, v: [u8; N]) -> Result<(), ()> {
+        if let Some(dst) = self.host_range(addr, N) {
+            // SAFETY: `dst..dst + N` lies inside one region's live mapping (checked in
+            // `host_range`); an unaligned write of plain bytes into memory we never hold a
+            // reference into.
+            unsafe { std::ptr::write_unaligned(dst.cast::<[u8; N]>(), v) };
+            return Ok(());
+        }
+        vm_memory::Bytes::write_slice(&self.mem, &v, GuestAddress(addr)).map_err(|_| ())
+    }
+
+    /// The ring index at `addr` (little-endian, 2-aligned: ring layouts are checked
+    /// aligned), loaded atomically with `order`. Err: outside guest memory or misaligned.
+    #[inline]
+    pub fn load_u16(&self, addr: u64, order: Ordering) -> Result<u16, ()> {
+        let p = self.host_range(addr, 2).ok_or(())?;
+        if p as usize % 2 != 0 {
+            return Err(());
+        }
+        // SAFETY: `p..p + 2` lies inside one region's live mapping and is 2-aligned (checked
+        // above); the guest and other threads access it only atomically or through the ring
+        // protocol, and the mapping outlives this call.
+        let a = unsafe { AtomicU16::from_ptr(p.cast::<u16>()) };
+        Ok(u16::from_le(a.load(order)))
+    }
+
+    /// Stores a ring index at `addr` (little-endian, 2-aligned), like [`GuestMem::load_u16`].
+    #[inline]
+    pub fn store_u16(&self, addr: u64, v: u16, order: Ordering) -> Result<(), ()> {
+        let p = self.host_range(addr, 2).ok_or(())?;
+        if p as usize % 2 != 0 {
+            return Err(());
+        }
+        // SAFETY: as in `load_u16`.
+        let a = unsafe { AtomicU16::from_ptr(p.cast::<u16>()) };
+        a.store(v.to_le(), order);
+        Ok(())
+    }
 }

@@ -1,16 +1,16 @@
 //! The split virtqueue as the device side sees it: validated layout, our indices, chain
 //! walking with loop and bounds checks, the used ring, and notification suppression.
 //!
-//! Every access goes through `vm-memory`'s bounds-checked [`Bytes`] accessors on the snapshot's
-//! memory table; nothing here keeps a host pointer. Ring layout (v1.0 spec, 2.7):
+//! Every access goes through the bounds-checked accessors of the snapshot's memory table
+//! ([`GuestMem`]); nothing here keeps a host pointer. Ring layout (v1.0 spec, 2.7):
 //! descriptor table 16 bytes × size (align 16); available ring: flags, idx, ring\[size\],
 //! used_event (align 2); used ring: flags, idx, {id, len}\[size\], avail_event (align 4).
 
 use std::sync::atomic::{fence, Ordering};
 
-use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, Permissions};
 
 use crate::error::RingError;
+use crate::memory::GuestMem;
 
 /// Largest queue size the virtio spec allows for split rings.
 pub const MAX_QUEUE_SIZE: u32 = 32768;
@@ -79,7 +79,7 @@ impl RingLayout {
     }
 
     /// Checks alignment and that each part lies in guest memory.
-    pub fn validate(&self, mem: &GuestMemoryMmap) -> Result<(), RingError> {
+    pub fn validate(&self, mem: &GuestMem) -> Result<(), RingError> {
         let parts = [
             ("descriptor", self.desc, Self::desc_bytes(self.size), 16),
             ("available", self.avail, Self::avail_bytes(self.size), 2),
@@ -89,7 +89,7 @@ impl RingLayout {
             if addr % align != 0 {
                 return Err(RingError::Misaligned { part, addr, align });
             }
-            if !mem.check_range(GuestAddress(addr), len as usize, Permissions::ReadWrite) {
+            if !mem.contains(addr, len as usize) {
                 return Err(RingError::RingOutsideMemory { part, addr, len });
             }
         }
@@ -115,7 +115,7 @@ pub(crate) struct RingState {
 
 /// One ring with its memory table and our state, for the duration of a batch.
 pub(crate) struct Ring<'a> {
-    pub mem: &'a GuestMemoryMmap,
+    pub mem: &'a GuestMem,
     pub layout: RingLayout,
     pub st: &'a mut RingState,
     pub event_idx: bool,
@@ -129,15 +129,14 @@ fn oob(what: &'static str, addr: u64, len: u64) -> RingError {
 impl Ring<'_> {
     fn load_u16(&self, addr: u64, what: &'static str, order: Ordering) -> Result<u16, RingError> {
         self.mem
-            .load::<u16>(GuestAddress(addr), order)
-            .map(u16::from_le)
-            .map_err(|_| oob(what, addr, 2))
+            .load_u16(addr, order)
+            .map_err(|()| oob(what, addr, 2))
     }
 
     fn store_u16(&self, addr: u64, v: u16, what: &'static str) -> Result<(), RingError> {
         self.mem
-            .store(v.to_le(), GuestAddress(addr), Ordering::Release)
-            .map_err(|_| oob(what, addr, 2))
+            .store_u16(addr, v, Ordering::Release)
+            .map_err(|()| oob(what, addr, 2))
     }
 
     /// Chains the guest has made available and we have not taken, re-reading the guest's index
@@ -196,7 +195,8 @@ impl Ring<'_> {
         let slot = self.st.next_used % self.layout.size;
         let addr = self.layout.used + 4 + 8 * u64::from(slot);
         let elem = (u64::from(len) << 32 | u64::from(id)).to_le_bytes();
-        crate::memory::write_guest(self.mem, addr, &elem)
+        self.mem
+            .write_array(addr, elem)
             .map_err(|()| oob("used ring", addr, 8))?;
         self.st.next_used = self.st.next_used.wrapping_add(1);
         Ok(())
@@ -266,16 +266,15 @@ impl Ring<'_> {
     /// memory if they differ, as DPDK's vhost library does: without in-flight tracking the used
     /// index is where we really are), notification state written to the used ring.
     pub fn start(
-        mem: &GuestMemoryMmap,
+        mem: &GuestMem,
         layout: RingLayout,
         base: u16,
         event_idx: bool,
         notify: bool,
     ) -> Result<RingState, RingError> {
         let used_idx = mem
-            .load::<u16>(GuestAddress(layout.used + 2), Ordering::Acquire)
-            .map(u16::from_le)
-            .map_err(|_| oob("used ring", layout.used + 2, 2))?;
+            .load_u16(layout.used + 2, Ordering::Acquire)
+            .map_err(|()| oob("used ring", layout.used + 2, 2))?;
         let idx = if used_idx != base {
             tracing::warn!(
                 base,
@@ -314,7 +313,7 @@ impl Ring<'_> {
 /// A descriptor chain being walked: follows `next`, enters an indirect table at the head, and
 /// stops with an error on a loop, an index out of range or a malformed indirect table.
 pub(crate) struct Chain<'a> {
-    mem: &'a GuestMemoryMmap,
+    mem: &'a GuestMem,
     table: u64,
     table_len: u32,
     next: u16,
@@ -337,8 +336,9 @@ impl Chain<'_> {
             }
             self.ttl -= 1;
             let addr = self.table + 16 * u64::from(self.next);
-            let mut raw = [0u8; 16];
-            crate::memory::read_guest(self.mem, addr, &mut raw)
+            let raw = self
+                .mem
+                .read_array::<16>(addr)
                 .map_err(|()| oob("descriptor", addr, 16))?;
             let d = Desc::from_le_bytes(&raw);
             let first = std::mem::replace(&mut self.first, false);
@@ -384,13 +384,12 @@ impl Chain<'_> {
 /// The guest's available index and our used index as they are in guest memory now, for a
 /// ring laid out as `layout` (the debug log: what the guest had posted and was last shown).
 pub(crate) fn indices_in_memory(
-    mem: &GuestMemoryMmap,
+    mem: &GuestMem,
     layout: RingLayout,
 ) -> Result<(u16, u16), RingError> {
     let load = |addr: u64, what| {
-        mem.load::<u16>(GuestAddress(addr), Ordering::Acquire)
-            .map(u16::from_le)
-            .map_err(|_| oob(what, addr, 2))
+        mem.load_u16(addr, Ordering::Acquire)
+            .map_err(|()| oob(what, addr, 2))
     };
     Ok((
         load(layout.avail + 2, "available ring")?,
