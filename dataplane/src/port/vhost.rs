@@ -76,11 +76,14 @@ impl VhostUser {
         self.device.status()
     }
 
-    /// Why the port is down, if it is (no frontend, socket closed, protocol error).
+    /// Why the port is down, if it is: no frontend, socket closed, a protocol error or ring
+    /// fault, or a frontend whose rings are not running (not yet, or not any more: no frame
+    /// passes until they are).
     pub fn down_reason(&self) -> Option<String> {
         match self.device.status().link {
+            LinkState::Up => None,
+            link @ LinkState::Connected => Some(link.to_string()),
             LinkState::Down(why) => Some(why.to_string()),
-            LinkState::Up | LinkState::Connected => None,
         }
     }
 
