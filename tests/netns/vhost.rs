@@ -86,7 +86,7 @@ impl Lab {
 }
 
 /// A directory for the lab's sockets, removed with the lab.
-struct Dir(PathBuf);
+pub(crate) struct Dir(pub(crate) PathBuf);
 
 impl Drop for Dir {
     fn drop(&mut self) {

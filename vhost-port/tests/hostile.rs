@@ -8,7 +8,6 @@ use driver::*;
 use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
 use vhost_port::features::*;
 use vhost_port::{RingError, SendError, VhostUserDevice};
-use vmm_sys_util::sock_ctrl_msg::ScmSocket;
 
 const ALL: u64 = u64::MAX;
 
@@ -289,28 +288,6 @@ fn unoffered_features_are_refused() {
         &dev,
         "SET_FEATURES acknowledged features 0x400000 that were not offered",
     );
-}
-
-/// Sends one raw vhost-user message (request code, body, fds).
-fn raw(g: &Guest, request: u32, body: &[u8], fds: &[i32]) {
-    let mut msg = Vec::new();
-    msg.extend(request.to_le_bytes());
-    msg.extend(1u32.to_le_bytes());
-    msg.extend((body.len() as u32).to_le_bytes());
-    msg.extend(body);
-    g.raw.send_with_fds(&[&msg[..]], fds).unwrap();
-}
-
-fn mem_table_body(regions: &[(u64, u64, u64, u64)]) -> Vec<u8> {
-    let mut b = Vec::new();
-    b.extend((regions.len() as u32).to_le_bytes());
-    b.extend(0u32.to_le_bytes());
-    for &(gpa, size, ua, off) in regions {
-        for v in [gpa, size, ua, off] {
-            b.extend(v.to_le_bytes());
-        }
-    }
-    b
 }
 
 #[test]

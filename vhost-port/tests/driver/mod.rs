@@ -17,6 +17,7 @@ use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
 use vhost_port::{DeviceStatus, KickHook, LinkState, QueueId, VhostUserDevice};
 use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::sock_ctrl_msg::ScmSocket;
 
 pub const MEM_SIZE: u64 = 4 << 20;
 /// The frontend's "virtual" address of guest address 0 (any consistent value works).
@@ -300,6 +301,43 @@ impl Guest {
     pub fn called(&self, q: usize) -> bool {
         self.call[q].read().is_ok()
     }
+
+    /// Kicks queue `q` (writes its kick eventfd), as a guest driver does after making buffers
+    /// available. `send`, `post_rx` and `make_avail` do not kick: a device polled directly
+    /// needs none, a switch's worker sleeps until it comes.
+    pub fn kick(&self, q: usize) {
+        self.kick[q].write(1).unwrap();
+    }
+
+    /// Returns once the backend has handled every message sent so far: a request with a reply
+    /// (`GET_FEATURES`) is answered only after those before it.
+    pub fn sync(&self) {
+        self.fe.get_features().unwrap();
+    }
+}
+
+/// Sends one raw vhost-user message (request code, body, fds).
+pub fn raw(g: &Guest, request: u32, body: &[u8], fds: &[i32]) {
+    let mut msg = Vec::new();
+    msg.extend(request.to_le_bytes());
+    msg.extend(1u32.to_le_bytes());
+    msg.extend((body.len() as u32).to_le_bytes());
+    msg.extend(body);
+    g.raw.send_with_fds(&[&msg[..]], fds).unwrap();
+}
+
+/// The body of a `SET_MEM_TABLE` with `regions` as (guest address, size, frontend address,
+/// mmap offset).
+pub fn mem_table_body(regions: &[(u64, u64, u64, u64)]) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend((regions.len() as u32).to_le_bytes());
+    b.extend(0u32.to_le_bytes());
+    for &(gpa, size, ua, off) in regions {
+        for v in [gpa, size, ua, off] {
+            b.extend(v.to_le_bytes());
+        }
+    }
+    b
 }
 
 pub fn wait_for(
