@@ -20,6 +20,10 @@ use crate::QueueId;
 /// 256-byte buffers), which bounds the work a guest's buffer layout can cause per frame.
 const MAX_MERGED_BUFFERS: u16 = 256;
 
+/// How far ahead in a ring a frame's descriptor is prefetched; the next frame's buffer is
+/// prefetched one frame ahead ([`Ring::prefetch`]).
+const PREFETCH_AHEAD: u16 = 3;
+
 /// Frames of fewer pieces than this (the header counted) into one receive buffer are written
 /// with one bounds check ([`GuestMem::write_gather`]); others piece by piece.
 const MAX_PARTS: usize = 8;
@@ -277,6 +281,8 @@ impl RecvBatch<'_> {
             if ring.avail_count()? == 0 {
                 return Ok(None);
             }
+            ring.prefetch(PREFETCH_AHEAD, false);
+            ring.prefetch(1, true);
             let head = ring.avail_head(0)?;
             let mut gh = [0u8; 12];
             let (mut hpos, mut fpos, mut oversize) = (0usize, 0usize, false);
@@ -292,7 +298,10 @@ impl RecvBatch<'_> {
                 // The common case, the whole header in the first descriptor, in one fixed-size
                 // read (a 10-byte header's two extra bytes are ignored).
                 if hpos == 0 && len >= gh.len() {
-                    gh = ring.mem.read_array(addr).map_err(|()| oob(addr, gh.len()))?;
+                    gh = ring
+                        .mem
+                        .read_array(addr)
+                        .map_err(|()| oob(addr, gh.len()))?;
                     hpos = hdr_len;
                     len -= hdr_len;
                     addr += hdr_len as u64;
@@ -400,6 +409,8 @@ impl SendBatch<'_> {
         if avail == 0 {
             return Err(SendError::RingFull);
         }
+        ring.prefetch(PREFETCH_AHEAD, false);
+        ring.prefetch(1, true);
         let max_chains = if neg.mrg_rxbuf {
             avail.min(MAX_MERGED_BUFFERS)
         } else {

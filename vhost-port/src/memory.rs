@@ -217,6 +217,25 @@ impl GuestMem {
         vm_memory::Bytes::write_slice(&self.mem, src, GuestAddress(addr)).map_err(|_| ())
     }
 
+    /// Asks the CPU to start loading the cache line of guest address `addr`, if it is guest
+    /// memory. A hint only: nothing is read, and an address outside guest memory is ignored.
+    #[inline]
+    pub fn prefetch(&self, addr: u64) {
+        let Some(p) = self.host_range(addr, 1) else {
+            return;
+        };
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is a hint that never faults and has no effect on memory; the
+        // address lies inside a live mapping anyway. SSE is part of the x86_64 baseline.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                p.cast_const().cast(),
+            );
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = p;
+    }
+
     /// Copies `pieces`, one after the other, into guest memory at `addr`, where `room`
     /// bytes are the caller's to write: one region lookup for the whole frame. Err: the
     /// pieces do not fit in `room`, or some byte is outside guest memory.

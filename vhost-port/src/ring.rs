@@ -8,7 +8,6 @@
 
 use std::sync::atomic::{fence, Ordering};
 
-
 use crate::error::RingError;
 use crate::memory::GuestMem;
 
@@ -173,6 +172,33 @@ impl Ring<'_> {
             });
         }
         Ok(head)
+    }
+
+    /// Starts loading what the chain `ahead` slots after the next one will need, so that the
+    /// guest's lines (which its core just wrote) arrive while earlier frames are copied:
+    /// its descriptor, and with `buffer` (when the descriptor was asked for a frame earlier)
+    /// its first buffer as well. Only chains the guest has made available are looked at; a
+    /// bad value is ignored here (nothing is read but hints) and reported when the chain is
+    /// really taken.
+    #[inline]
+    pub fn prefetch(&self, ahead: u16, buffer: bool) {
+        if ahead >= self.st.shadow_avail.wrapping_sub(self.st.next_avail) {
+            return;
+        }
+        let Ok(head) = self.avail_head(ahead) else {
+            return;
+        };
+        let at = self.layout.desc + 16 * u64::from(head);
+        if !buffer {
+            self.mem.prefetch(at);
+            return;
+        }
+        if let Ok(raw) = self.mem.read_array::<16>(at) {
+            let d = Desc::from_le_bytes(&raw);
+            if d.flags & DESC_F_INDIRECT == 0 {
+                self.mem.prefetch(d.addr);
+            }
+        }
     }
 
     /// Walks the chain that starts at `head`.
