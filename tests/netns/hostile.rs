@@ -34,6 +34,12 @@ const MAC_A: [u8; 6] = [0x02, 0x00, 0x00, 0x0b, 0x0a, 0x01];
 const MAC_B: [u8; 6] = [0x02, 0x00, 0x00, 0x0b, 0x0a, 0x02];
 const MAC_V: [u8; 6] = [0x02, 0x00, 0x00, 0x0b, 0x0a, 0x03];
 
+/// The reason for a one-region `SET_MEM_TABLE` that the `vhost` crate's request handler
+/// refuses itself (missing or extra fds, a region of size 0): the device names the message,
+/// the crate says no more than "invalid message".
+const MEM_TABLE_INVALID: &str =
+    "protocol error: SET_MEM_TABLE (5), body of 40 bytes: invalid message";
+
 /// How a hostile frontend breaks its port.
 enum Attack {
     /// The frontend sets both rings up properly first (so the port is up and a worker serves
@@ -43,10 +49,6 @@ enum Attack {
     /// port must refuse.
     Message(fn(&mut Guest)),
 }
-
-/// The reason of a message the `vhost` crate's request handler refuses itself (a body of the
-/// wrong size, missing or extra fds, a region of size 0, ...): it says no more than this.
-const INVALID: &str = "protocol error: invalid message";
 
 struct Case {
     what: &'static str,
@@ -205,13 +207,13 @@ fn cases() -> Vec<Case> {
             what: "a message with the wrong size",
             // SET_VRING_NUM (8) with a 4-byte body instead of 8.
             attack: Message(|g| raw(g, 8, &[0, 0, 0, 0], &[])),
-            reason: INVALID,
+            reason: "protocol error: SET_VRING_NUM (8), body of 4 bytes: invalid message",
         },
         Case {
             what: "a memory table without its fd",
             // SET_MEM_TABLE (5).
             attack: Message(|g| raw(g, 5, &mem_table_body(&[(0, MEM_SIZE, UA, 0)]), &[])),
-            reason: INVALID,
+            reason: MEM_TABLE_INVALID,
         },
         Case {
             what: "a memory table with more fds than regions",
@@ -220,7 +222,7 @@ fn cases() -> Vec<Case> {
                 let fd = g.file.as_raw_fd();
                 raw(g, 5, &mem_table_body(&[(0, MEM_SIZE, UA, 0)]), &[fd, fd]);
             }),
-            reason: INVALID,
+            reason: MEM_TABLE_INVALID,
         },
         Case {
             what: "a memory region of size 0",
@@ -233,13 +235,13 @@ fn cases() -> Vec<Case> {
                     &[g.file.as_raw_fd()],
                 );
             }),
-            reason: INVALID,
+            reason: MEM_TABLE_INVALID,
         },
         Case {
             what: "a kick message without the fd it announces",
             // SET_VRING_KICK (12), queue 1, "fd attached" (bit 8 clear) but none sent.
             attack: Message(|g| raw(g, 12, &1u64.to_le_bytes(), &[])),
-            reason: INVALID,
+            reason: "protocol error: SET_VRING_KICK (12), body of 8 bytes: invalid message",
         },
     ]
 }

@@ -470,7 +470,8 @@ impl Control {
                 }
             }
             if r.conn {
-                match early_vring_enable(handler.as_raw_fd(), &backend) {
+                let head = peek(handler.as_raw_fd());
+                match early_vring_enable(handler.as_raw_fd(), &head, &backend) {
                     Ok(true) => continue,
                     Ok(false) => {}
                     Err(why) => break DownReason::ProtocolError(why),
@@ -487,7 +488,11 @@ impl Control {
                             .unwrap_or_else(|p| p.into_inner())
                             .fatal
                             .take();
-                        break DownReason::ProtocolError(fatal.unwrap_or_else(|| error_chain(&e)));
+                        // The `vhost` crate refuses a malformed message (a wrong size, missing
+                        // or extra fds) with a bare error: say which message it was.
+                        break DownReason::ProtocolError(fatal.unwrap_or_else(|| {
+                            format!("{}: {}", describe(&head), error_chain(&e))
+                        }));
                     }
                 }
             }
@@ -508,22 +513,16 @@ const FLAG_NEED_REPLY: u32 = 0x8;
 /// (QEMU 7.2's virtio-net sends one; the `vhost` crate would refuse it and disconnect).
 /// Returns whether it did. The message is looked at with `MSG_PEEK` first, so anything else
 /// stays for the `vhost` crate's handler.
-fn early_vring_enable(fd: RawFd, backend: &Mutex<DeviceBackend>) -> Result<bool, String> {
-    let mut msg = [0u8; 20];
-    // SAFETY: `msg` is 20 writable bytes; MSG_PEEK leaves the message on the socket.
-    let n = unsafe {
-        libc::recv(
-            fd,
-            msg.as_mut_ptr().cast(),
-            msg.len(),
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    let u32_at = |o: usize| u32::from_le_bytes([msg[o], msg[o + 1], msg[o + 2], msg[o + 3]]);
-    if n < 20 || u32_at(0) != SET_VRING_ENABLE || u32_at(8) != 8 {
+fn early_vring_enable(
+    fd: RawFd,
+    head: &Peeked,
+    backend: &Mutex<DeviceBackend>,
+) -> Result<bool, String> {
+    if head.len < 20 || head.u32_at(0) != SET_VRING_ENABLE || head.u32_at(8) != 8 {
         return Ok(false);
     }
-    let (flags, index, num) = (u32_at(4), u32_at(12), u32_at(16));
+    let (flags, index, num) = (head.u32_at(4), head.u32_at(12), head.u32_at(16));
+    let mut msg = head.bytes;
     let result = {
         let mut b = backend.lock().unwrap_or_else(|p| p.into_inner());
         match b.early_vring_enable(index, num) {
@@ -552,6 +551,101 @@ fn early_vring_enable(fd: RawFd, backend: &Mutex<DeviceBackend>) -> Result<bool,
         }
     }
     Ok(true)
+}
+
+/// The first bytes of the next message, left on the socket: the header (request, flags,
+/// body size) and, for small messages, the body.
+struct Peeked {
+    bytes: [u8; 20],
+    /// How many bytes were there (0 on an error).
+    len: usize,
+}
+
+impl Peeked {
+    fn u32_at(&self, o: usize) -> u32 {
+        u32::from_le_bytes([
+            self.bytes[o],
+            self.bytes[o + 1],
+            self.bytes[o + 2],
+            self.bytes[o + 3],
+        ])
+    }
+}
+
+/// Looks at the next message without taking it (`MSG_PEEK`; no fds are received).
+fn peek(fd: RawFd) -> Peeked {
+    let mut bytes = [0u8; 20];
+    // SAFETY: `bytes` is 20 writable bytes; MSG_PEEK leaves the message on the socket.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            bytes.as_mut_ptr().cast(),
+            bytes.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    Peeked {
+        bytes,
+        len: usize::try_from(n).unwrap_or(0),
+    }
+}
+
+/// Names a message by its header, for the reason a frontend was disconnected.
+fn describe(head: &Peeked) -> String {
+    if head.len < 12 {
+        return format!("a message of {} bytes, shorter than its header", head.len);
+    }
+    let (req, size) = (head.u32_at(0), head.u32_at(8));
+    // From the vhost-user specification (front-end message types).
+    const NAMES: [&str; 41] = [
+        "NONE",
+        "GET_FEATURES",
+        "SET_FEATURES",
+        "SET_OWNER",
+        "RESET_OWNER",
+        "SET_MEM_TABLE",
+        "SET_LOG_BASE",
+        "SET_LOG_FD",
+        "SET_VRING_NUM",
+        "SET_VRING_ADDR",
+        "SET_VRING_BASE",
+        "GET_VRING_BASE",
+        "SET_VRING_KICK",
+        "SET_VRING_CALL",
+        "SET_VRING_ERR",
+        "GET_PROTOCOL_FEATURES",
+        "SET_PROTOCOL_FEATURES",
+        "GET_QUEUE_NUM",
+        "SET_VRING_ENABLE",
+        "SEND_RARP",
+        "NET_SET_MTU",
+        "SET_BACKEND_REQ_FD",
+        "IOTLB_MSG",
+        "SET_VRING_ENDIAN",
+        "GET_CONFIG",
+        "SET_CONFIG",
+        "CREATE_CRYPTO_SESSION",
+        "CLOSE_CRYPTO_SESSION",
+        "POSTCOPY_ADVISE",
+        "POSTCOPY_LISTEN",
+        "POSTCOPY_END",
+        "GET_INFLIGHT_FD",
+        "SET_INFLIGHT_FD",
+        "GPU_SET_SOCKET",
+        "RESET_DEVICE",
+        "VRING_KICK",
+        "GET_MAX_MEM_SLOTS",
+        "ADD_MEM_REG",
+        "REM_MEM_REG",
+        "SET_STATUS",
+        "GET_STATUS",
+    ];
+    let name = usize::try_from(req)
+        .ok()
+        .and_then(|i| NAMES.get(i))
+        .copied()
+        .unwrap_or("an unknown request");
+    format!("{name} ({req}), body of {size} bytes")
 }
 
 /// `DataPath` goes to worker threads.
