@@ -12,6 +12,7 @@ use std::sync::Arc;
 use dataplane::counters::{CounterValues, PortCounters};
 use dataplane::fdb::FlushFilter;
 use dataplane::port::netlink::LinkEvent;
+use dataplane::port::tap::{self, Lifetime};
 use dataplane::port::{packet, Port, PortError, PortIo};
 use dataplane::switch::Workers;
 use dataplane::{PortEntry, PortId, Snapshot, Switch, SwitchOptions};
@@ -66,6 +67,8 @@ pub struct Controller {
     switch: Switch,
     topo: Topology,
     state: Option<PathBuf>,
+    /// Whether the taps the switch makes outlive it (with a state file) or not.
+    taps: Lifetime,
     /// Where [`Controller::log_events`] left off in each worker's event ring.
     event_cursors: Vec<u64>,
     event_log: crate::eventlog::EventLog,
@@ -84,7 +87,20 @@ impl Controller {
         state: Option<PathBuf>,
     ) -> Result<Controller> {
         topo.validate()?;
-        let snapshot = crate::build_snapshot(&topo, |p| attach(p, Arc::default()))?;
+        // With a state file the switch will be back: the taps it makes outlive it, and the
+        // ones an earlier run left (kill -9 included) are found where their hosts moved them.
+        let taps = if state.is_some() {
+            Lifetime::Kept
+        } else {
+            Lifetime::Port
+        };
+        let kept = match taps {
+            Lifetime::Kept => tap::find_kept(),
+            Lifetime::Port => Default::default(),
+        };
+        let snapshot = crate::build_snapshot(&topo, |p| {
+            attach(p, Arc::default(), taps, kept.get(&p.name))
+        })?;
         if let Some(path) = &state {
             persist(path, &topo)?;
         }
@@ -97,6 +113,7 @@ impl Controller {
             switch,
             topo,
             state,
+            taps,
             event_cursors: Vec::new(),
             event_log: Default::default(),
         };
@@ -278,7 +295,7 @@ impl Controller {
                 p.name, NAME_FREE_WAIT
             )));
         }
-        attach(p, counters)
+        attach(p, counters, self.taps, None)
     }
 
     /// Removes static MAC entries that are in `old` but no longer configured and installs
@@ -396,9 +413,16 @@ impl Controller {
         counters_of(&self.switch.snapshot())
     }
 
-    /// Stops the workers and closes the ports; returns the final counters.
+    /// Stops the workers and closes the ports; returns the final counters. With a state
+    /// file, the taps the switch made stay, for the next run to re-attach
+    /// ([`Lifetime::Kept`]).
     pub fn shutdown(self) -> Vec<(String, CounterValues)> {
         let snap = self.switch.snapshot();
+        if self.taps == Lifetime::Kept {
+            for e in snap.ports().iter().flatten() {
+                e.port.keep_interface();
+            }
+        }
         self.switch.stop();
         counters_of(&snap)
     }
@@ -427,8 +451,15 @@ impl std::fmt::Display for ErrorChain<'_> {
     }
 }
 
-/// Opens the I/O for port `p`, logging one line with its kind and mode.
-fn attach(p: &topology::Port, counters: Arc<PortCounters>) -> Result<Arc<Port>> {
+/// Opens the I/O for port `p`, logging one line with its kind and mode. A tap port is made
+/// with `taps` as its lifetime, or, if `kept` says where an earlier run's tap for it is now
+/// (another namespace, maybe another name), re-attached there.
+fn attach(
+    p: &topology::Port,
+    counters: Arc<PortCounters>,
+    taps: Lifetime,
+    kept: Option<&(PathBuf, String)>,
+) -> Result<Arc<Port>> {
     let mode = crate::port_mode(p).describe();
     let err = |source| ControlError::Port {
         port: p.name.clone(),
@@ -436,9 +467,22 @@ fn attach(p: &topology::Port, counters: Arc<PortCounters>) -> Result<Arc<Port>> 
     };
     let port = match p.kind {
         PortKind::Tap => {
-            let port = Port::tap(&p.name).map_err(err)?;
+            if let Some((netns, ifname)) = kept {
+                let port = Port::kept_tap(&p.name, netns, ifname).map_err(err)?;
+                tracing::info!(
+                    port = %p.name, kind = "tap", %mode, netns = %netns.display(), ifname = %ifname,
+                    "re-attached the tap an earlier run kept, where its host moved it"
+                );
+                // Its link state is its host's now.
+                return Ok(Arc::new(port));
+            }
+            let port = Port::tap(&p.name, taps).map_err(err)?;
             let how = match port.io() {
+                PortIo::Tap(t) if !t.created() && t.is_persistent() => {
+                    "re-attached the tap an earlier run kept"
+                }
                 PortIo::Tap(t) if !t.created() => "opened existing tap",
+                PortIo::Tap(t) if t.is_persistent() => "created tap (kept across restarts)",
                 _ => "created tap",
             };
             tracing::info!(port = %p.name, kind = "tap", %mode, "{how}");

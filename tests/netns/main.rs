@@ -16,6 +16,7 @@ mod guests;
 mod hostile;
 mod isolation;
 mod netdev;
+mod restart;
 mod security;
 mod tcp;
 mod trunk;

@@ -96,16 +96,36 @@ pub struct Port {
 }
 
 impl Port {
-    /// Opens (or creates) the tap `name`.
-    pub fn tap(name: &str) -> Result<Port> {
-        Ok(Port {
+    /// Opens (or creates) the tap `name` ([`tap::Tap::open`]).
+    pub fn tap(name: &str, lifetime: tap::Lifetime) -> Result<Port> {
+        Ok(Self::of_tap(name, tap::Tap::open(name, lifetime)?))
+    }
+
+    /// Re-attaches the kept tap of port `name`, now `ifname` in the network namespace at
+    /// `netns` ([`tap::Tap::reopen_in`]).
+    pub fn kept_tap(name: &str, netns: &std::path::Path, ifname: &str) -> Result<Port> {
+        Ok(Self::of_tap(
+            name,
+            tap::Tap::reopen_in(name, netns, ifname)?,
+        ))
+    }
+
+    fn of_tap(name: &str, tap: tap::Tap) -> Port {
+        Port {
             name: name.to_string(),
-            io: PortIo::Tap(tap::Tap::open(name)?),
+            io: PortIo::Tap(tap),
             counters: Arc::default(),
             rx: batch::RxLock::default(),
             rx_failed: AtomicI32::new(0),
             disabled: AtomicBool::new(false),
-        })
+        }
+    }
+
+    /// The switch is stopping and will be back: a kept tap stays when this port closes.
+    pub fn keep_interface(&self) {
+        if let PortIo::Tap(t) = &self.io {
+            t.keep();
+        }
     }
 
     /// Attaches to the existing interface `name` (a netdev port), keeping `counters`.

@@ -10,6 +10,10 @@ const RTMGRP_LINK: u32 = 1;
 const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;
 const IFLA_IFNAME: u16 = 3;
+const IFLA_IFALIAS: u16 = 20;
+const RTM_GETLINK: u16 = 18;
+const NLMSG_DONE: u16 = 3;
+const NLMSG_ERROR: u16 = 2;
 const NLMSG_HDRLEN: usize = 16;
 const IFINFOMSG_LEN: usize = 16;
 
@@ -23,6 +27,8 @@ pub struct LinkEvent {
     /// True for RTM_DELLINK (the interface is gone), false for RTM_NEWLINK (appeared or
     /// changed).
     pub deleted: bool,
+    /// The interface's alias (`ip link set NAME alias TEXT`), if it has one.
+    pub alias: Option<String>,
 }
 
 /// A netlink socket subscribed to link changes (non-blocking).
@@ -116,6 +122,68 @@ impl AsRawFd for LinkMonitor {
     }
 }
 
+/// Every interface of the calling thread's network namespace, with its alias (one
+/// `RTM_GETLINK` dump).
+pub fn dump_links() -> io::Result<Vec<LinkEvent>> {
+    // SAFETY: socket takes no pointers; the result is checked.
+    let fd = cvt(unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    })?;
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // nlmsghdr + ifinfomsg (all zero: AF_UNSPEC, every interface).
+    let mut req = [0u8; NLMSG_HDRLEN + IFINFOMSG_LEN];
+    req[0..4].copy_from_slice(&((NLMSG_HDRLEN + IFINFOMSG_LEN) as u32).to_ne_bytes());
+    req[4..6].copy_from_slice(&RTM_GETLINK.to_ne_bytes());
+    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
+    req[6..8].copy_from_slice(&flags.to_ne_bytes());
+    req[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    // SAFETY: sends our buffer with its true length.
+    let sent = unsafe { libc::send(fd.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out = Vec::new();
+    loop {
+        // SAFETY: reads into our buffer with its true length.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        let b = &buf[..n as usize];
+        parse(b, &mut out);
+        match last_type(b) {
+            Some(NLMSG_DONE) | None => return Ok(out),
+            Some(NLMSG_ERROR) => return Err(io::Error::other("RTM_GETLINK dump refused")),
+            Some(_) => {}
+        }
+    }
+}
+
+/// The type of the last netlink message in a datagram (a dump ends with `NLMSG_DONE`).
+fn last_type(mut b: &[u8]) -> Option<u16> {
+    let mut last = None;
+    while b.len() >= NLMSG_HDRLEN {
+        let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        if len < NLMSG_HDRLEN || len > b.len() {
+            break;
+        }
+        last = Some(u16::from_ne_bytes([b[4], b[5]]));
+        let step = (len + 3) & !3;
+        b = &b[step.min(b.len())..];
+    }
+    last
+}
+
 /// Parses a datagram of netlink messages into link events (pure; tested below).
 pub fn parse(mut b: &[u8], out: &mut Vec<LinkEvent>) {
     let u16_at = |b: &[u8], i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
@@ -130,23 +198,32 @@ pub fn parse(mut b: &[u8], out: &mut Vec<LinkEvent>) {
         if (ty == RTM_NEWLINK || ty == RTM_DELLINK) && len >= NLMSG_HDRLEN + IFINFOMSG_LEN {
             let ifindex = u32_at(msg, NLMSG_HDRLEN + 4);
             let mut attrs = &msg[NLMSG_HDRLEN + IFINFOMSG_LEN..];
+            let (mut name, mut alias) = (None, None);
+            let text = |v: &[u8]| {
+                let v = v.split(|c| *c == 0).next().unwrap_or(v);
+                String::from_utf8_lossy(v).into_owned()
+            };
             while attrs.len() >= 4 {
                 let alen = u16_at(attrs, 0) as usize;
                 let aty = u16_at(attrs, 2);
                 if alen < 4 || alen > attrs.len() {
                     break;
                 }
-                if aty == IFLA_IFNAME {
-                    let v = &attrs[4..alen];
-                    let v = v.split(|c| *c == 0).next().unwrap_or(v);
-                    out.push(LinkEvent {
-                        name: String::from_utf8_lossy(v).into_owned(),
-                        ifindex,
-                        deleted: ty == RTM_DELLINK,
-                    });
+                match aty {
+                    IFLA_IFNAME => name = Some(text(&attrs[4..alen])),
+                    IFLA_IFALIAS => alias = Some(text(&attrs[4..alen])),
+                    _ => {}
                 }
                 let step = (alen + 3) & !3;
                 attrs = &attrs[step.min(attrs.len())..];
+            }
+            if let Some(name) = name {
+                out.push(LinkEvent {
+                    name,
+                    ifindex,
+                    deleted: ty == RTM_DELLINK,
+                    alias: alias.filter(|a| !a.is_empty()),
+                });
             }
         }
         let step = (len + 3) & !3;
@@ -159,14 +236,20 @@ mod tests {
     use super::*;
 
     fn msg(ty: u16, ifindex: u32, name: &str) -> Vec<u8> {
+        msg_with(ty, ifindex, &[(IFLA_IFNAME, name)])
+    }
+
+    fn msg_with(ty: u16, ifindex: u32, attrs: &[(u16, &str)]) -> Vec<u8> {
         let mut attr = Vec::new();
-        let alen = 4 + name.len() + 1;
-        attr.extend_from_slice(&(alen as u16).to_ne_bytes());
-        attr.extend_from_slice(&IFLA_IFNAME.to_ne_bytes());
-        attr.extend_from_slice(name.as_bytes());
-        attr.push(0);
-        while attr.len() % 4 != 0 {
+        for (aty, v) in attrs {
+            let alen = 4 + v.len() + 1;
+            attr.extend_from_slice(&(alen as u16).to_ne_bytes());
+            attr.extend_from_slice(&aty.to_ne_bytes());
+            attr.extend_from_slice(v.as_bytes());
             attr.push(0);
+            while attr.len() % 4 != 0 {
+                attr.push(0);
+            }
         }
         let mut ifi = vec![0u8; IFINFOMSG_LEN];
         ifi[4..8].copy_from_slice(&ifindex.to_ne_bytes());
@@ -193,15 +276,40 @@ mod tests {
                 LinkEvent {
                     name: "vm1".into(),
                     ifindex: 7,
-                    deleted: false
+                    deleted: false,
+                    alias: None,
                 },
                 LinkEvent {
                     name: "veth-a".into(),
                     ifindex: 8,
-                    deleted: true
+                    deleted: true,
+                    alias: None,
                 },
             ]
         );
+    }
+
+    #[test]
+    fn reads_the_alias_whichever_comes_first() {
+        let mut b = msg_with(
+            RTM_NEWLINK,
+            3,
+            &[(IFLA_IFALIAS, "vlanswitch:vm1"), (IFLA_IFNAME, "eth0")],
+        );
+        b.extend(msg_with(
+            RTM_NEWLINK,
+            4,
+            &[(IFLA_IFNAME, "lo"), (IFLA_IFALIAS, "")],
+        ));
+        b.extend(msg_with(NLMSG_DONE, 0, &[]));
+        let mut out = Vec::new();
+        parse(&b, &mut out);
+        let got: Vec<_> = out
+            .iter()
+            .map(|e| (e.name.as_str(), e.alias.as_deref()))
+            .collect();
+        assert_eq!(got, [("eth0", Some("vlanswitch:vm1")), ("lo", None)]);
+        assert_eq!(last_type(&b), Some(NLMSG_DONE));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::wire::{EgressFrame, VnetHdr};
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
+const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_VNET_HDR: libc::c_short = 0x4000;
@@ -33,20 +34,142 @@ struct IfReqFlags {
     _pad: [u8; 22],
 }
 
+/// The alias a tap carries when the switch made it persistent for port `port`: how a later
+/// run finds it again, wherever its host moved it (another network namespace, another name),
+/// and knows it is the switch's to remove.
+pub fn marker(port: &str) -> String {
+    format!("vlanswitch:{port}")
+}
+
+/// How a tap port treats its interface across switchd restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifetime {
+    /// The interface lives as long as the port: it goes when the port is removed or the
+    /// switch stops (the switch runs without a state file).
+    Port,
+    /// A tap the switch creates is made persistent and marked ([`marker`]): it stays when the
+    /// switch stops or dies, with its host's addresses and MAC, and the next run re-attaches
+    /// it. It goes when the port is removed.
+    Kept,
+}
+
 /// An open tap queue. Reads and writes carry a [`VnetHdr`] in front of each frame.
 #[derive(Debug)]
 pub struct Tap {
     file: File,
     name: String,
     created: bool,
+    /// The switch made the interface persistent: it is removed when the port is (unless
+    /// [`Tap::keep`] was called), by clearing the flag before the file closes.
+    persistent: bool,
+    keep: std::sync::atomic::AtomicBool,
 }
 
 impl Tap {
     /// Creates the tap `name`, or attaches to an existing persistent tap of that name, in
-    /// non-blocking mode with vnet headers and checksum/TSO offloads enabled.
-    pub fn open(name: &str) -> Result<Tap> {
+    /// non-blocking mode with vnet headers and checksum/TSO offloads enabled. With
+    /// [`Lifetime::Kept`] a tap it creates is made persistent and marked, and an existing one
+    /// that carries the port's marker (left by an earlier run) is the switch's again.
+    pub fn open(name: &str, lifetime: Lifetime) -> Result<Tap> {
         crate::config::check_ifname(name).map_err(|_| PortError::BadName(name.to_string()))?;
         let existed = std::path::Path::new("/sys/class/net").join(name).exists();
+        let mut tap = Self::attach(name, name, !existed)?;
+        if lifetime == Lifetime::Kept {
+            let sys = std::path::Path::new("/sys/class/net").join(name);
+            let ours = std::fs::read_to_string(sys.join("ifalias"))
+                .is_ok_and(|a| a.trim_end() == marker(name));
+            if !existed {
+                // Marked first: a tap made persistent but not marked would be left forever if
+                // the switch died right here.
+                std::fs::write(sys.join("ifalias"), marker(name)).map_err(|source| {
+                    PortError::Ioctl {
+                        port: name.to_string(),
+                        op: "writing ifalias",
+                        source,
+                    }
+                })?;
+            }
+            if !existed || ours {
+                tap.set_persist(true)?;
+            }
+        }
+        Ok(tap)
+    }
+
+    /// Re-attaches the kept tap of port `port`, now named `ifname` in the network namespace
+    /// at `netns` (a file such as `/run/netns/NAME` or `/proc/PID/ns/net`), where its host
+    /// moved it: the interface, its MAC and addresses stay as they are.
+    pub fn reopen_in(port: &str, netns: &std::path::Path, ifname: &str) -> Result<Tap> {
+        crate::config::check_ifname(ifname).map_err(|_| PortError::BadName(ifname.to_string()))?;
+        let ns = File::open(netns).map_err(|source| PortError::Ioctl {
+            port: port.to_string(),
+            op: "opening the network namespace",
+            source,
+        })?;
+        // The thread that enters the namespace ends right after: the switch's own threads
+        // never leave theirs. The tap's fd works from any namespace.
+        let mut tap = std::thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: setns on an open namespace fd; it changes only this thread's
+                // network namespace.
+                if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } < 0 {
+                    return Err(PortError::Ioctl {
+                        port: port.to_string(),
+                        op: "entering the network namespace",
+                        source: io::Error::last_os_error(),
+                    });
+                }
+                Self::attach(port, ifname, false)
+            })
+            .join()
+            .unwrap_or_else(|_| {
+                Err(PortError::Ioctl {
+                    port: port.to_string(),
+                    op: "entering the network namespace",
+                    source: io::Error::other("the thread panicked"),
+                })
+            })
+        })?;
+        tap.name = port.to_string();
+        tap.set_persist(true)?;
+        Ok(tap)
+    }
+
+    /// Leave the interface in place when this port closes (the switch is stopping and will
+    /// re-attach it). Only a persistent tap can stay; others go with their file anyway.
+    pub fn keep(&self) {
+        self.keep.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the interface outlives the port's file ([`Lifetime::Kept`]).
+    pub fn is_persistent(&self) -> bool {
+        self.persistent
+    }
+
+    fn set_persist(&mut self, on: bool) -> Result<()> {
+        // SAFETY: TUNSETPERSIST takes its flag by value; no memory is shared.
+        if unsafe {
+            libc::ioctl(
+                self.file.as_raw_fd(),
+                TUNSETPERSIST,
+                libc::c_ulong::from(on),
+            )
+        } < 0
+        {
+            return Err(PortError::Ioctl {
+                port: self.name.clone(),
+                op: "TUNSETPERSIST",
+                source: io::Error::last_os_error(),
+            });
+        }
+        self.persistent = on;
+        Ok(())
+    }
+
+    /// Opens /dev/net/tun and attaches to (or creates) the tap `ifname` in the calling
+    /// thread's network namespace, for port `port`.
+    fn attach(port: &str, ifname: &str, created: bool) -> Result<Tap> {
+        let name = ifname;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -63,7 +186,7 @@ impl Tap {
         let ioctl_err = |op: &'static str| {
             let source = io::Error::last_os_error();
             PortError::Ioctl {
-                port: name.to_string(),
+                port: port.to_string(),
                 op,
                 source,
             }
@@ -86,7 +209,9 @@ impl Tap {
         Ok(Tap {
             file,
             name: name.to_string(),
-            created: !existed,
+            created,
+            persistent: false,
+            keep: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -143,6 +268,81 @@ impl Tap {
     pub fn send(&self, hdr: &VnetHdr, frame: &EgressFrame<'_>) -> io::Result<()> {
         super::writev_frame(self.file.as_raw_fd(), hdr, frame)
     }
+}
+
+impl Drop for Tap {
+    fn drop(&mut self) {
+        if self.persistent && !self.keep.load(std::sync::atomic::Ordering::Relaxed) {
+            // The port is removed: the interface goes with the file, as a non-persistent
+            // tap's would.
+            if let Err(e) = self.set_persist(false) {
+                tracing::warn!(port = %self.name, error = %e, "cannot remove the tap");
+            }
+        }
+    }
+}
+
+/// Where the kept taps of an earlier run are now: for each port name (from the [`marker`] a
+/// tap carries), the network namespace it is in and its name there. Looks in every named
+/// namespace (`/run/netns`) and every process's (`/proc/PID/ns/net`), each once, and not in
+/// the switch's own (a tap still there is re-attached by name).
+pub fn find_kept() -> std::collections::HashMap<String, (std::path::PathBuf, String)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut found = std::collections::HashMap::new();
+    let id = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let mut seen: std::collections::HashSet<(u64, u64)> =
+        id(std::path::Path::new("/proc/self/ns/net"))
+            .into_iter()
+            .collect();
+    let mut candidates: Vec<std::path::PathBuf> = Vec::new();
+    for dir in ["/run/netns", "/var/run/netns"] {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            candidates.extend(rd.flatten().map(|e| e.path()));
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        candidates.extend(
+            rd.flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .bytes()
+                        .all(|c| c.is_ascii_digit())
+                })
+                .map(|e| e.path().join("ns/net")),
+        );
+    }
+    for ns in candidates {
+        let Some(key) = id(&ns) else { continue };
+        if !seen.insert(key) {
+            continue;
+        }
+        let Ok(file) = File::open(&ns) else { continue };
+        let links = std::thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: setns on an open namespace fd; it changes only this thread's
+                // network namespace, and the thread ends right after.
+                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } < 0 {
+                    return Vec::new();
+                }
+                super::netlink::dump_links().unwrap_or_default()
+            })
+            .join()
+            .unwrap_or_default()
+        });
+        for l in links {
+            if let Some(port) = l
+                .alias
+                .as_deref()
+                .and_then(|a| a.strip_prefix("vlanswitch:"))
+            {
+                found
+                    .entry(port.to_string())
+                    .or_insert_with(|| (ns.clone(), l.name.clone()));
+            }
+        }
+    }
+    found
 }
 
 impl AsRawFd for Tap {

@@ -1,0 +1,169 @@
+//! Restarts keep tap-port hosts connected: with a state file, the taps switchd makes outlive it
+//! (persistent and marked), so a host in its own namespace keeps its interface, MAC and
+//! addresses across a stop and across kill -9, and the next switchd re-attaches them where
+//! they are. Removing the port still removes the interface.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::{mac_string, udp_stream_during, unique_id, Host, Netns, Switchd};
+
+/// A state file path, removed on drop.
+struct StateFile(std::path::PathBuf);
+
+impl Drop for StateFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `ip -o link show NAME` and `ip -o addr show NAME` in `ns`: what the host's interface looks
+/// like (empty if it is gone).
+fn interface(ns: &Netns, name: &str) -> String {
+    let out = |args: &[&str]| {
+        let o = std::process::Command::new("ip")
+            .args(["-n", &ns.name, "-o"])
+            .args(args)
+            .output()
+            .expect("run ip");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    out(&["link", "show", name]) + &out(&["-4", "addr", "show", name])
+}
+
+/// How long after `switch ready` `from` reaches `to` again (one ping every 50 ms, each
+/// waiting 200 ms at most), or `None` after 10 s.
+fn time_to_reach(from: &Host, to: &str) -> Option<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(10) {
+        if from.ns.exec_ok(&["ping", "-c", "1", "-W", "0.2", to]) {
+            return Some(t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// How soon after `switch ready` a host reaches its peer again. The taps are attached before
+/// that line, and their frames wait in the tap's queue until the workers run (milliseconds).
+/// What can take longer is the host's own ARP: its kernel flushed its neighbour entries when
+/// the carrier went (no file attached to the tap), and if traffic tried to resolve one while
+/// switchd was away, its next ARP request is due up to `retrans_time_ms` (1 s) later.
+const RESUME: Duration = Duration::from_millis(1500);
+
+#[test]
+fn tap_hosts_keep_their_interface_mac_and_address_across_stop_and_kill_9() {
+    let id = unique_id();
+    let state = StateFile(std::env::temp_dir().join(format!("vlanswitch-state-{id}.yaml")));
+    let st = state.0.to_str().unwrap().to_string();
+    let (pa, pb) = (format!("{id}a"), format!("{id}b"));
+    let yaml = format!(
+        "vlans: [{{ id: 10 }}]\nports:\n\
+         \x20 - {{ name: {pa}, kind: tap, mode: access, vlan: 10 }}\n\
+         \x20 - {{ name: {pb}, kind: tap, mode: access, vlan: 10 }}\n"
+    );
+    let sw = Switchd::start_with(&yaml, 1, &["--state", &st]);
+    assert!(
+        sw.log().contains("created tap (kept across restarts)"),
+        "{}",
+        sw.log()
+    );
+    let a = Host::attach(&pa, "198.18.0.41");
+    let b = Host::attach(&pb, "198.18.0.42");
+    assert!(a.reaches(&b.addr), "a -> b before any restart");
+    let mac = mac_string(a.mac());
+    let before = interface(&a.ns, &pa);
+    assert!(
+        before.contains(&mac) && before.contains("198.18.0.41/24"),
+        "{before}"
+    );
+
+    // 1. A clean stop: the hosts keep their interfaces (no carrier while nothing is attached),
+    //    and the next switchd re-attaches them in the hosts' namespaces.
+    let mut sw = Some(sw);
+    let (resumed, stream) = udp_stream_during(&a, &b, 5001, || {
+        sw.take().unwrap().stop();
+        let between = interface(&a.ns, &pa);
+        assert!(
+            between.contains(&mac) && between.contains("198.18.0.41/24"),
+            "a's interface changed while switchd was stopped: {between}"
+        );
+        let sw = Switchd::start_with(&yaml, 1, &["--state", &st]);
+        let t = time_to_reach(&a, &b.addr);
+        // Let the stream run on after the restart.
+        std::thread::sleep(Duration::from_millis(500));
+        (sw, t)
+    });
+    let (sw, t) = resumed;
+    let log = sw.log();
+    let (first_lost, lost) = stream.lost();
+    eprintln!(
+        "stop + start: a reached b {t:?} after `switch ready`; UDP stream: {} sent, {lost} lost \
+         (first: {first_lost:?}; about 0.5 ms each)",
+        stream.sent
+    );
+    assert!(
+        log.matches("re-attached the tap an earlier run kept, where its host moved it")
+            .count()
+            == 2,
+        "{log}"
+    );
+    let t = t.unwrap_or_else(|| panic!("a never reached b after the restart:\n{log}"));
+    assert!(t < RESUME, "traffic resumed {t:?} after `switch ready`");
+    assert!(
+        stream.received.last() >= Some(&(stream.sent - 100)),
+        "the stream did not resume: last received {:?} of {}",
+        stream.received.last(),
+        stream.sent
+    );
+    let after = interface(&a.ns, &pa);
+    assert!(
+        after.contains(&mac) && after.contains("198.18.0.41/24") && after.contains("LOWER_UP"),
+        "a's interface after the restart: {after}"
+    );
+
+    // 2. kill -9: nothing runs at exit, the taps are persistent anyway.
+    sw.kill9();
+    let between = interface(&a.ns, &pa);
+    assert!(
+        between.contains(&mac) && between.contains("198.18.0.41/24"),
+        "a's interface changed when switchd was killed: {between}"
+    );
+    let sw = Switchd::start_with(&yaml, 1, &["--state", &st]);
+    let t = time_to_reach(&a, &b.addr);
+    eprintln!("kill -9 + start: a reached b {t:?} after `switch ready`");
+    let t = t.unwrap_or_else(|| panic!("a never reached b after kill -9:\n{}", sw.log()));
+    assert!(t < RESUME, "traffic resumed {t:?} after `switch ready`");
+    let after = interface(&a.ns, &pa);
+    assert!(
+        after.contains(&mac) && after.contains("198.18.0.41/24"),
+        "a's interface changed: {after}"
+    );
+    assert!(b.reaches(&a.addr), "b -> a after kill -9");
+
+    // 3. Removing the port removes the interface, from wherever it is.
+    sw.ctl_ok(&["port", "del", &pa]);
+    assert_eq!(
+        interface(&a.ns, &pa),
+        "",
+        "the removed port's tap is still there"
+    );
+    sw.stop();
+    // b's tap is kept (a state file): it goes with b's namespace.
+    assert!(!interface(&b.ns, &pb).is_empty(), "b's tap was kept");
+}
+
+#[test]
+fn without_a_state_file_a_stop_removes_the_taps_switchd_made() {
+    let id = unique_id();
+    let p = format!("{id}t");
+    let yaml = format!(
+        "vlans: [{{ id: 10 }}]\nports: [{{ name: {p}, kind: tap, mode: access, vlan: 10 }}]\n"
+    );
+    let sw = Switchd::start(&yaml, 1);
+    let h = Host::attach(&p, "198.18.0.43");
+    assert!(!interface(&h.ns, &p).is_empty());
+    let log = sw.stop();
+    assert!(log.contains("created tap"), "{log}");
+    assert!(!log.contains("kept across restarts"), "{log}");
+    assert_eq!(interface(&h.ns, &p), "", "the tap outlived switchd");
+}
