@@ -1,5 +1,6 @@
 //! Running the switch: choose the configuration (state file or topology file), start the
-//! controller and the REST API, follow link events, age the FDB, stop cleanly on SIGINT/SIGTERM.
+//! controller and the REST API, follow link events, age the FDB, re-read the topology file on
+//! SIGHUP, stop cleanly on SIGINT/SIGTERM.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +14,7 @@ use dataplane::port::netlink::LinkMonitor;
 use dataplane::switch::Workers;
 use tracing_subscriber::EnvFilter;
 
+use crate::exit::{is_io, Exit, Failure, OrExit};
 use crate::server;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
@@ -26,8 +28,8 @@ pub fn init_logging() {
         .init();
 }
 
-/// `switchd check FILE...`
-pub fn check(files: &[PathBuf]) -> Result<ExitCode> {
+/// `switchd check FILE...`: 0 if every file is valid, [`Exit::Config`] if one is not.
+pub fn check(files: &[PathBuf]) -> Result<ExitCode, Failure> {
     let mut ok = true;
     for f in files {
         match Topology::from_path(f) {
@@ -46,7 +48,7 @@ pub fn check(files: &[PathBuf]) -> Result<ExitCode> {
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
-        ExitCode::FAILURE
+        Exit::Config.into()
     })
 }
 
@@ -62,16 +64,17 @@ pub struct RunOptions {
 /// The configuration to start with: the state file if it exists, else the topology file, else
 /// an empty switch. A state file that exists but is empty, corrupt or unreadable is an error
 /// ([`state::load`]): switchd does not start, and neither the file nor any port is touched.
-fn initial_topology(o: &RunOptions) -> Result<Topology> {
+fn initial_topology(o: &RunOptions) -> Result<Topology, Failure> {
     let state = match &o.state {
         Some(p) => p
             .try_exists()
-            .with_context(|| format!("cannot check whether state file {} exists", p.display()))?
+            .with_context(|| format!("cannot check whether state file {} exists", p.display()))
+            .or_exit(Exit::NoInput)?
             .then_some(p),
         None => None,
     };
     if let Some(state) = state {
-        let t = state::load(state)?;
+        let t = state::load(state).or_exit(Exit::Config)?;
         tracing::info!(state = %state.display(), "configuration restored from the state file");
         if let Some(topo) = &o.topology {
             tracing::info!(topology = %topo.display(), "topology file not used: the state file wins");
@@ -79,7 +82,7 @@ fn initial_topology(o: &RunOptions) -> Result<Topology> {
         return Ok(t);
     }
     if let Some(path) = &o.topology {
-        let t = Topology::from_path(path).with_context(|| format!("{}", path.display()))?;
+        let t = read_topology(path)?;
         tracing::info!(topology = %path.display(), "configuration loaded from the topology file");
         return Ok(t);
     }
@@ -87,34 +90,73 @@ fn initial_topology(o: &RunOptions) -> Result<Topology> {
     Ok(Topology::default())
 }
 
+/// The topology file at `path`: [`Exit::NoInput`] if it cannot be read, [`Exit::Config`] if
+/// it is not a valid topology.
+fn read_topology(path: &std::path::Path) -> Result<Topology, Failure> {
+    Topology::from_path(path).map_err(|e| {
+        let code = match e {
+            control_api::TopologyError::Read { .. } => Exit::NoInput,
+            _ => Exit::Config,
+        };
+        Failure::new(
+            code,
+            anyhow::Error::new(e).context(path.display().to_string()),
+        )
+    })
+}
+
 /// `switchd [--topology FILE] [--state FILE] [--listen ADDR] ...`
-pub fn run(o: RunOptions) -> Result<ExitCode> {
+pub fn run(o: RunOptions) -> Result<ExitCode, Failure> {
     let token = match &o.token_file {
         Some(p) => {
             let t = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read token file {}", p.display()))?;
+                .with_context(|| format!("cannot read token file {}", p.display()))
+                .or_exit(Exit::NoInput)?;
             let t = t.trim().to_string();
-            anyhow::ensure!(!t.is_empty(), "token file {} is empty", p.display());
+            if t.is_empty() {
+                return Err(Failure::new(
+                    Exit::Config,
+                    anyhow::anyhow!("token file {} is empty", p.display()),
+                ));
+            }
             Some(t)
         }
         None => None,
     };
     let topo = initial_topology(&o)?;
-    let listener = server::bind(&o.listen, token.as_deref())?;
-    let stop = install_stop_handlers()?;
-    let ctl = Controller::start(topo, o.workers, o.state.clone())?;
+    // A --listen that cannot be used as given is a usage error; one the host refuses (in use,
+    // no such address) is not.
+    let listener = server::bind(&o.listen, token.as_deref()).map_err(|e| {
+        let code = if is_io(&e) {
+            Exit::Unavailable
+        } else {
+            Exit::Usage
+        };
+        Failure::new(code, e)
+    })?;
+    let signals = install_signal_handlers().or_exit(Exit::OsError)?;
+    let ctl = Controller::start(topo, o.workers, o.state.clone()).map_err(|e| {
+        let code = match e {
+            control_api::ControlError::Invalid(_) | control_api::ControlError::Conflict(_) => {
+                Exit::Config
+            }
+            control_api::ControlError::Persist { .. } => Exit::IoError,
+            _ => Exit::Unavailable,
+        };
+        Failure::new(code, e.into())
+    })?;
     let ctl = Arc::new(Mutex::new(ctl));
     let api_addr = listener.describe();
-    let api = server::spawn(listener, ctl.clone(), token)?;
+    let api = server::spawn(listener, ctl.clone(), token).or_exit(Exit::OsError)?;
     log_ready(&ctl.lock().unwrap_or_else(|e| e.into_inner()), &api_addr);
-    let waited = wait_for_stop(&ctl, &stop);
+    let waited = wait_for_stop(&ctl, &signals, o.topology.as_deref());
     api.stop();
     let ctl = Arc::try_unwrap(ctl)
         .map_err(|_| anyhow::anyhow!("API still holds the controller"))?
         .into_inner()
         .unwrap_or_else(|e| e.into_inner());
     shutdown(ctl);
-    waited?;
+    waited.or_exit(Exit::OsError)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -138,25 +180,74 @@ pub fn start(topo: Topology, workers: u16) -> Result<Controller> {
     Ok(ctl)
 }
 
-/// Makes SIGINT and SIGTERM set the returned flag instead of killing the process. Installed
-/// before any port exists, so that a signal never leaves a half-started switch behind.
-pub fn install_stop_handlers() -> Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
-    }
-    Ok(stop)
+/// The signals `switchd` handles, as flags its main loop looks at.
+#[derive(Default)]
+pub struct Signals {
+    /// SIGINT or SIGTERM: stop.
+    pub stop: Arc<AtomicBool>,
+    /// SIGHUP: re-read the topology file.
+    pub reload: Arc<AtomicBool>,
 }
 
-/// Blocks until `stop` is set (by SIGINT or SIGTERM). Meanwhile follows link events (netdev
-/// ports re-attach as interfaces come and go) and ages the FDB once a second.
-pub fn wait_for_stop(ctl: &Mutex<Controller>, stop: &AtomicBool) -> Result<()> {
+/// Makes SIGINT and SIGTERM set the stop flag, and SIGHUP the reload flag, instead of killing
+/// the process. Installed before any port exists, so that a signal never leaves a
+/// half-started switch behind.
+pub fn install_signal_handlers() -> Result<Signals> {
+    let s = Signals::default();
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, s.stop.clone()).context("installing signal handlers")?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, s.reload.clone())
+        .context("installing signal handlers")?;
+    Ok(s)
+}
+
+/// SIGHUP: makes the topology file the running configuration, as `PUT /api/v1/topology`
+/// would (the changes are logged, and written to the state file), or logs why nothing
+/// changed. Never stops the switch.
+fn reload(ctl: &Mutex<Controller>, topology: Option<&std::path::Path>) {
+    let Some(path) = topology else {
+        tracing::warn!("SIGHUP: no --topology file to re-read; nothing changed");
+        return;
+    };
+    let desired = match read_topology(path) {
+        Ok(t) => t,
+        Err(f) => {
+            tracing::error!(topology = %path.display(), error = %format!("{:#}", f.error), "SIGHUP: topology file not applied; nothing changed");
+            return;
+        }
+    };
+    let mut ctl = ctl.lock().unwrap_or_else(|e| e.into_inner());
+    match ctl.apply(desired, false) {
+        Ok(changes) if changes.is_empty() => {
+            tracing::info!(topology = %path.display(), "SIGHUP: topology file re-read; it is what runs, nothing changed")
+        }
+        Ok(changes) => {
+            tracing::info!(topology = %path.display(), changes = changes.len(), "SIGHUP: topology file applied")
+        }
+        Err(e) => {
+            tracing::error!(topology = %path.display(), error = %control_api::controller::ErrorChain(&e), "SIGHUP: topology file not applied; nothing changed")
+        }
+    }
+}
+
+/// Blocks until the stop flag is set (by SIGINT or SIGTERM). Meanwhile follows link events
+/// (netdev ports re-attach as interfaces come and go), ages the FDB once a second, and
+/// re-reads `topology` on SIGHUP.
+pub fn wait_for_stop(
+    ctl: &Mutex<Controller>,
+    signals: &Signals,
+    topology: Option<&std::path::Path>,
+) -> Result<()> {
     let lock = || ctl.lock().unwrap_or_else(|e| e.into_inner());
     let mut links = LinkMonitor::open().context("subscribing to link events (rtnetlink)")?;
     // An interface may have appeared between attaching the ports and subscribing.
     lock().on_link_events(&[Default::default()]);
     let mut last_age = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
+    while !signals.stop.load(Ordering::Relaxed) {
+        if signals.reload.swap(false, Ordering::Relaxed) {
+            reload(ctl, topology);
+        }
         let events = links.wait(200).context("reading link events")?;
         if !events.is_empty() {
             lock().on_link_events(&events);

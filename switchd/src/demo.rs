@@ -63,7 +63,7 @@ pub fn run(workers: u16) -> Result<ExitCode> {
         .enumerate()
         .map(|(i, p)| (p, format!("{SUBNET}.{}", i + 1)))
         .collect();
-    let stop = daemon::install_stop_handlers()?;
+    let signals = daemon::install_signal_handlers()?;
     // Namespaces first, so a clash is reported before any tap exists.
     let mut namespaces = Vec::new();
     for (p, _) in &hosts {
@@ -112,7 +112,7 @@ pub fn run(workers: u16) -> Result<ExitCode> {
     }
     println!("\nPress Ctrl-C to stop; the taps and namespaces are removed.");
     let ctl = std::sync::Mutex::new(switch);
-    let waited = daemon::wait_for_stop(&ctl, &stop);
+    let waited = daemon::wait_for_stop(&ctl, &signals, None);
     daemon::shutdown(ctl.into_inner().unwrap_or_else(|e| e.into_inner()));
     waited?;
     drop(namespaces);

@@ -3,6 +3,7 @@
 mod cli;
 mod daemon;
 mod demo;
+mod exit;
 mod server;
 
 use std::process::ExitCode;
@@ -10,12 +11,23 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let args = cli::Args::parse();
+    let args = match cli::Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                exit::Exit::Usage.into()
+            } else {
+                // --help, --version
+                ExitCode::SUCCESS
+            };
+        }
+    };
     daemon::init_logging();
     let workers = |w: Option<u16>| w.unwrap_or_else(cli::default_workers);
     let result = match args.command {
         Some(cli::Command::Check { files }) => daemon::check(&files),
-        Some(cli::Command::Demo { workers: w }) => demo::run(workers(w)),
+        Some(cli::Command::Demo { workers: w }) => demo::run(workers(w)).map_err(Into::into),
         None => daemon::run(daemon::RunOptions {
             topology: args.topology,
             state: args.state,
@@ -29,9 +41,9 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("switchd: {e:#}");
-            ExitCode::FAILURE
+        Err(f) => {
+            eprintln!("switchd: {:#}", f.error);
+            f.code.into()
         }
     }
 }

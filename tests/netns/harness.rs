@@ -375,7 +375,8 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 pub struct Switchd {
     child: Option<Child>,
     log: Arc<Mutex<String>>,
-    topology: PathBuf,
+    /// The `--topology` file it was started with, if any.
+    pub topology: Option<PathBuf>,
     /// Where its REST API listens (`127.0.0.1:PORT`).
     pub api: String,
 }
@@ -389,14 +390,24 @@ impl Switchd {
     /// Like [`Switchd::start`], with extra arguments (`--state`, `--listen`, ...). The API
     /// listens on a free loopback port unless `extra` has `--listen`.
     pub fn start_with(yaml: &str, workers: u16, extra: &[&str]) -> Switchd {
+        Self::launch(Some(yaml), workers, extra)
+    }
+
+    /// Like [`Switchd::start_with`], with no `--topology` at all.
+    pub fn start_without_topology(workers: u16, extra: &[&str]) -> Switchd {
+        Self::launch(None, workers, extra)
+    }
+
+    fn launch(yaml: Option<&str>, workers: u16, extra: &[&str]) -> Switchd {
         require_privileges();
-        let topology = std::env::temp_dir().join(format!("vlanswitch-test-{}.yaml", unique_id()));
-        std::fs::write(&topology, yaml).expect("write topology");
         let mut cmd = Command::new(SWITCHD);
-        cmd.arg("--topology")
-            .arg(&topology)
-            .args(["--workers", &workers.to_string()])
-            .args(extra);
+        let topology = yaml.map(|yaml| {
+            let path = std::env::temp_dir().join(format!("vlanswitch-test-{}.yaml", unique_id()));
+            std::fs::write(&path, yaml).expect("write topology");
+            cmd.arg("--topology").arg(&path);
+            path
+        });
+        cmd.args(["--workers", &workers.to_string()]).args(extra);
         if !extra.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
@@ -562,6 +573,19 @@ impl Switchd {
         self.log()
     }
 
+    /// Sends `signal` to switchd.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill with a pid we spawned and have not reaped yet.
+        unsafe { libc::kill(self.pid() as libc::pid_t, signal) };
+    }
+
+    /// Whether switchd is still running (it has not exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().is_ok_and(|s| s.is_none()))
+    }
+
     /// switchd's process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
@@ -623,7 +647,9 @@ impl Switchd {
 impl Drop for Switchd {
     fn drop(&mut self) {
         self.terminate();
-        let _ = std::fs::remove_file(&self.topology);
+        if let Some(t) = &self.topology {
+            let _ = std::fs::remove_file(t);
+        }
     }
 }
 

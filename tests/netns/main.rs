@@ -18,5 +18,6 @@ mod isolation;
 mod netdev;
 mod restart;
 mod security;
+mod service;
 mod tcp;
 mod trunk;
