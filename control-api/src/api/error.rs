@@ -10,6 +10,10 @@ use crate::controller::{ControlError, ErrorChain};
 use crate::edit::EditError;
 use crate::topology::FieldError;
 
+/// The media type of every error answer (RFC 9457), and of every error response in the OpenAPI
+/// document.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
 /// An RFC 9457 problem document.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Problem {
@@ -62,10 +66,8 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut r = (self.0, Json(*self.1)).into_response();
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         r
     }
 }

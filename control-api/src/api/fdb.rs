@@ -9,7 +9,7 @@ use dataplane::wire::MacAddr;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::error::{scoped, ApiError, ApiResult, Problem};
+use super::error::{scoped, ApiError, ApiResult, Problem, PROBLEM_JSON};
 use super::extract::{Payload, Q};
 use super::views::{FdbEntryView, FdbType, Removed};
 use super::vlans::parse_vid;
@@ -20,6 +20,7 @@ use crate::topology::StaticMac;
 /// Filters of `GET`/`DELETE /api/v1/fdb`, as `bridge fdb` has them.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct FdbQuery {
     /// Only this VLAN.
     pub vlan: Option<u16>,
@@ -44,7 +45,13 @@ fn port_filter(
 
 /// List MAC table entries.
 #[utoipa::path(get, path = "/api/v1/fdb", tag = "fdb", params(FdbQuery),
-    responses((status = 200, body = [FdbEntryView]), (status = 400, body = Problem)))]
+    responses(
+        (status = 200, body = [FdbEntryView]),
+        (status = 400, body = Problem, content_type = PROBLEM_JSON,
+            description = "a bad query string: an unknown parameter, a value of the wrong type"),
+        (status = 404, body = Problem, content_type = PROBLEM_JSON,
+            description = "the `port` filter names no port"),
+    ))]
 pub(super) async fn list_fdb(
     State(st): State<AppState>,
     Q(q): Q<FdbQuery>,
@@ -91,7 +98,11 @@ pub(super) async fn list_fdb(
 
 /// Add a static MAC entry (kept in the configuration).
 #[utoipa::path(post, path = "/api/v1/fdb", tag = "fdb", request_body = StaticMac,
-    responses((status = 201, body = StaticMac), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses(
+        (status = 201, body = StaticMac),
+        (status = 422, body = Problem, content_type = PROBLEM_JSON,
+            description = "not a unicast MAC, no such port, or the port is not in the VLAN"),
+    ))]
 pub(super) async fn add_static_mac(
     State(st): State<AppState>,
     Payload(m): Payload<StaticMac>,
@@ -109,7 +120,13 @@ pub(super) async fn add_static_mac(
 
 /// Flush MAC entries that match the filters (dynamic only unless `type=static`).
 #[utoipa::path(delete, path = "/api/v1/fdb", tag = "fdb", params(FdbQuery),
-    responses((status = 200, body = Removed), (status = 400, body = Problem), (status = 404, body = Problem)))]
+    responses(
+        (status = 200, body = Removed),
+        (status = 400, body = Problem, content_type = PROBLEM_JSON,
+            description = "a bad query string: an unknown parameter, a value of the wrong type"),
+        (status = 404, body = Problem, content_type = PROBLEM_JSON,
+            description = "the `port` filter names no port"),
+    ))]
 pub(super) async fn flush_fdb(
     State(st): State<AppState>,
     Q(q): Q<FdbQuery>,
@@ -134,8 +151,19 @@ pub(super) async fn flush_fdb(
 
 /// Remove one entry (a static one also leaves the configuration).
 #[utoipa::path(delete, path = "/api/v1/fdb/{vlan}/{mac}", tag = "fdb",
-    params(("vlan" = u16, Path, description = "VLAN id"), ("mac" = String, Path, description = "MAC address")),
-    responses((status = 204), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    params(
+        ("vlan" = u16, Path, description = "VLAN id"),
+        ("mac" = String, Path, description = "MAC address"),
+    ),
+    responses(
+        (status = 204, description = "removed"),
+        (status = 400, body = Problem, content_type = PROBLEM_JSON,
+            description = "the VLAN id is not a number"),
+        (status = 404, body = Problem, content_type = PROBLEM_JSON,
+            description = "no such entry"),
+        (status = 422, body = Problem, content_type = PROBLEM_JSON,
+            description = "the VLAN id is 0, 4095 or out of range, or the MAC is not a MAC"),
+    ))]
 pub(super) async fn delete_mac(
     State(st): State<AppState>,
     Path((vlan, mac)): Path<(String, String)>,

@@ -6,9 +6,11 @@
 //! panic on input.
 //!
 //! One module per resource, each with the handlers of its routes: `ports.rs`, `vlans.rs`,
-//! `fdb.rs`, `topology.rs`, `stats.rs` (with `/metrics`); [`router`] lists every route. `error.rs` holds the
-//! problem document and how controller errors map to statuses, `extract.rs` the body and
-//! query extractors, [`views`] the response types (shared with `switchctl`). What a change
+//! `fdb.rs`, `topology.rs`, `stats.rs` (with `/metrics`); [`router`] lists every route. `doc.rs`
+//! holds the OpenAPI document ([`ApiDoc`]) and what it says of every route at once (the bearer
+//! token, the middleware's and extractors' problems), `error.rs` the problem document and how
+//! controller errors map to statuses, `extract.rs` the body and query extractors, [`views`] the
+//! response types (shared with `switchctl`). What a change
 //! does to the desired topology is in [`crate::edit`], pure; the handlers call it and then
 //! [`Controller::apply`].
 
@@ -20,12 +22,11 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
-use utoipa::OpenApi;
+use axum::Router;
 
 use crate::controller::Controller;
-use crate::topology::{FieldError, PortKind};
 
+mod doc;
 mod error;
 mod extract;
 mod fdb;
@@ -36,7 +37,8 @@ pub mod views;
 mod vlans;
 
 pub use crate::edit::PortPatch;
-pub use error::{ApiError, Problem};
+pub use doc::{ApiDoc, BEARER};
+pub use error::{ApiError, Problem, PROBLEM_JSON};
 pub use extract::{Payload, ACCEPTED_BODY_TYPES, Q};
 pub use fdb::FdbQuery;
 pub use topology::ApplyQuery;
@@ -115,11 +117,11 @@ pub fn router(state: AppState) -> Router {
             get(topology::get_topology).put(topology::put_topology),
         )
         .route("/api/v1/stats", get(stats::stats))
-        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/openapi.json", get(doc::openapi))
         .route("/metrics", get(stats::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .merge(api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
@@ -131,6 +133,15 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(timeout))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
+}
+
+/// Liveness: `ok` whenever the API is serving. It never needs the token, so that a supervisor
+/// or load balancer can ask without one.
+#[utoipa::path(get, path = "/healthz", tag = "service", security(()),
+    responses((status = 200, description = "the API is serving", content_type = "text/plain",
+        body = String, example = "ok\n")))]
+pub(crate) async fn healthz() -> &'static str {
+    "ok\n"
 }
 
 async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
@@ -177,31 +188,4 @@ async fn timeout(req: Request, next: Next) -> Response {
         )
         .into_response(),
     }
-}
-
-/// The OpenAPI document.
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "vlanswitch", description = "REST control plane of the vlanswitch 802.1Q switch."),
-    paths(
-        ports::list_ports, ports::get_port, ports::add_port, ports::patch_port,
-        ports::enable_port, ports::delete_port,
-        vlans::list_vlans, vlans::get_vlan, vlans::add_vlan, vlans::delete_vlan,
-        fdb::list_fdb, fdb::add_static_mac, fdb::flush_fdb, fdb::delete_mac,
-        topology::get_topology, topology::put_topology, stats::stats, stats::metrics
-    ),
-    components(schemas(Problem, FieldError, PortKind, FdbType)),
-    tags(
-        (name = "ports", description = "Switch ports"),
-        (name = "vlans", description = "VLAN declarations"),
-        (name = "fdb", description = "The MAC table"),
-        (name = "topology", description = "The whole configuration"),
-        (name = "stats", description = "Counters"),
-    )
-)]
-pub struct ApiDoc;
-
-/// Serve the OpenAPI document.
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
 }

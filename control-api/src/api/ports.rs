@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::error::{scoped, ApiResult, Problem};
+use super::error::{scoped, ApiResult, Problem, PROBLEM_JSON};
 use super::extract::Payload;
 use super::views::{Link, PortState, PortView, SecurityState};
 use super::AppState;
@@ -70,7 +70,7 @@ fn port_view_with(
 
 /// List ports.
 #[utoipa::path(get, path = "/api/v1/ports", tag = "ports",
-    responses((status = 200, body = [PortView]), (status = 401, body = Problem)))]
+    responses((status = 200, body = [PortView])))]
 pub(super) async fn list_ports(State(st): State<AppState>) -> ApiResult<Json<Vec<PortView>>> {
     st.with_ctl(|ctl| {
         let macs = macs_per_port(ctl);
@@ -88,7 +88,10 @@ pub(super) async fn list_ports(State(st): State<AppState>) -> ApiResult<Json<Vec
 /// Show one port.
 #[utoipa::path(get, path = "/api/v1/ports/{name}", tag = "ports",
     params(("name" = String, Path, description = "port name")),
-    responses((status = 200, body = PortView), (status = 404, body = Problem)))]
+    responses(
+        (status = 200, body = PortView),
+        (status = 404, body = Problem, content_type = PROBLEM_JSON, description = "no such port"),
+    ))]
 pub(super) async fn get_port(
     State(st): State<AppState>,
     Path(name): Path<String>,
@@ -103,9 +106,12 @@ pub(super) async fn get_port(
 
 /// Add a port (a tap is created; a netdev attaches its interface, or waits for it).
 #[utoipa::path(post, path = "/api/v1/ports", tag = "ports", request_body = Port,
-    responses((status = 201, body = PortView), (status = 400, body = Problem),
-        (status = 409, body = Problem, description = "name in use, or the interface cannot be attached"),
-        (status = 422, body = Problem, description = "invalid field")))]
+    responses(
+        (status = 201, body = PortView),
+        (status = 409, body = Problem, content_type = PROBLEM_JSON,
+            description = "name in use, or the interface cannot be attached"),
+        (status = 422, body = Problem, content_type = PROBLEM_JSON, description = "invalid field"),
+    ))]
 pub(super) async fn add_port(
     State(st): State<AppState>,
     Payload(p): Payload<Port>,
@@ -124,8 +130,11 @@ pub(super) async fn add_port(
 /// Change a port's mode or VLANs in place.
 #[utoipa::path(patch, path = "/api/v1/ports/{name}", tag = "ports", request_body = PortPatch,
     params(("name" = String, Path, description = "port name")),
-    responses((status = 200, body = PortView), (status = 400, body = Problem),
-        (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses(
+        (status = 200, body = PortView),
+        (status = 404, body = Problem, content_type = PROBLEM_JSON, description = "no such port"),
+        (status = 422, body = Problem, content_type = PROBLEM_JSON, description = "invalid field"),
+    ))]
 pub(super) async fn patch_port(
     State(st): State<AppState>,
     Path(name): Path<String>,
@@ -147,7 +156,10 @@ pub(super) async fn patch_port(
 /// port; enabling a port that is not shut down changes nothing.
 #[utoipa::path(post, path = "/api/v1/ports/{name}/enable", tag = "ports",
     params(("name" = String, Path, description = "port name")),
-    responses((status = 200, body = PortView), (status = 404, body = Problem)))]
+    responses(
+        (status = 200, body = PortView),
+        (status = 404, body = Problem, content_type = PROBLEM_JSON, description = "no such port"),
+    ))]
 pub(super) async fn enable_port(
     State(st): State<AppState>,
     Path(name): Path<String>,
@@ -165,7 +177,10 @@ pub(super) async fn enable_port(
 /// Remove a port (and its static MAC entries). A tap the switch created disappears.
 #[utoipa::path(delete, path = "/api/v1/ports/{name}", tag = "ports",
     params(("name" = String, Path, description = "port name")),
-    responses((status = 204), (status = 404, body = Problem)))]
+    responses(
+        (status = 204, description = "removed"),
+        (status = 404, body = Problem, content_type = PROBLEM_JSON, description = "no such port"),
+    ))]
 pub(super) async fn delete_port(
     State(st): State<AppState>,
     Path(name): Path<String>,

@@ -57,7 +57,8 @@ fn collect_stats(ctl: &Controller) -> Stats {
 }
 
 /// Per-port and per-VLAN counters, with drops by reason.
-#[utoipa::path(get, path = "/api/v1/stats", tag = "stats", responses((status = 200, body = Stats)))]
+#[utoipa::path(get, path = "/api/v1/stats", tag = "stats",
+    responses((status = 200, body = Stats)))]
 pub(super) async fn stats(State(st): State<AppState>) -> ApiResult<Json<Stats>> {
     st.with_ctl(|ctl| Ok(collect_stats(ctl))).await.map(Json)
 }

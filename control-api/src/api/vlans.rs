@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::error::{scoped, ApiError, ApiResult, Problem};
+use super::error::{scoped, ApiError, ApiResult, Problem, PROBLEM_JSON};
 use super::extract::Payload;
 use super::views::VlanView;
 use super::AppState;
@@ -25,7 +25,8 @@ fn vlan_view(topo: &Topology, id: u16) -> VlanView {
 }
 
 /// List VLANs (VLAN 1 always exists).
-#[utoipa::path(get, path = "/api/v1/vlans", tag = "vlans", responses((status = 200, body = [VlanView])))]
+#[utoipa::path(get, path = "/api/v1/vlans", tag = "vlans",
+    responses((status = 200, body = [VlanView])))]
 pub(super) async fn list_vlans(State(st): State<AppState>) -> ApiResult<Json<Vec<VlanView>>> {
     st.with_ctl(|ctl| {
         let t = ctl.topology();
@@ -53,7 +54,14 @@ pub(super) fn parse_vid(raw: &str) -> ApiResult<u16> {
 /// Show one VLAN.
 #[utoipa::path(get, path = "/api/v1/vlans/{id}", tag = "vlans",
     params(("id" = u16, Path, description = "VLAN id")),
-    responses((status = 200, body = VlanView), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses(
+        (status = 200, body = VlanView),
+        (status = 400, body = Problem, content_type = PROBLEM_JSON,
+            description = "the id is not a number"),
+        (status = 422, body = Problem, content_type = PROBLEM_JSON,
+            description = "the id is 0, 4095 or out of range"),
+        (status = 404, body = Problem, content_type = PROBLEM_JSON, description = "no such VLAN"),
+    ))]
 pub(super) async fn get_vlan(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -71,7 +79,12 @@ pub(super) async fn get_vlan(
 
 /// Declare a VLAN.
 #[utoipa::path(post, path = "/api/v1/vlans", tag = "vlans", request_body = Vlan,
-    responses((status = 201, body = VlanView), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses(
+        (status = 201, body = VlanView),
+        (status = 409, body = Problem, content_type = PROBLEM_JSON,
+            description = "already declared"),
+        (status = 422, body = Problem, content_type = PROBLEM_JSON, description = "invalid field"),
+    ))]
 pub(super) async fn add_vlan(
     State(st): State<AppState>,
     Payload(v): Payload<Vlan>,
@@ -93,9 +106,17 @@ pub(super) async fn add_vlan(
 /// declared, the answer is 409.
 #[utoipa::path(delete, path = "/api/v1/vlans/{id}", tag = "vlans",
     params(("id" = u16, Path, description = "VLAN id")),
-    responses((status = 204), (status = 404, body = Problem),
-        (status = 409, body = Problem,
-            description = "ports still use the VLAN, or it is VLAN 1 (the default VLAN) and not declared")))]
+    responses(
+        (status = 204, description = "removed"),
+        (status = 400, body = Problem, content_type = PROBLEM_JSON,
+            description = "the id is not a number"),
+        (status = 422, body = Problem, content_type = PROBLEM_JSON,
+            description = "the id is 0, 4095 or out of range"),
+        (status = 404, body = Problem, content_type = PROBLEM_JSON, description = "no such VLAN"),
+        (status = 409, body = Problem, content_type = PROBLEM_JSON,
+            description = "ports still use the VLAN, or it is VLAN 1 (the default VLAN) and not \
+                declared"),
+    ))]
 pub(super) async fn delete_vlan(
     State(st): State<AppState>,
     Path(id): Path<String>,
