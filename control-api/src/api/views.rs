@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use dataplane::counters::{DropReason, MacEvent};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::openapi::schema::RefBuilder;
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{PartialSchema, ToSchema};
 
 use crate::diff::Change;
 use crate::topology::{LimitAction, MacAddr, Port};
@@ -164,13 +166,48 @@ pub struct SecurityState {
 }
 
 /// A port: its configuration (the topology-file fields) and its live state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+///
+/// Its schema is written by hand (below), not derived: a derived one would be
+/// `allOf: [Port, {state}]`, and since `Port` admits no other properties (it is
+/// `deny_unknown_fields`), no port with a `state` could match it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PortView {
     /// Configuration.
     #[serde(flatten)]
     pub config: Port,
     /// Live state (read-only).
     pub state: PortState,
+}
+
+/// `Port`'s own schema, each field as `Port` declares it, plus `state`: one closed object.
+impl utoipa::PartialSchema for PortView {
+    fn schema() -> RefOr<Schema> {
+        let mut port = match <Port as utoipa::PartialSchema>::schema() {
+            RefOr::T(Schema::Object(o)) => o,
+            _ => unreachable!("Port's derived schema is an object"),
+        };
+        port.description =
+            Some("A port: its configuration (the topology-file fields) and its live state.".into());
+        port.properties.insert(
+            "state".into(),
+            RefOr::Ref(
+                RefBuilder::new()
+                    .ref_location_from_schema_name(PortState::name())
+                    .description(Some("Live state (read-only)."))
+                    .build(),
+            ),
+        );
+        port.required.push("state".into());
+        RefOr::T(Schema::Object(port))
+    }
+}
+
+impl ToSchema for PortView {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        <Port as ToSchema>::schemas(schemas);
+        schemas.push((PortState::name().into(), PortState::schema()));
+        <PortState as ToSchema>::schemas(schemas);
+    }
 }
 
 metrics! {
