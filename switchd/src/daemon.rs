@@ -15,6 +15,7 @@ use dataplane::switch::Workers;
 use tracing_subscriber::EnvFilter;
 
 use crate::exit::{is_io, Exit, Failure, OrExit};
+use crate::notify::Notifier;
 use crate::server;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
@@ -149,7 +150,10 @@ pub fn run(o: RunOptions) -> Result<ExitCode, Failure> {
     let api_addr = listener.describe();
     let api = server::spawn(listener, ctl.clone(), token).or_exit(Exit::OsError)?;
     log_ready(&ctl.lock().unwrap_or_else(|e| e.into_inner()), &api_addr);
-    let waited = wait_for_stop(&ctl, &signals, o.topology.as_deref());
+    let notifier = Notifier::from_env();
+    notifier.ready(&format!("{}; API on {api_addr}", status(&ctl)));
+    let waited = wait_for_stop(&ctl, &signals, o.topology.as_deref(), &notifier);
+    notifier.stopping();
     api.stop();
     let ctl = Arc::try_unwrap(ctl)
         .map_err(|_| anyhow::anyhow!("API still holds the controller"))?
@@ -158,6 +162,17 @@ pub fn run(o: RunOptions) -> Result<ExitCode, Failure> {
     shutdown(ctl);
     waited.or_exit(Exit::OsError)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The one-line status systemd shows (`systemctl status`).
+fn status(ctl: &Mutex<Controller>) -> String {
+    let ctl = ctl.lock().unwrap_or_else(|e| e.into_inner());
+    let t = ctl.topology();
+    format!(
+        "switching: {} ports, {} VLANs",
+        t.ports.len(),
+        t.vlan_ids().len()
+    )
 }
 
 fn log_ready(ctl: &Controller, api: &str) {
@@ -238,6 +253,7 @@ pub fn wait_for_stop(
     ctl: &Mutex<Controller>,
     signals: &Signals,
     topology: Option<&std::path::Path>,
+    notifier: &Notifier,
 ) -> Result<()> {
     let lock = || ctl.lock().unwrap_or_else(|e| e.into_inner());
     let mut links = LinkMonitor::open().context("subscribing to link events (rtnetlink)")?;
@@ -246,7 +262,9 @@ pub fn wait_for_stop(
     let mut last_age = Instant::now();
     while !signals.stop.load(Ordering::Relaxed) {
         if signals.reload.swap(false, Ordering::Relaxed) {
+            notifier.reloading();
             reload(ctl, topology);
+            notifier.notify(&format!("READY=1\nSTATUS={}", status(ctl)));
         }
         let events = links.wait(200).context("reading link events")?;
         if !events.is_empty() {

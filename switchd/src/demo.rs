@@ -112,7 +112,7 @@ pub fn run(workers: u16) -> Result<ExitCode> {
     }
     println!("\nPress Ctrl-C to stop; the taps and namespaces are removed.");
     let ctl = std::sync::Mutex::new(switch);
-    let waited = daemon::wait_for_stop(&ctl, &signals, None);
+    let waited = daemon::wait_for_stop(&ctl, &signals, None, &crate::notify::Notifier::from_env());
     daemon::shutdown(ctl.into_inner().unwrap_or_else(|e| e.into_inner()));
     waited?;
     drop(namespaces);

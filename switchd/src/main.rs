@@ -4,6 +4,7 @@ mod cli;
 mod daemon;
 mod demo;
 mod exit;
+mod notify;
 mod server;
 
 use std::process::ExitCode;

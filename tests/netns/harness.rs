@@ -390,17 +390,28 @@ impl Switchd {
     /// Like [`Switchd::start`], with extra arguments (`--state`, `--listen`, ...). The API
     /// listens on a free loopback port unless `extra` has `--listen`.
     pub fn start_with(yaml: &str, workers: u16, extra: &[&str]) -> Switchd {
-        Self::launch(Some(yaml), workers, extra)
+        Self::launch(Some(yaml), workers, extra, &[])
     }
 
     /// Like [`Switchd::start_with`], with no `--topology` at all.
     pub fn start_without_topology(workers: u16, extra: &[&str]) -> Switchd {
-        Self::launch(None, workers, extra)
+        Self::launch(None, workers, extra, &[])
     }
 
-    fn launch(yaml: Option<&str>, workers: u16, extra: &[&str]) -> Switchd {
+    /// Like [`Switchd::start_with`], with environment variables set for switchd.
+    pub fn start_with_env(
+        yaml: &str,
+        workers: u16,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Switchd {
+        Self::launch(Some(yaml), workers, extra, env)
+    }
+
+    fn launch(yaml: Option<&str>, workers: u16, extra: &[&str], env: &[(&str, &str)]) -> Switchd {
         require_privileges();
         let mut cmd = Command::new(SWITCHD);
+        cmd.envs(env.iter().copied());
         let topology = yaml.map(|yaml| {
             let path = std::env::temp_dir().join(format!("vlanswitch-test-{}.yaml", unique_id()));
             std::fs::write(&path, yaml).expect("write topology");

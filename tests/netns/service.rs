@@ -196,3 +196,95 @@ fn sighup_without_a_topology_file_says_so_and_keeps_running() {
     sw.ctl_ok(&["vlan", "list"]);
     sw.stop();
 }
+
+/// A notify socket of the test's own, as systemd would give `Type=notify` services.
+struct NotifySocket {
+    sock: std::os::unix::net::UnixDatagram,
+    path: std::path::PathBuf,
+}
+
+impl NotifySocket {
+    fn new() -> NotifySocket {
+        let path = std::env::temp_dir().join(format!("vlanswitch-notify-{}", unique_id()));
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).expect("bind notify socket");
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        NotifySocket { sock, path }
+    }
+
+    /// The next message, or a panic naming what was expected.
+    fn next(&self, expecting: &str) -> String {
+        let mut buf = [0u8; 4096];
+        let n = self
+            .sock
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no notification while waiting for {expecting}: {e}"));
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[test]
+fn systemd_readiness_ready_reloading_and_stopping_on_the_notify_socket() {
+    let n = NotifySocket::new();
+    let sock = n.path.to_str().unwrap().to_string();
+    let sw = Switchd::start_with_env(
+        "vlans: [{ id: 10 }, { id: 20 }]\n",
+        1,
+        &[],
+        &[("NOTIFY_SOCKET", &sock)],
+    );
+    let ready = n.next("READY=1");
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready:?}");
+    assert!(
+        ready.contains(&format!("MAINPID={}", sw.pid())),
+        "{ready:?}"
+    );
+    assert!(
+        ready.contains("STATUS=switching: 0 ports, 3 VLANs; API on 127.0.0.1:"),
+        "{ready:?}"
+    );
+    // READY comes after the API is bound: it answers at once.
+    sw.ctl_ok(&["vlan", "list"]);
+    sw.signal(libc::SIGHUP);
+    let reloading = n.next("RELOADING=1");
+    assert!(reloading.starts_with("RELOADING=1"), "{reloading:?}");
+    let again = n.next("READY=1 after the reload");
+    assert!(again.starts_with("READY=1"), "{again:?}");
+    sw.signal(libc::SIGTERM);
+    let stopping = n.next("STOPPING=1");
+    assert!(stopping.starts_with("STOPPING=1"), "{stopping:?}");
+    sw.stop();
+}
+
+#[test]
+fn the_systemd_unit_verifies() {
+    // The unit as shipped, with ExecStart pointing at the binary under test (systemd-analyze
+    // checks that the command exists).
+    let unit =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/systemd/vlanswitch.service");
+    let text = std::fs::read_to_string(&unit).expect("dist/systemd/vlanswitch.service");
+    assert!(text.contains("ExecStart=/usr/bin/switchd "), "{text}");
+    assert!(text.contains("Type=notify"), "{text}");
+    let dir = std::env::temp_dir().join(format!("vlanswitch-unit-{}", unique_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("vlanswitch.service");
+    std::fs::write(&copy, text.replace("/usr/bin/switchd", SWITCHD)).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .expect("systemd-analyze (package systemd)");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "systemd-analyze verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
