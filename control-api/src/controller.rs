@@ -219,8 +219,17 @@ impl Controller {
         }
         let old_topo = std::mem::replace(&mut self.topo, desired);
         self.sync_static_macs(&old_topo.fdb);
-        for c in &changes {
-            tracing::info!(change = ?c, "applied");
+        for t in changes
+            .iter()
+            .flat_map(|c| crate::diff::touched(c, &old_topo, &self.topo))
+        {
+            tracing::info!(
+                port = t.port.as_deref(),
+                vlan = t.vlan,
+                field = %t.field,
+                change = %format_args!("{}->{}", t.from, t.to),
+                "applied"
+            );
         }
         Ok(changes)
     }

@@ -266,6 +266,147 @@ fn changed_fields(o: &Port, p: &Port) -> Vec<PortField> {
     f
 }
 
+/// One value a change touched, for the log: which port or VLAN (if any), which field, and its
+/// value before and after (`-` for none), as the topology file writes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Touched {
+    /// The port, for port changes.
+    pub port: Option<String>,
+    /// The VLAN, for VLAN and static-MAC changes.
+    pub vlan: Option<u16>,
+    /// The field (`vlan`, `name`, `mac_aging_secs`, ...), or what happened to the whole
+    /// thing (`added`, `removed`, `replaced`).
+    pub field: String,
+    /// The value before.
+    pub from: String,
+    /// The value after.
+    pub to: String,
+}
+
+/// What `c`, one of the changes from `old` to `new`, touched: a line per value, with the old
+/// and the new value read from the two topologies (by the same field names the files use).
+pub fn touched(c: &Change, old: &Topology, new: &Topology) -> Vec<Touched> {
+    let field_of = |v: &serde_json::Value, f: &str| match v.get(f) {
+        None | Some(serde_json::Value::Null) => "-".to_string(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    let name_of = |f: serde_json::Value| match f {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    };
+    let port = |t: &Topology, name: &str| t.port(name).map(json).unwrap_or_default();
+    let vlan = |t: &Topology, id: u16| {
+        t.vlans
+            .iter()
+            .find(|v| v.id == id)
+            .map(json)
+            .unwrap_or_default()
+    };
+    let one = |port: Option<&str>, vlan: Option<u16>, field: &str, from: String, to: String| {
+        vec![Touched {
+            port: port.map(str::to_string),
+            vlan,
+            field: field.to_string(),
+            from,
+            to,
+        }]
+    };
+    match c {
+        Change::SetMacAging { from, to } => one(
+            None,
+            None,
+            "mac_aging_secs",
+            from.to_string(),
+            to.to_string(),
+        ),
+        Change::SetFdbMaxEntries { from, to } => one(
+            None,
+            None,
+            "fdb_max_entries",
+            from.to_string(),
+            to.to_string(),
+        ),
+        Change::AddVlan { id } => {
+            let name = field_of(&vlan(new, *id), "name");
+            one(None, Some(*id), "added", "-".into(), format!("name {name}"))
+        }
+        Change::RemoveVlan { id } => one(None, Some(*id), "removed", "-".into(), "-".into()),
+        Change::RenameVlan { id } => one(
+            None,
+            Some(*id),
+            "name",
+            field_of(&vlan(old, *id), "name"),
+            field_of(&vlan(new, *id), "name"),
+        ),
+        Change::SetVlanMaxMacs { id } => one(
+            None,
+            Some(*id),
+            "max_macs",
+            field_of(&vlan(old, *id), "max_macs"),
+            field_of(&vlan(new, *id), "max_macs"),
+        ),
+        Change::SetLearning { fields } => {
+            let (o, n) = (json(old), json(new));
+            fields
+                .iter()
+                .flat_map(|f| {
+                    let f = name_of(json(f));
+                    one(None, None, &f, field_of(&o, &f), field_of(&n, &f))
+                })
+                .collect()
+        }
+        Change::AddPort { name } => {
+            let p = port(new, name);
+            let what = format!("{} {}", field_of(&p, "kind"), field_of(&p, "mode"));
+            one(Some(name), None, "added", "-".into(), what)
+        }
+        Change::RemovePort { name } => one(Some(name), None, "removed", "-".into(), "-".into()),
+        Change::ReplacePort { name } => {
+            let (o, n) = (port(old, name), port(new, name));
+            let what = |p: &serde_json::Value| {
+                let socket = field_of(p, "socket");
+                if socket == "-" {
+                    field_of(p, "kind")
+                } else {
+                    format!("{} {socket}", field_of(p, "kind"))
+                }
+            };
+            one(Some(name), None, "replaced", what(&o), what(&n))
+        }
+        Change::UpdatePort { name, fields } => {
+            let (o, n) = (port(old, name), port(new, name));
+            fields
+                .iter()
+                .flat_map(|f| {
+                    let f = name_of(json(f));
+                    one(Some(name), None, &f, field_of(&o, &f), field_of(&n, &f))
+                })
+                .collect()
+        }
+        Change::AddStaticMac { vlan, mac, port } => one(
+            Some(port),
+            Some(*vlan),
+            "static_mac",
+            "-".into(),
+            mac.to_string(),
+        ),
+        Change::RemoveStaticMac { vlan, mac, port } => one(
+            Some(port),
+            Some(*vlan),
+            "static_mac",
+            mac.to_string(),
+            "-".into(),
+        ),
+    }
+}
+
+/// A value of the model as JSON, as the topology file writes it (`Null` if it cannot be
+/// written, which the model's types always can).
+fn json<T: Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,5 +543,50 @@ mod tests {
                 ]
             }]
         );
+    }
+
+    #[test]
+    fn touched_values_come_from_both_topologies() {
+        let old = Topology::from_yaml(
+            "vlans: [{ id: 10, name: red }, { id: 20 }]\n\
+             ports:\n  - { name: vm1, kind: tap, mode: access, vlan: 10 }\n\
+             \x20 - { name: vm2, kind: tap, mode: access, vlan: 10 }\n",
+        )
+        .unwrap();
+        let new = Topology::from_yaml(
+            "mac_aging_secs: 60\nvlans: [{ id: 10, name: blue }, { id: 30 }]\n\
+             ports:\n  - { name: vm1, kind: tap, mode: access, vlan: 30, max_macs: 4 }\n\
+             \x20 - { name: vm3, kind: netdev, mode: trunk, vlans: [10] }\n",
+        )
+        .unwrap();
+        let lines: Vec<String> = diff(&old, &new)
+            .iter()
+            .flat_map(|c| touched(c, &old, &new))
+            .map(|t| {
+                format!(
+                    "{} {} {}: {} -> {}",
+                    t.port.as_deref().unwrap_or("*"),
+                    t.vlan.map_or("*".to_string(), |v| v.to_string()),
+                    t.field,
+                    t.from,
+                    t.to
+                )
+            })
+            .collect();
+        for want in [
+            "* * mac_aging_secs: 300 -> 60",
+            "* 30 added: - -> name -",
+            "* 20 removed: - -> -",
+            "* 10 name: red -> blue",
+            "vm3 * added: - -> netdev trunk",
+            "vm2 * removed: - -> -",
+            "vm1 * vlan: 10 -> 30",
+            "vm1 * max_macs: - -> 4",
+        ] {
+            assert!(
+                lines.iter().any(|l| l == want),
+                "{want:?} not in {lines:#?}"
+            );
+        }
     }
 }

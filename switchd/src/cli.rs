@@ -32,8 +32,22 @@ pub struct Args {
     /// An empty or corrupt state file is refused: switchd does not start, and leaves it as is.
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
+    /// Log format on stderr: text lines with `key=value` fields (with syslog priorities in
+    /// front under journald), or one JSON object per line. The level comes from `RUST_LOG`
+    /// (default `info`).
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line per event, `key=value` fields.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

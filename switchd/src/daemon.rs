@@ -19,14 +19,69 @@ use crate::notify::Notifier;
 use crate::server;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_logging() {
+///
+/// Text (the default) is one line per event with its fields as `key=value`; under journald
+/// (`$JOURNAL_STREAM` names our stderr) each line starts with its syslog priority (`<3>` for
+/// errors, `<4>` warnings, `<6>` info, `<7>` debug), which journald takes as the entry's
+/// priority, and carries no timestamp (journald adds its own). JSON is one object per line:
+/// `timestamp`, `level`, `target`, and the event's fields (`message` among them) at the top
+/// level.
+pub fn init_logging(format: crate::cli::LogFormat) {
     use std::io::IsTerminal;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        crate::cli::LogFormat::Json => builder.json().flatten_event(true).init(),
+        crate::cli::LogFormat::Text if stderr_is_journal() => builder
+            .with_ansi(false)
+            .event_format(Journald(tracing_subscriber::fmt::format().without_time()))
+            .init(),
+        crate::cli::LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+/// Whether stderr is journald's stream: `$JOURNAL_STREAM` is `DEVICE:INODE` of it.
+fn stderr_is_journal() -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Some(want) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    let Ok(meta) = std::fs::File::from(fd).metadata() else {
+        return false;
+    };
+    want.to_string_lossy() == format!("{}:{}", meta.dev(), meta.ino())
+}
+
+/// Text lines with their syslog priority in front (`<N>`), for journald.
+struct Journald<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for Journald<F>
+where
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let priority = match *event.metadata().level() {
+            tracing::Level::ERROR => 3,
+            tracing::Level::WARN => 4,
+            tracing::Level::INFO => 6,
+            tracing::Level::DEBUG | tracing::Level::TRACE => 7,
+        };
+        write!(writer, "<{priority}>")?;
+        self.0.format_event(ctx, writer, event)
+    }
 }
 
 /// `switchd check FILE...`: 0 if every file is valid, [`Exit::Config`] if one is not.

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    daemon::init_logging();
+    daemon::init_logging(args.log_format);
     let workers = |w: Option<u16>| w.unwrap_or_else(cli::default_workers);
     let result = match args.command {
         Some(cli::Command::Check { files }) => daemon::check(&files),

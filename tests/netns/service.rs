@@ -152,6 +152,13 @@ fn sighup_re_reads_the_topology_file_and_never_exits() {
         "{}",
         sw.log()
     );
+    // Each value the change touched, old and new, as fields.
+    assert!(
+        sw.log()
+            .contains("applied vlan=20 field=added change=-->name blue"),
+        "{}",
+        sw.log()
+    );
 
     // A file that does not parse changes nothing, and says why.
     std::fs::write(&topology, "vlans: [{ id: 10 }\n").unwrap();
@@ -287,4 +294,131 @@ fn the_systemd_unit_verifies() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Starts switchd (no ports, API on a free port) with `args` and `env` (a value `@stderr`
+/// becomes the `DEVICE:INODE` of switchd's stderr pipe), sends it SIGHUP once it logged
+/// `switch ready` (with no `--topology`, a warning) and then SIGTERM, and returns its exit
+/// status and every line it wrote to stderr.
+fn run_and_collect(args: &[&str], env: &[(&str, String)]) -> (i32, Vec<String>) {
+    use std::io::{BufRead, BufReader};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 writes two fds into the array we own; the result is checked.
+    assert_eq!(
+        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) },
+        0,
+        "pipe2"
+    );
+    // SAFETY: both fds are fresh and owned by nothing else.
+    let (reader, writer) = unsafe {
+        (
+            std::fs::File::from(OwnedFd::from_raw_fd(fds[0])),
+            OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
+    let mut cmd = Command::new(SWITCHD);
+    cmd.args(args)
+        .args(["--listen", "127.0.0.1:0", "--workers", "1"]);
+    for (k, v) in env {
+        if v == "@stderr" {
+            // The device and inode of the pipe switchd gets as stderr, as journald sets them.
+            use std::os::fd::AsFd;
+            use std::os::unix::fs::MetadataExt;
+            let fd = writer.as_fd().try_clone_to_owned().expect("dup");
+            let m = std::fs::File::from(fd).metadata().expect("fstat");
+            cmd.env(k, format!("{}:{}", m.dev(), m.ino()));
+        } else {
+            cmd.env(k, v);
+        }
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(writer)
+        .spawn()
+        .expect("start switchd");
+    drop(cmd);
+    let mut lines = Vec::new();
+    let mut r = BufReader::new(reader);
+    let mut line = String::new();
+    let mut signalled = false;
+    while r.read_line(&mut line).unwrap_or(0) > 0 {
+        let l = line.trim_end().to_string();
+        line.clear();
+        if !signalled && l.contains("switch ready") {
+            signalled = true;
+            // SAFETY: signals to a child we spawned and have not reaped.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGHUP) };
+        }
+        if l.contains("no --topology file to re-read") {
+            // SAFETY: as above.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        }
+        lines.push(l);
+    }
+    let status = child.wait().expect("wait");
+    (status.code().unwrap_or(-1), lines)
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_fields_as_values() {
+    crate::harness::require_privileges();
+    let (code, lines) = run_and_collect(&["--log-format", "json"], &[]);
+    assert_eq!(code, 0, "{lines:#?}");
+    assert!(lines.len() >= 4, "{lines:#?}");
+    let events: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let ready = events
+        .iter()
+        .find(|e| e["message"] == "switch ready")
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    assert_eq!(ready["level"], "INFO");
+    assert_eq!(ready["ports"], 0, "fields are values, not text: {ready}");
+    assert!(
+        ready["api"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1:")),
+        "{ready}"
+    );
+    assert!(ready["timestamp"].is_string(), "{ready}");
+    let warn = events
+        .iter()
+        .find(|e| e["level"] == "WARN")
+        .unwrap_or_else(|| panic!("no warning: {lines:#?}"));
+    assert!(
+        warn["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no --topology file")),
+        "{warn}"
+    );
+}
+
+#[test]
+fn under_journald_text_lines_carry_their_syslog_priority() {
+    crate::harness::require_privileges();
+    // JOURNAL_STREAM names switchd's stderr by device and inode; a pipe of the test's own
+    // stands in for journald's socket. A value that names something else changes nothing.
+    let (code, plain) = run_and_collect(&[], &[("JOURNAL_STREAM", "0:0".to_string())]);
+    assert_eq!(code, 0, "{plain:#?}");
+    assert!(
+        plain.iter().all(|l| !l.starts_with('<')),
+        "a JOURNAL_STREAM that is not our stderr must not change the format: {plain:#?}"
+    );
+    let (code, lines) = run_and_collect(&[], &[("JOURNAL_STREAM", "@stderr".to_string())]);
+    assert_eq!(code, 0, "{lines:#?}");
+    let ready = lines
+        .iter()
+        .find(|l| l.contains("switch ready"))
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    assert!(ready.starts_with("<6>"), "{ready}");
+    let warn = lines
+        .iter()
+        .find(|l| l.contains("no --topology file"))
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    assert!(warn.starts_with("<4>"), "{warn}");
+    // journald stamps entries itself.
+    assert!(!ready.contains("Z "), "a timestamp under journald: {ready}");
 }
