@@ -305,11 +305,8 @@ fn run_and_collect(args: &[&str], env: &[(&str, String)]) -> (i32, Vec<String>) 
     use std::os::fd::{FromRawFd, OwnedFd};
     let mut fds = [0i32; 2];
     // SAFETY: pipe2 writes two fds into the array we own; the result is checked.
-    assert_eq!(
-        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) },
-        0,
-        "pipe2"
-    );
+    let made = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(made, 0, "pipe2");
     // SAFETY: both fds are fresh and owned by nothing else.
     let (reader, writer) = unsafe {
         (
