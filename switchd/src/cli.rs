@@ -52,6 +52,12 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write the man page and shell completions into DIR (for packaging).
+    #[command(hide = true)]
+    GenerateDocs {
+        /// Where to write them.
+        dir: PathBuf,
+    },
     /// Validate topology files; exits non-zero naming each problem.
     Check {
         /// Files to check.

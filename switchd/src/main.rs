@@ -3,6 +3,7 @@
 mod cli;
 mod daemon;
 mod demo;
+mod docs;
 mod exit;
 mod notify;
 mod server;
@@ -28,6 +29,17 @@ fn main() -> ExitCode {
     let workers = |w: Option<u16>| w.unwrap_or_else(cli::default_workers);
     let result = match args.command {
         Some(cli::Command::Check { files }) => daemon::check(&files),
+        Some(cli::Command::GenerateDocs { dir }) => {
+            use clap::CommandFactory;
+            docs::write(cli::Args::command(), "8", &dir)
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(|e| {
+                    exit::Failure::new(
+                        exit::Exit::IoError,
+                        anyhow::Error::new(e).context(format!("writing into {}", dir.display())),
+                    )
+                })
+        }
         Some(cli::Command::Demo { workers: w }) => demo::run(workers(w)).map_err(Into::into),
         None => daemon::run(daemon::RunOptions {
             topology: args.topology,

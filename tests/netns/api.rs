@@ -261,7 +261,11 @@ fn switchctl_speaks_for_people_and_scripts() {
     assert_eq!(sw.ctl_ok(&["topology", "apply", f]).trim(), "no changes");
     std::fs::write(&file, exported.replace("name: blue", "name: green")).unwrap();
     let dry = sw.ctl_ok(&["topology", "apply", f, "--dry-run"]);
-    assert!(dry.contains("would rename_vlan"), "{dry}");
+    assert!(dry.contains("would rename_vlan vlan="), "{dry}");
+    assert!(
+        dry.contains(" name: blue -> green"),
+        "old and new values: {dry}"
+    );
     assert!(
         sw.ctl_ok(&["vlan", "list"]).contains("blue"),
         "dry run changed nothing"

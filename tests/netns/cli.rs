@@ -149,3 +149,90 @@ fn a_tap_deleted_under_the_switch_shows_down_and_others_keep_forwarding() {
     assert!(lab.a1.reaches(&lab.a2.addr), "other ports keep forwarding");
     lab.sw.stop();
 }
+
+#[test]
+fn switchctl_takes_urls_and_speaks_json_errors_with_json() {
+    let id = unique_id();
+    let p = format!("{id}s");
+    let sw = Switchd::start(
+        &format!("vlans: [{{ id: 10 }}]\nports: [{{ name: {p}, kind: netdev, mode: access, vlan: 10 }}]\n"),
+        1,
+    );
+    let ctl = |server: &str, args: &[&str]| {
+        Command::new(crate::harness::SWITCHCTL)
+            .args(["--server", server])
+            .args(args)
+            .output()
+            .expect("run switchctl")
+    };
+    // --server as a URL, with or without the trailing slash.
+    for server in [format!("http://{}", sw.api), format!("http://{}/", sw.api)] {
+        let out = ctl(&server, &["vlan", "list"]);
+        assert!(
+            out.status.success(),
+            "--server {server}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = ctl("https://127.0.0.1:1", &["vlan", "list"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no TLS"));
+    let v = Command::new(crate::harness::SWITCHCTL)
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&v.stdout).starts_with("switchctl "));
+
+    // With --json, an error is the problem document, on stderr.
+    let out = ctl(&sw.api, &["--json", "port", "del", "nope"]);
+    assert!(!out.status.success());
+    let problem: serde_json::Value = serde_json::from_slice(&out.stderr)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(problem["status"], 404, "{problem}");
+    assert!(out.stdout.is_empty());
+
+    // port set --admin-up, and port show as a table of every field.
+    sw.ctl_ok(&["port", "set", &p, "--admin-up", "true"]);
+    let show = sw.ctl_ok(&["port", "show", &p]);
+    assert!(show.starts_with("FIELD"), "{show}");
+    assert!(
+        show.lines()
+            .any(|l| l.split_whitespace().eq(["admin_up", "true"])),
+        "{show}"
+    );
+    assert!(show.contains("state.link"), "{show}");
+    let (ok, _, err) = sw.ctl(&["port", "set", &p, "--admin-up", "maybe"]);
+    assert!(!ok && err.contains("--admin-up \"maybe\""), "{err}");
+
+    // fdb show --mac and --type learned.
+    sw.ctl_ok(&[
+        "fdb",
+        "add",
+        "02:00:00:00:00:aa",
+        "--vlan",
+        "10",
+        "--port",
+        &p,
+    ]);
+    sw.ctl_ok(&[
+        "fdb",
+        "add",
+        "02:00:00:00:00:bb",
+        "--vlan",
+        "10",
+        "--port",
+        &p,
+    ]);
+    let one = sw.ctl_ok(&["fdb", "show", "--mac", "02-00-00-00-00-AA"]);
+    assert!(
+        one.contains("02:00:00:00:00:aa") && !one.contains("bb"),
+        "{one}"
+    );
+    let learned = sw.ctl_ok(&["fdb", "show", "--type", "learned"]);
+    assert!(!learned.contains("02:00:00:00:00:aa"), "{learned}");
+    let (ok, _, err) = sw.ctl(&["fdb", "show", "--type", "sticky"]);
+    assert!(!ok && err.contains("possible values"), "{err}");
+    let flushed = sw.ctl_ok(&["fdb", "flush", "--static", "--vlan", "10"]);
+    assert!(flushed.contains("removed 2 entries"), "{flushed}");
+    sw.stop();
+}

@@ -13,6 +13,7 @@ mod api_limits;
 mod churn;
 mod cli;
 mod guests;
+mod hooks;
 mod hostile;
 mod isolation;
 mod netdev;

@@ -8,6 +8,60 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+/// The API port switchd listens on unless told otherwise (`--listen`).
+const DEFAULT_PORT: u16 = 7380;
+
+/// `--server` as `switchctl` takes it, in the form [`request`] uses: `unix:/PATH` stays,
+/// `http://HOST:PORT[/]`, `HOST:PORT` and `HOST` (port 7380) become `HOST:PORT`; an IPv6
+/// address is written `[ADDR]:PORT` (a bare `::1` is taken as an address, not a port).
+pub fn server_address(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if let Some(path) = s.strip_prefix("unix:") {
+        if !path.starts_with('/') {
+            return Err(format!("{s:?}: a unix socket is unix:/ABSOLUTE/PATH"));
+        }
+        return Ok(s.to_string());
+    }
+    if s.starts_with("https://") {
+        return Err(format!(
+            "{s:?}: switchd's API has no TLS; use http://HOST:PORT, HOST:PORT or unix:/PATH"
+        ));
+    }
+    let rest = s.strip_prefix("http://").unwrap_or(s);
+    let hostport = rest.strip_suffix('/').unwrap_or(rest);
+    if hostport.is_empty() || hostport.contains('/') {
+        return Err(format!(
+            "{s:?}: expected http://HOST:PORT, HOST:PORT, HOST or unix:/PATH"
+        ));
+    }
+    // [v6]:port, [v6], a bare v6 address (two colons or more), host:port, host.
+    if let Some(inner) = hostport.strip_prefix('[') {
+        return match inner.split_once(']') {
+            Some((addr, "")) => Ok(format!("[{addr}]:{DEFAULT_PORT}")),
+            Some((_, port)) if port.strip_prefix(':').is_some_and(valid_port) => {
+                Ok(hostport.to_string())
+            }
+            _ => Err(format!("{s:?}: expected [IPV6]:PORT")),
+        };
+    }
+    match hostport.matches(':').count() {
+        0 => Ok(format!("{hostport}:{DEFAULT_PORT}")),
+        1 => {
+            let (_, port) = hostport.split_once(':').expect("one colon");
+            if valid_port(port) {
+                Ok(hostport.to_string())
+            } else {
+                Err(format!("{s:?}: {port:?} is not a port number"))
+            }
+        }
+        _ => Ok(format!("[{hostport}]:{DEFAULT_PORT}")),
+    }
+}
+
+fn valid_port(p: &str) -> bool {
+    p.parse::<u16>().is_ok_and(|n| n > 0)
+}
+
 /// A response: status and body.
 pub struct Response {
     pub status: u16,
@@ -115,5 +169,38 @@ mod tests {
             .unwrap();
         assert_eq!(r.body, "abcde");
         assert!(parse(b"garbage").is_err());
+    }
+
+    #[test]
+    fn server_addresses_in_every_form_people_write_them() {
+        let ok = [
+            ("127.0.0.1:7380", "127.0.0.1:7380"),
+            ("127.0.0.1", "127.0.0.1:7380"),
+            ("http://127.0.0.1:7381", "127.0.0.1:7381"),
+            ("http://127.0.0.1:7381/", "127.0.0.1:7381"),
+            ("http://localhost", "localhost:7380"),
+            ("localhost:9000", "localhost:9000"),
+            ("[::1]:7390", "[::1]:7390"),
+            ("[::1]", "[::1]:7380"),
+            ("::1", "[::1]:7380"),
+            (
+                "unix:/run/vlanswitch/api.sock",
+                "unix:/run/vlanswitch/api.sock",
+            ),
+        ];
+        for (given, want) in ok {
+            assert_eq!(server_address(given).as_deref(), Ok(want), "{given}");
+        }
+        for bad in [
+            "https://127.0.0.1:7380",
+            "127.0.0.1:http",
+            "127.0.0.1:0",
+            "http://127.0.0.1:7380/api/v1",
+            "unix:relative.sock",
+            "",
+            "[::1]:x",
+        ] {
+            assert!(server_address(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

@@ -2,6 +2,9 @@
 //! `ovs-vsctl` and `bridge`. Tables for people, `--json` for scripts; on an error it prints the
 //! server's reason and exits non-zero.
 
+#[path = "../../docs.rs"]
+mod docs;
+mod hook;
 mod http;
 mod table;
 
@@ -16,13 +19,14 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Configure a running switchd")]
+#[command(name = "switchctl", version, about = "Configure a running switchd")]
 struct Cli {
-    /// switchd's API: HOST:PORT or unix:/PATH.
+    /// switchd's API: http://HOST:PORT, HOST:PORT, HOST (port 7380) or unix:/PATH.
     #[arg(
         long,
         env = "SWITCHCTL_SERVER",
         default_value = "127.0.0.1:7380",
+        value_parser = http::server_address,
         global = true
     )]
     server: String,
@@ -52,6 +56,32 @@ enum Cmd {
     Topology(TopoCmd),
     /// Per-port and per-VLAN counters.
     Stats,
+    /// VM plug-in hooks for QEMU (`script=`/`downscript=`) and libvirt (`hooks/qemu`).
+    #[command(subcommand)]
+    Hook(HookCmd),
+    /// Write the man page and shell completions into DIR (for packaging).
+    #[command(hide = true)]
+    GenerateDocs { dir: std::path::PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+enum HookCmd {
+    /// QEMU `script=`: add the VM's tap IFNAME as a netdev port, in the VLANs of
+    /// VLANSWITCH_VLAN (access) or VLANSWITCH_TRUNK (and VLANSWITCH_NATIVE).
+    QemuIfup { ifname: String },
+    /// QEMU `downscript=`: remove the port of the tap IFNAME.
+    QemuIfdown { ifname: String },
+    /// libvirt's `/etc/libvirt/hooks/qemu`, with the domain XML on stdin: when a domain has
+    /// started, add each interface its vlanswitch metadata names as a netdev port; when it
+    /// stops, remove them; before it starts, remove stale ports of those names.
+    Libvirt {
+        domain: String,
+        operation: String,
+        #[arg(default_value = "-")]
+        sub_operation: String,
+        #[arg(default_value = "-")]
+        extra: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -168,11 +198,16 @@ enum PortCmd {
         #[command(flatten)]
         security: SecurityArgs,
     },
-    /// Change a port's mode, VLANs or port security: `port set vm1 --trunk 10,20 --native 1`.
+    /// Change a port's mode, VLANs, admin state or port security:
+    /// `port set vm1 --trunk 10,20 --native 1`.
     Set {
         name: String,
         #[command(flatten)]
         mode: ModeArgs,
+        /// Whether switchd sets the interface up when it attaches it (netdev ports): true,
+        /// false, or `default` to leave it to the interface's owner.
+        #[arg(long, value_name = "true|false|default")]
+        admin_up: Option<String>,
         #[command(flatten)]
         security: SecurityArgs,
     },
@@ -208,9 +243,12 @@ enum FdbCmd {
         vlan: Option<u16>,
         #[arg(long)]
         port: Option<String>,
-        /// dynamic or static.
-        #[arg(long = "type")]
-        kind: Option<String>,
+        /// Only this MAC address.
+        #[arg(long)]
+        mac: Option<MacAddr>,
+        /// Learned (dynamic) or configured (static) entries.
+        #[arg(long = "type", value_enum)]
+        kind: Option<FdbKind>,
     },
     /// Add a static entry.
     Add {
@@ -254,6 +292,23 @@ enum TopoCmd {
     Export,
 }
 
+/// An error answer of the API: its reason for people, and the problem document as it came
+/// (printed as is with `--json`).
+#[derive(Debug)]
+struct Problem {
+    reason: String,
+    status: u16,
+    body: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (HTTP {})", self.reason, self.status)
+    }
+}
+
+impl std::error::Error for Problem {}
+
 struct Client {
     server: String,
     token: Option<String>,
@@ -279,7 +334,12 @@ impl Client {
                     })
                 })
                 .unwrap_or_else(|| r.body.trim().to_string());
-            bail!("{reason} (HTTP {})", r.status);
+            return Err(Problem {
+                reason,
+                status: r.status,
+                body: r.body,
+            }
+            .into());
         }
         if r.body.trim().is_empty() {
             return Ok(Value::Null);
@@ -390,11 +450,98 @@ fn port_add(
     ctx.show(v, |p: PortView| table::ports(&[p]))
 }
 
-fn port_set(ctx: &Ctx, name: String, mode: ModeArgs, security: SecurityArgs) -> Result<()> {
-    let patch = patch_of(&mode, &security)?;
+/// Whether a port named `name` exists.
+fn port_exists(ctx: &Ctx, name: &str) -> Result<bool> {
+    match ctx
+        .client
+        .call("GET", &format!("/api/v1/ports/{}", enc(name)), None)
+    {
+        Ok(_) => Ok(true),
+        Err(e) if e.downcast_ref::<Problem>().is_some_and(|p| p.status == 404) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Adds the VM's tap `dev` as a netdev port (set up by the switch) in `m`'s VLANs; a port of
+/// that name (left from an earlier VM) is replaced.
+fn plug(ctx: &Ctx, dev: &str, m: &hook::Membership) -> Result<()> {
+    unplug(ctx, dev)?;
+    let (mode, vlan, vlans, native_vlan) = match m {
+        hook::Membership::Access(v) => (PortMode::Access, Some(*v), None, None),
+        hook::Membership::Trunk { vlans, native } => {
+            (PortMode::Trunk, None, Some(vlans.clone()), *native)
+        }
+    };
+    let port = Port {
+        name: dev.to_string(),
+        kind: control_api::topology::PortKind::Netdev,
+        mode,
+        vlan,
+        vlans,
+        native_vlan,
+        admin_up: Some(true),
+        max_macs: None,
+        mac_limit_action: None,
+        allowed_macs: None,
+        socket: None,
+        socket_mode: None,
+    };
+    ctx.client
+        .json("POST", "/api/v1/ports", &serde_json::to_value(&port)?)
+        .with_context(|| format!("adding port {dev}"))?;
+    println!("plugged {dev} into the switch");
+    Ok(())
+}
+
+/// Removes the port `dev`, if there is one.
+fn unplug(ctx: &Ctx, dev: &str) -> Result<()> {
+    if port_exists(ctx, dev)? {
+        ctx.client
+            .call("DELETE", &format!("/api/v1/ports/{}", enc(dev)), None)
+            .with_context(|| format!("removing port {dev}"))?;
+        println!("unplugged {dev} from the switch");
+    }
+    Ok(())
+}
+
+/// libvirt's qemu hook: `prepare` removes stale ports of the domain's (fixed) tap names,
+/// `started` and `reconnect` (libvirtd restarted) plug every interface the metadata names,
+/// `stopped` and `release` unplug them; other operations do nothing.
+fn libvirt_hook(ctx: &Ctx, domain: &str, operation: &str) -> Result<()> {
+    if !matches!(
+        operation,
+        "prepare" | "started" | "reconnect" | "stopped" | "release"
+    ) {
+        return Ok(());
+    }
+    let mut xml = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut xml)
+        .context("reading the domain XML on stdin")?;
+    let plugs = hook::plugs(&xml).with_context(|| format!("domain {domain}"))?;
+    for p in &plugs {
+        match operation {
+            "started" | "reconnect" => plug(ctx, &p.dev, &p.membership)?,
+            _ => unplug(ctx, &p.dev)?,
+        }
+    }
+    Ok(())
+}
+
+fn port_set(
+    ctx: &Ctx,
+    name: String,
+    mode: ModeArgs,
+    admin_up: Option<String>,
+    security: SecurityArgs,
+) -> Result<()> {
+    let mut patch = patch_of(&mode, &security)?;
+    patch.admin_up = set_or_clear(admin_up.as_deref(), "default", |v| {
+        v.parse::<bool>()
+            .with_context(|| format!("--admin-up {v:?}: true, false or default"))
+    })?;
     if patch == PortPatch::default() {
         bail!(
-            "nothing to set: give --access, --trunk, --native, --max-macs, \
+            "nothing to set: give --access, --trunk, --native, --admin-up, --max-macs, \
              --limit-action or --allow-macs"
         );
     }
@@ -426,11 +573,9 @@ fn port_show(ctx: &Ctx, name: String) -> Result<()> {
     let v = ctx
         .client
         .call("GET", &format!("/api/v1/ports/{}", enc(&name)), None)?;
-    // One port is shown as its JSON, with or without --json; it must still be a port.
-    serde_json::from_value::<PortView>(v.clone())
-        .context("the server's reply has an unexpected shape")?;
-    print_json(&v);
-    Ok(())
+    ctx.show(v, |p: PortView| {
+        table::detail(&serde_json::to_value(&p).unwrap_or_default())
+    })
 }
 
 fn vlan_add(ctx: &Ctx, id: u16, name: Option<String>) -> Result<()> {
@@ -457,18 +602,42 @@ fn vlan_list(ctx: &Ctx) -> Result<()> {
     ctx.show(v, |vlans: Vec<VlanView>| table::vlans(&vlans))
 }
 
+/// `fdb show --type`: the API's words, and `learned` for dynamic entries.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum FdbKind {
+    /// Learned entries.
+    #[value(alias = "learned")]
+    Dynamic,
+    /// Configured entries.
+    Static,
+}
+
 fn fdb_show(
     ctx: &Ctx,
     vlan: Option<u16>,
     port: Option<String>,
-    kind: Option<String>,
+    mac: Option<MacAddr>,
+    kind: Option<FdbKind>,
 ) -> Result<()> {
+    let kind = kind.map(|k| match k {
+        FdbKind::Dynamic => "dynamic".to_string(),
+        FdbKind::Static => "static".to_string(),
+    });
     let q = query(&[
         ("vlan", vlan.map(|v| v.to_string())),
         ("port", port),
         ("type", kind),
     ]);
-    let v = ctx.client.call("GET", &format!("/api/v1/fdb{q}"), None)?;
+    let mut v = ctx.client.call("GET", &format!("/api/v1/fdb{q}"), None)?;
+    if let (Some(mac), Value::Array(entries)) = (mac, &mut v) {
+        // The API has no MAC filter: one MAC is a handful of entries (one per VLAN).
+        entries.retain(|e| {
+            e.get("mac")
+                .and_then(Value::as_str)
+                .and_then(|m| m.parse::<MacAddr>().ok())
+                == Some(mac)
+        });
+    }
     ctx.show(v, |entries: Vec<FdbEntryView>| table::fdb(&entries))
 }
 
@@ -503,11 +672,24 @@ fn fdb_flush(ctx: &Ctx, vlan: Option<u16>, port: Option<String>, static_: bool) 
     let v = ctx
         .client
         .call("DELETE", &format!("/api/v1/fdb{q}"), None)?;
-    ctx.show(v, |r: Removed| println!("removed {} entries", r.removed))
+    ctx.show(v, |r: Removed| {
+        let s = if r.removed == 1 { "entry" } else { "entries" };
+        println!("removed {} {s}", r.removed)
+    })
 }
 
 fn topology_apply(ctx: &Ctx, file: std::path::PathBuf, dry_run: bool) -> Result<()> {
     let text = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    // The running configuration and the file, to show each change's old and new values. If
+    // either cannot be had here, the changes are shown as the server names them.
+    let before: Option<control_api::Topology> = ctx
+        .client
+        .call("GET", "/api/v1/topology", None)
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok());
+    let after = std::str::from_utf8(&text)
+        .ok()
+        .and_then(|t| control_api::Topology::from_yaml(t).ok());
     let path = format!(
         "/api/v1/topology{}",
         if dry_run { "?dry_run=true" } else { "" }
@@ -521,14 +703,27 @@ fn topology_apply(ctx: &Ctx, file: std::path::PathBuf, dry_run: bool) -> Result<
         }
         let verb = if dry_run { "would" } else { "did" };
         for ch in r.changes {
-            // `op` names the change; the other fields follow as JSON.
-            let mut ch = serde_json::to_value(ch).unwrap_or_default();
-            let op = ch
+            // `op` names the change; then what it touched, old -> new.
+            let mut v = serde_json::to_value(&ch).unwrap_or_default();
+            let op = v
                 .as_object_mut()
                 .and_then(|o| o.remove("op"))
                 .and_then(|op| op.as_str().map(str::to_string))
                 .unwrap_or_else(|| "?".into());
-            println!("{verb} {op} {ch}");
+            let (Some(old), Some(new)) = (&before, &after) else {
+                println!("{verb} {op} {v}");
+                continue;
+            };
+            for t in control_api::diff::touched(&ch, old, new) {
+                let mut line = format!("{verb} {op}");
+                if let Some(p) = &t.port {
+                    line.push_str(&format!(" port={p}"));
+                }
+                if let Some(id) = t.vlan {
+                    line.push_str(&format!(" vlan={id}"));
+                }
+                println!("{line} {}: {} -> {}", t.field, t.from, t.to);
+            }
         }
     })
 }
@@ -551,6 +746,11 @@ fn stats(ctx: &Ctx) -> Result<()> {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if let Cmd::GenerateDocs { dir } = &cli.cmd {
+        use clap::CommandFactory;
+        return docs::write(Cli::command(), "1", dir)
+            .with_context(|| format!("writing into {}", dir.display()));
+    }
     let token = match &cli.token_file {
         Some(p) => Some(
             std::fs::read_to_string(p)
@@ -579,8 +779,9 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Port(PortCmd::Set {
             name,
             mode,
+            admin_up,
             security,
-        }) => port_set(&ctx, name, mode, security),
+        }) => port_set(&ctx, name, mode, admin_up, security),
         Cmd::Port(PortCmd::Enable { name }) => port_enable(&ctx, name),
         Cmd::Port(PortCmd::Del { name }) => port_del(&ctx, name),
         Cmd::Port(PortCmd::List) => port_list(&ctx),
@@ -588,7 +789,12 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Vlan(VlanCmd::Add { id, name }) => vlan_add(&ctx, id, name),
         Cmd::Vlan(VlanCmd::Del { id }) => vlan_del(&ctx, id),
         Cmd::Vlan(VlanCmd::List) => vlan_list(&ctx),
-        Cmd::Fdb(FdbCmd::Show { vlan, port, kind }) => fdb_show(&ctx, vlan, port, kind),
+        Cmd::Fdb(FdbCmd::Show {
+            vlan,
+            port,
+            mac,
+            kind,
+        }) => fdb_show(&ctx, vlan, port, mac, kind),
         Cmd::Fdb(FdbCmd::Add { mac, vlan, port }) => fdb_add(&ctx, mac, vlan, port),
         Cmd::Fdb(FdbCmd::Del { mac, vlan }) => fdb_del(&ctx, mac, vlan),
         Cmd::Fdb(FdbCmd::Flush {
@@ -600,14 +806,47 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Topology(TopoCmd::Apply { file, dry_run }) => topology_apply(&ctx, file, dry_run),
         Cmd::Topology(TopoCmd::Export) => topology_export(&ctx),
         Cmd::Stats => stats(&ctx),
+        Cmd::Hook(HookCmd::QemuIfup { ifname }) => {
+            let env = |k: &str| std::env::var(k).ok();
+            let m = hook::Membership::from_settings(
+                "the environment",
+                env("VLANSWITCH_VLAN").as_deref(),
+                env("VLANSWITCH_TRUNK").as_deref(),
+                env("VLANSWITCH_NATIVE").as_deref(),
+            )?
+            .context("set VLANSWITCH_VLAN=VID or VLANSWITCH_TRUNK=VIDS for the VM's QEMU")?;
+            plug(&ctx, &ifname, &m)
+        }
+        Cmd::Hook(HookCmd::QemuIfdown { ifname }) => unplug(&ctx, &ifname),
+        Cmd::Hook(HookCmd::Libvirt {
+            domain, operation, ..
+        }) => libvirt_hook(&ctx, &domain, &operation),
+        Cmd::GenerateDocs { .. } => unreachable!("handled first"),
     }
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    let json = cli.json;
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("switchctl: {e:#}");
+            match e.downcast_ref::<Problem>() {
+                // With --json, errors are JSON too: the server's problem document, or one made
+                // here for a mistake found before asking it.
+                Some(p) if json && serde_json::from_str::<Value>(&p.body).is_ok() => {
+                    eprintln!("{}", p.body.trim())
+                }
+                Some(p) if json => eprintln!(
+                    "{}",
+                    serde_json::json!({ "title": "error", "status": p.status, "detail": p.reason })
+                ),
+                _ if json => eprintln!(
+                    "{}",
+                    serde_json::json!({ "title": "switchctl error", "detail": format!("{e:#}") })
+                ),
+                _ => eprintln!("switchctl: {e:#}"),
+            }
             ExitCode::FAILURE
         }
     }

@@ -135,3 +135,39 @@ pub fn stats(s: &Stats) {
         .collect();
     print(&["VLAN", "PACKETS", "BYTES", "FLOODED", "MACS"], rows);
 }
+
+/// One object as `FIELD VALUE` rows, nested fields with dotted names (`state.counters.rx_packets`)
+/// and lists joined with commas: every field the server sends, named as in its JSON.
+pub fn detail(v: &serde_json::Value) {
+    fn walk(prefix: &str, v: &serde_json::Value, rows: &mut Vec<Vec<String>>) {
+        use serde_json::Value;
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, rows);
+                }
+            }
+            Value::Array(a) => {
+                let items: Vec<String> = a
+                    .iter()
+                    .map(|i| match i {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect();
+                rows.push(vec![prefix.to_string(), items.join(",")]);
+            }
+            Value::String(s) => rows.push(vec![prefix.to_string(), s.clone()]),
+            Value::Null => rows.push(vec![prefix.to_string(), "-".to_string()]),
+            other => rows.push(vec![prefix.to_string(), other.to_string()]),
+        }
+    }
+    let mut rows = Vec::new();
+    walk("", v, &mut rows);
+    print(&["FIELD", "VALUE"], rows);
+}
