@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-/// Why a frame was dropped (or, for [`DropReason::NoRoom`], why its source was not learned).
+/// Why a frame was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropReason {
     /// Too short to be an Ethernet (or 802.1Q) frame.
@@ -13,9 +13,6 @@ pub enum DropReason {
     VlanNotAllowed,
     /// A tagged frame (VID 1-4095) on an access port.
     TaggedOnAccess,
-    /// The FDB was full, so the source MAC was not learned. The frame itself was still
-    /// forwarded (flooded); this counts learning that did not happen.
-    NoRoom,
     /// Writing to the egress port failed (its queue was full, or it refused the frame).
     TxError,
     /// The ingress port was removed from the configuration while the frame was in flight.
@@ -27,8 +24,8 @@ pub enum DropReason {
     /// socket buffer) was full because switchd fell behind.
     RxOverrun,
     /// The source MAC was not learned because the ingress port or its VLAN has reached its
-    /// MAC limit. With the port's limit action `flood` the frame itself was still forwarded
-    /// (like [`DropReason::NoRoom`]); with `drop` or `shutdown` it was dropped.
+    /// MAC limit. With the port's limit action `flood` the frame itself was still forwarded;
+    /// with `drop` or `shutdown` it was dropped.
     MacLimit,
     /// The source MAC is not in the ingress port's `allowed_macs`: dropped.
     MacNotAllowed,
@@ -47,11 +44,10 @@ pub enum DropReason {
 
 impl DropReason {
     /// All reasons, in counter order.
-    pub const ALL: [DropReason; 14] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::BadFrame,
         DropReason::VlanNotAllowed,
         DropReason::TaggedOnAccess,
-        DropReason::NoRoom,
         DropReason::TxError,
         DropReason::NoSuchPort,
         DropReason::LinkDown,
@@ -70,7 +66,6 @@ impl DropReason {
             DropReason::BadFrame => "bad_frame",
             DropReason::VlanNotAllowed => "vlan_not_allowed",
             DropReason::TaggedOnAccess => "tagged_on_access",
-            DropReason::NoRoom => "fdb_no_room",
             DropReason::TxError => "tx_error",
             DropReason::NoSuchPort => "no_such_port",
             DropReason::LinkDown => "link_down",
@@ -94,11 +89,19 @@ pub enum MacEvent {
     Flapping,
     /// A move to this port was refused: the MAC is flapping and damped.
     Damped,
+    /// A source MAC on this port was not learned: the MAC table was full. The frame itself
+    /// was still forwarded; a learning failure is not a drop.
+    NoRoom,
 }
 
 impl MacEvent {
     /// All events, in counter order.
-    pub const ALL: [MacEvent; 3] = [MacEvent::Moved, MacEvent::Flapping, MacEvent::Damped];
+    pub const ALL: [MacEvent; 4] = [
+        MacEvent::Moved,
+        MacEvent::Flapping,
+        MacEvent::Damped,
+        MacEvent::NoRoom,
+    ];
 
     /// A stable snake_case name for logs and metrics.
     pub fn name(self) -> &'static str {
@@ -106,6 +109,7 @@ impl MacEvent {
             MacEvent::Moved => "mac_moves",
             MacEvent::Flapping => "mac_flaps",
             MacEvent::Damped => "mac_damped",
+            MacEvent::NoRoom => "fdb_no_room",
         }
     }
 }

@@ -568,7 +568,7 @@ fn learned(ctx: &Ctx<'_>, frame: &EthernetFrame<'_>, vlan: u16, l: Learned) {
     let (kind, other) = match l {
         Learned::New | Learned::Refreshed | Learned::StaticConflict => return,
         Learned::NoRoom => {
-            counters.count_drop(DropReason::NoRoom);
+            counters.count_event(MacEvent::NoRoom);
             return;
         }
         Learned::PortLimit | Learned::VlanLimit => {

@@ -419,3 +419,96 @@ fn under_journald_text_lines_carry_their_syslog_priority() {
     // journald stamps entries itself.
     assert!(!ready.contains("Z "), "a timestamp under journald: {ready}");
 }
+
+/// `GET path` on switchd's API (plain HTTP/1.0 over TCP); the body.
+fn http_get(api: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(api).expect("connect to the API");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: switchd\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    body.to_string()
+}
+
+#[test]
+fn metrics_pass_promtool_with_link_build_and_process_gauges() {
+    let id = unique_id();
+    let (up, waiting) = (format!("{id}u"), format!("{id}w"));
+    let sw = Switchd::start(
+        &format!(
+            "vlans: [{{ id: 10 }}]\nports:\n\
+             \x20 - {{ name: {up}, kind: tap, mode: access, vlan: 10 }}\n\
+             \x20 - {{ name: {waiting}, kind: netdev, mode: access, vlan: 10 }}\n"
+        ),
+        1,
+    );
+    let text = http_get(&sw.api, "/metrics");
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (package prometheus; .ci/run installs it)");
+    std::io::Write::write_all(&mut check.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let has = |line: &str| text.lines().any(|l| l == line);
+    assert!(
+        has(&format!("vlanswitch_port_up{{port=\"{up}\"}} 1")),
+        "{text}"
+    );
+    assert!(
+        has(&format!("vlanswitch_port_up{{port=\"{waiting}\"}} 0")),
+        "{text}"
+    );
+    assert!(
+        has(&format!(
+            "vlanswitch_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
+    assert!(has("vlanswitch_fdb_max_entries 65536"), "{text}");
+    for family in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+        "vlanswitch_vlan_bytes_total",
+        "vlanswitch_fdb_learned_total",
+        "vlanswitch_fdb_aged_total",
+        "vlanswitch_fdb_moves_total",
+    ] {
+        assert!(
+            text.contains(&format!("\n{family}")),
+            "no {family}:\n{text}"
+        );
+    }
+    let rss: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+        .and_then(|v| v.parse().ok())
+        .expect("resident memory");
+    assert!(rss > 1 << 20, "switchd's RSS read as {rss} bytes");
+    // A learning failure is a learning event, not a drop.
+    assert!(!text.contains("reason=\"fdb_no_room\""), "{text}");
+    assert!(
+        text.contains(&format!(
+            "vlanswitch_port_mac_events_total{{port=\"{up}\",event=\"fdb_no_room\"}} 0"
+        )),
+        "{text}"
+    );
+    sw.stop();
+}

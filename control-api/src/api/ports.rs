@@ -25,6 +25,23 @@ fn macs_per_port(ctl: &Controller) -> BTreeMap<dataplane::PortId, usize> {
     m
 }
 
+/// A port's link as the API shows it, and why it is down: down while it has no interface
+/// (or no frontend), or while port security has shut it down. One rule for the port views and
+/// `/metrics`' `port_up`.
+pub(super) fn link_of(port: Option<&dataplane::Port>) -> (Link, Option<String>) {
+    match port {
+        None => (Link::Down, Some("not attached".to_string())),
+        Some(p) if p.is_disabled() => (
+            Link::Down,
+            Some("shut down by port security (MAC limit reached, action shutdown)".to_string()),
+        ),
+        Some(p) => match p.down_reason() {
+            None => (Link::Up, None),
+            Some(reason) => (Link::Down, Some(reason)),
+        },
+    }
+}
+
 fn port_view(ctl: &Controller, p: &Port) -> PortView {
     port_view_with(ctl, p, &macs_per_port(ctl))
 }
@@ -38,23 +55,13 @@ fn port_view_with(
     let snap = sw.snapshot();
     let id = snap.port_id(&p.name);
     let port = id.and_then(|id| snap.port(id)).map(|e| e.port.clone());
-    let (link, reason) = match port.as_ref().map(|p| p.down_reason()) {
-        Some(None) => (Link::Up, None),
-        Some(Some(reason)) => (Link::Down, Some(reason)),
-        None => (Link::Down, Some("not attached".to_string())),
-    };
+    let (link, reason) = link_of(port.as_deref());
     let learned_macs = id.and_then(|id| macs.get(&id).copied()).unwrap_or(0);
     let security = SecurityState {
         max_macs: ctl.topology().port_max_macs(p),
         dynamic_macs: id.map_or(0, |id| sw.fdb().port_macs(id)),
         mac_limit_action: p.mac_limit_action.unwrap_or_default(),
         shutdown: port.as_ref().is_some_and(|p| p.is_disabled()),
-    };
-    let link = if security.shutdown { Link::Down } else { link };
-    let reason = if security.shutdown {
-        Some("shut down by port security (MAC limit reached, action shutdown)".to_string())
-    } else {
-        reason
     };
     PortView {
         config: p.clone(),

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::error::ApiResult;
-use super::views::{Counters, FdbStats, Metric, Sample, Stats, VlanStats};
+use super::views::{Counters, FdbStats, Link, Metric, PortLink, Sample, Stats, VlanStats};
 use super::AppState;
 use crate::controller::Controller;
 
@@ -26,6 +26,21 @@ fn collect_stats(ctl: &Controller) -> Stats {
             .port_counters()
             .into_iter()
             .map(|(n, v)| (n, v.into()))
+            .collect(),
+        links: ctl
+            .topology()
+            .ports
+            .iter()
+            .map(|p| {
+                let port = snap.port_id(&p.name).and_then(|id| snap.port(id));
+                let (link, _) = super::ports::link_of(port.map(|e| &*e.port));
+                (
+                    p.name.clone(),
+                    PortLink {
+                        up: u64::from(link == Link::Up),
+                    },
+                )
+            })
             .collect(),
         vlans: ctl
             .topology()
@@ -68,11 +83,134 @@ pub(super) async fn stats(State(st): State<AppState>) -> ApiResult<Json<Stats>> 
     responses((status = 200, content_type = "text/plain", body = String)))]
 pub(super) async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
     let s = st.with_ctl(|ctl| Ok(collect_stats(ctl))).await?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        prometheus_text(&s),
+    let mut text = prometheus_text(&s);
+    text.push_str(&build_info_text(env!("CARGO_PKG_VERSION")));
+    text.push_str(&process_text(&Process::read()));
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+/// `vlanswitch_build_info`: 1, with the version as a label (the usual way to export it).
+fn build_info_text(version: &str) -> String {
+    format!(
+        "# HELP vlanswitch_build_info The running switchd's version, as a label.\n\
+         # TYPE vlanswitch_build_info gauge\n\
+         vlanswitch_build_info{{version=\"{}\"}} 1\n",
+        label(version)
     )
-        .into_response())
+}
+
+/// The process, as Prometheus' client libraries export it (`process_*`), read from
+/// `/proc/self`.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Process {
+    /// User and system CPU time, seconds.
+    cpu_seconds: f64,
+    /// Resident memory, bytes.
+    resident_bytes: u64,
+    /// Open file descriptors.
+    open_fds: u64,
+    /// The file descriptor limit (soft).
+    max_fds: u64,
+    /// Start time since the Unix epoch, seconds.
+    start_time_seconds: f64,
+}
+
+impl Process {
+    /// Reads `/proc/self` (what cannot be read stays 0).
+    fn read() -> Process {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let boot = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+        let open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        Process::parse(&stat, &status, &boot, &limits, open_fds, CLOCK_TICKS)
+    }
+
+    /// From the text of `/proc/self/stat`, `/proc/self/status`, `/proc/stat` and
+    /// `/proc/self/limits` (pure; tested below).
+    fn parse(
+        stat: &str,
+        status: &str,
+        boot: &str,
+        limits: &str,
+        open_fds: u64,
+        ticks: f64,
+    ) -> Process {
+        // Fields after the command name (in parentheses, which may hold spaces): utime and
+        // stime are the 12th and 13th, starttime the 20th.
+        let rest = stat.rfind(')').map_or("", |i| &stat[i + 1..]);
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let btime = boot
+            .lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        let kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        let max_fds = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        Process {
+            cpu_seconds: (num(11) + num(12)) / ticks,
+            resident_bytes: kib * 1024,
+            open_fds,
+            max_fds,
+            start_time_seconds: btime + num(19) / ticks,
+        }
+    }
+}
+
+/// Clock ticks per second of `/proc/self/stat`'s times (`USER_HZ`, 100 on Linux).
+const CLOCK_TICKS: f64 = 100.0;
+
+fn process_text(p: &Process) -> String {
+    let mut out = String::new();
+    for (name, kind, help, value) in [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "User and system CPU time, seconds.",
+            p.cpu_seconds.to_string(),
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory, bytes.",
+            p.resident_bytes.to_string(),
+        ),
+        (
+            "process_open_fds",
+            "gauge",
+            "Open file descriptors.",
+            p.open_fds.to_string(),
+        ),
+        (
+            "process_max_fds",
+            "gauge",
+            "The open file descriptor limit.",
+            p.max_fds.to_string(),
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time since the Unix epoch, seconds.",
+            p.start_time_seconds.to_string(),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
+    out
 }
 
 /// Every metric of `s`, from the declarations next to the fields (`Counters::METRICS`,
@@ -86,6 +224,12 @@ pub fn prometheus_text(s: &Stats) -> String {
         .map(|(n, c)| (format!("port=\"{}\"", label(n)), c))
         .collect();
     family(&mut out, Counters::METRICS, &ports);
+    let links: Vec<_> = s
+        .links
+        .iter()
+        .map(|(n, l)| (format!("port=\"{}\"", label(n)), l))
+        .collect();
+    family(&mut out, PortLink::METRICS, &links);
     let vlans: Vec<_> = s
         .vlans
         .iter()
@@ -156,6 +300,7 @@ mod tests {
         };
         let s = Stats {
             ports: BTreeMap::from([("p\"1".into(), port)]),
+            links: BTreeMap::from([("p\"1".into(), PortLink { up: 1 })]),
             vlans: vec![VlanStats {
                 id: 10,
                 packets: 8,
@@ -186,6 +331,7 @@ mod tests {
             format!("vlanswitch_port_drops_total{{{p},reason=\"bad_frame\"}} 5"),
             format!("vlanswitch_port_drops_total{{{p},reason=\"mac_limit\"}} 6"),
             format!("vlanswitch_port_mac_events_total{{{p},event=\"mac_moves\"}} 7"),
+            format!("vlanswitch_port_up{{{p}}} 1"),
             "vlanswitch_vlan_packets_total{vlan=\"10\"} 8".into(),
             "vlanswitch_vlan_bytes_total{vlan=\"10\"} 9".into(),
             "vlanswitch_vlan_flooded_total{vlan=\"10\"} 10".into(),
@@ -202,11 +348,36 @@ mod tests {
         ];
         assert_eq!(samples, expected);
         // every family has its help and type, gauges where the value goes down
-        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP")).count(), 19);
+        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP")).count(), 20);
+        assert!(text.contains("# TYPE vlanswitch_port_up gauge\n"));
         assert!(text.contains("# HELP vlanswitch_port_drops_total Frames dropped, by reason.\n"));
         assert!(text.contains("# TYPE vlanswitch_vlan_learned_macs gauge\n"));
         assert!(text.contains("# TYPE vlanswitch_fdb_entries gauge\n"));
         assert!(text.contains("# TYPE vlanswitch_fdb_max_entries gauge\n"));
         assert!(text.contains("# TYPE vlanswitch_fdb_aged_total counter\n"));
+    }
+
+    #[test]
+    fn process_metrics_from_proc() {
+        let stat = "4242 (switchd (x)) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 5 0 1000 123 456";
+        let status = "Name:\tswitchd\nVmRSS:\t   5120 kB\n";
+        let boot = "cpu  1 2 3\nbtime 1700000000\n";
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max open files            1024                 524288               files\n";
+        let p = Process::parse(stat, status, boot, limits, 17, 100.0);
+        assert_eq!(
+            p,
+            Process {
+                cpu_seconds: 3.0,
+                resident_bytes: 5120 * 1024,
+                open_fds: 17,
+                max_fds: 1024,
+                start_time_seconds: 1_700_000_010.0,
+            }
+        );
+        let text = process_text(&p);
+        assert!(text.contains("process_cpu_seconds_total 3\n"), "{text}");
+        assert!(text.contains("# TYPE process_open_fds gauge\n"), "{text}");
+        assert!(build_info_text("0.1.0").contains("vlanswitch_build_info{version=\"0.1.0\"} 1\n"));
     }
 }

@@ -224,14 +224,16 @@ metrics! {
         /// Bytes sent.
         pub tx_bytes: u64 => Counter "port_tx_bytes_total", "Bytes sent.";
         /// Drops, one key per reason of the dataplane's `DropReason` (each reason's meaning is in
-        /// the README's counter table). `fdb_no_room` and `mac_limit` with the `flood` action
-        /// count sources that were not learned; their frames were still forwarded.
+        /// the README's counter table). `mac_limit` with the `flood` action counts sources that
+        /// were not learned; their frames were still forwarded.
         pub drops: BTreeMap<String, u64> =>
             Counter "port_drops_total" by "reason", "Frames dropped, by reason.";
         /// Learning events on this port: mac_moves (MACs that moved here), mac_flaps (of those,
-        /// moves that made the MAC flap), mac_damped (moves here refused by damping).
+        /// moves that made the MAC flap), mac_damped (moves here refused by damping),
+        /// fdb_no_room (sources not learned because the table was full; their frames were
+        /// still forwarded).
         pub mac_events: BTreeMap<String, u64> => Counter "port_mac_events_total" by "event",
-            "Learning events on the port: mac_moves, mac_flaps, mac_damped.";
+            "Learning events on the port: mac_moves, mac_flaps, mac_damped, fdb_no_room.";
     }
 }
 
@@ -350,11 +352,24 @@ metrics! {
     }
 }
 
+metrics! {
+    /// A port's link, as a number for `/metrics`.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+    pub struct PortLink {}
+    metrics {
+        /// 1 while the port's link is up (attached to its interface or frontend, not shut
+        /// down by port security), else 0: the `link` of the port's view.
+        pub up: u64 => Gauge "port_up", "1 while the port's link is up, else 0.";
+    }
+}
+
 /// All counters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Stats {
     /// Per port, by name.
     pub ports: BTreeMap<String, Counters>,
+    /// Each port's link, by name.
+    pub links: BTreeMap<String, PortLink>,
     /// Per VLAN (every VLAN that exists).
     pub vlans: Vec<VlanStats>,
     /// The MAC table.
