@@ -89,10 +89,12 @@ pub fn check(files: &[PathBuf]) -> Result<ExitCode, Failure> {
     let mut ok = true;
     for f in files {
         match Topology::from_path(f) {
+            // The VLANs the file declares; VLAN 1 exists in every switch and is not counted
+            // unless the file declares it.
             Ok(t) => println!(
                 "{}: ok ({} VLANs, {} ports)",
                 f.display(),
-                t.vlan_ids().len(),
+                t.vlans.len(),
                 t.ports.len()
             ),
             Err(e) => {

@@ -234,5 +234,48 @@ fn switchctl_takes_urls_and_speaks_json_errors_with_json() {
     assert!(!ok && err.contains("possible values"), "{err}");
     let flushed = sw.ctl_ok(&["fdb", "flush", "--static", "--vlan", "10"]);
     assert!(flushed.contains("removed 2 entries"), "{flushed}");
+
+    // show: the whole switch at a glance.
+    let show = sw.ctl_ok(&["show"]);
+    assert!(
+        show.starts_with(&format!(
+            "switchd at {}: 1 ports (0 up), 2 VLANs, MAC table 0 of 65536",
+            sw.api
+        )),
+        "{show}"
+    );
+    assert!(show.contains("  VLAN 10, MACs: 0\n"), "{show}");
+    assert!(
+        show.lines().any(|l| l.split_whitespace().take(4).eq([
+            p.as_str(),
+            "netdev",
+            "access",
+            "down"
+        ]) && l.contains(&format!("interface {p} does not exist"))),
+        "{show}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&sw.ctl_ok(&["--json", "show"])).unwrap();
+    assert_eq!(json["ports"][0]["name"], p.as_str(), "{json}");
+
+    // A tap port under the name of an existing veth: the hint says what to do.
+    let veth = format!("{id}v");
+    crate::harness::ip(&[
+        "link",
+        "add",
+        &veth,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &format!("{id}y"),
+    ]);
+    let (ok, _, err) = sw.ctl(&["port", "add", &veth, "--access", "10"]);
+    crate::harness::ip(&["link", "del", &veth]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains(&format!("{veth} exists and is not a tap"))
+            && err.contains("attach it as a netdev port (kind netdev)"),
+        "{err}"
+    );
     sw.stop();
 }

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{mac_string, udp_stream_during, unique_id, Host, Netns, Switchd};
+use crate::harness::{eventually, mac_string, udp_stream_during, unique_id, Host, Netns, Switchd};
 
 /// A state file path, removed on drop.
 struct StateFile(std::path::PathBuf);
@@ -55,12 +55,16 @@ fn tap_hosts_keep_their_interface_mac_and_address_across_stop_and_kill_9() {
     let id = unique_id();
     let state = StateFile(std::env::temp_dir().join(format!("vlanswitch-state-{id}.yaml")));
     let st = state.0.to_str().unwrap().to_string();
-    let (pa, pb) = (format!("{id}a"), format!("{id}b"));
+    let (pa, pb, pc) = (format!("{id}a"), format!("{id}b"), format!("{id}c"));
+    // c is a netdev port on a veth (its interface outlives any switchd anyway), for the loss
+    // of a netdev host across the same restart.
     let yaml = format!(
         "vlans: [{{ id: 10 }}]\nports:\n\
          \x20 - {{ name: {pa}, kind: tap, mode: access, vlan: 10 }}\n\
-         \x20 - {{ name: {pb}, kind: tap, mode: access, vlan: 10 }}\n"
+         \x20 - {{ name: {pb}, kind: tap, mode: access, vlan: 10 }}\n\
+         \x20 - {{ name: {pc}, kind: netdev, mode: access, vlan: 10, admin_up: true }}\n"
     );
+    let c = Host::veth(&pc, "198.18.0.44");
     let sw = Switchd::start_with(&yaml, 1, &["--state", &st]);
     assert!(
         sw.log().contains("created tap (kept across restarts)"),
@@ -79,27 +83,41 @@ fn tap_hosts_keep_their_interface_mac_and_address_across_stop_and_kill_9() {
 
     // 1. A clean stop: the hosts keep their interfaces (no carrier while nothing is attached),
     //    and the next switchd re-attaches them in the hosts' namespaces.
+    assert!(
+        eventually(Duration::from_secs(10), || c.reaches(&b.addr)),
+        "c -> b before any restart"
+    );
     let mut sw = Some(sw);
-    let (resumed, stream) = udp_stream_during(&a, &b, 5001, || {
-        sw.take().unwrap().stop();
-        let between = interface(&a.ns, &pa);
-        assert!(
-            between.contains(&mac) && between.contains("198.18.0.41/24"),
-            "a's interface changed while switchd was stopped: {between}"
-        );
-        let sw = Switchd::start_with(&yaml, 1, &["--state", &st]);
-        let t = time_to_reach(&a, &b.addr);
-        // Let the stream run on after the restart.
-        std::thread::sleep(Duration::from_millis(500));
-        (sw, t)
+    let ((resumed, stream), from_c) = udp_stream_during(&c, &b, 5002, || {
+        udp_stream_during(&a, &b, 5001, || {
+            sw.take().unwrap().stop();
+            let between = interface(&a.ns, &pa);
+            assert!(
+                between.contains(&mac) && between.contains("198.18.0.41/24"),
+                "a's interface changed while switchd was stopped: {between}"
+            );
+            let sw = Switchd::start_with(&yaml, 1, &["--state", &st]);
+            let t = time_to_reach(&a, &b.addr);
+            // Let the streams run on after the restart.
+            std::thread::sleep(Duration::from_millis(500));
+            (sw, t)
+        })
     });
     let (sw, t) = resumed;
     let log = sw.log();
     let (first_lost, lost) = stream.lost();
+    let (_, lost_c) = from_c.lost();
     eprintln!(
-        "stop + start: a reached b {t:?} after `switch ready`; UDP stream: {} sent, {lost} lost \
-         (first: {first_lost:?}; about 0.5 ms each)",
-        stream.sent
+        "stop + start: a reached b {t:?} after `switch ready`; UDP stream from the tap host: {} \
+         sent, {lost} lost (first: {first_lost:?}); from the netdev host: {} sent, {lost_c} lost \
+         (about 0.5 ms each)",
+        stream.sent, from_c.sent
+    );
+    assert!(
+        from_c.received.last() >= Some(&(from_c.sent - 100)),
+        "the netdev host's stream did not resume: last received {:?} of {}",
+        from_c.received.last(),
+        from_c.sent
     );
     assert!(
         log.matches("re-attached the tap an earlier run kept, where its host moved it")

@@ -39,6 +39,14 @@ pub enum PortError {
     /// A netdev port's interface does not exist.
     #[error("interface {0} does not exist")]
     NoSuchInterface(String),
+    /// A tap port's name is an existing interface the switch cannot open as its tap.
+    #[error("{name} exists and {why}: to switch it, attach it as a netdev port (kind netdev)")]
+    NotATap {
+        /// The interface.
+        name: String,
+        /// What it is instead.
+        why: &'static str,
+    },
     /// A vhost-user port's device could not be started (its socket, its thread).
     #[error("port {port}: cannot start the vhost-user device")]
     VhostUser {

@@ -73,7 +73,24 @@ impl Tap {
     pub fn open(name: &str, lifetime: Lifetime) -> Result<Tap> {
         crate::config::check_ifname(name).map_err(|_| PortError::BadName(name.to_string()))?;
         let existed = std::path::Path::new("/sys/class/net").join(name).exists();
-        let mut tap = Self::attach(name, name, !existed)?;
+        let mut tap = Self::attach(name, name, !existed).map_err(|e| match e {
+            PortError::Ioctl {
+                op: "TUNSETIFF",
+                ref source,
+                ..
+            } if existed => match source.raw_os_error() {
+                Some(libc::EINVAL) => PortError::NotATap {
+                    name: name.to_string(),
+                    why: "is not a tap (a veth, a NIC, a bridge, a tun?)",
+                },
+                Some(libc::EBUSY) => PortError::NotATap {
+                    name: name.to_string(),
+                    why: "is a tap another process holds (a VM's?)",
+                },
+                _ => e,
+            },
+            e => e,
+        })?;
         if lifetime == Lifetime::Kept {
             let sys = std::path::Path::new("/sys/class/net").join(name);
             let ours = std::fs::read_to_string(sys.join("ifalias"))

@@ -56,6 +56,8 @@ enum Cmd {
     Topology(TopoCmd),
     /// Per-port and per-VLAN counters.
     Stats,
+    /// The whole switch at a glance: each VLAN with its ports, their links and MAC counts.
+    Show,
     /// VM plug-in hooks for QEMU (`script=`/`downscript=`) and libvirt (`hooks/qemu`).
     #[command(subcommand)]
     Hook(HookCmd),
@@ -745,6 +747,22 @@ fn stats(ctx: &Ctx) -> Result<()> {
     ctx.show(v, |s: Stats| table::stats(&s))
 }
 
+fn show(ctx: &Ctx) -> Result<()> {
+    let vlans = ctx.client.call("GET", "/api/v1/vlans", None)?;
+    let ports = ctx.client.call("GET", "/api/v1/ports", None)?;
+    let stats = ctx.client.call("GET", "/api/v1/stats", None)?;
+    if ctx.json {
+        print_json(&serde_json::json!({ "vlans": vlans, "ports": ports, "stats": stats }));
+        return Ok(());
+    }
+    let shape = "the server's reply has an unexpected shape";
+    let vlans: Vec<VlanView> = serde_json::from_value(vlans).context(shape)?;
+    let ports: Vec<PortView> = serde_json::from_value(ports).context(shape)?;
+    let stats: Stats = serde_json::from_value(stats).context(shape)?;
+    table::switch(&ctx.client.server, &vlans, &ports, &stats);
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     if let Cmd::GenerateDocs { dir } = &cli.cmd {
         use clap::CommandFactory;
@@ -806,6 +824,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Topology(TopoCmd::Apply { file, dry_run }) => topology_apply(&ctx, file, dry_run),
         Cmd::Topology(TopoCmd::Export) => topology_export(&ctx),
         Cmd::Stats => stats(&ctx),
+        Cmd::Show => show(&ctx),
         Cmd::Hook(HookCmd::QemuIfup { ifname }) => {
             let env = |k: &str| std::env::var(k).ok();
             let m = hook::Membership::from_settings(

@@ -171,3 +171,52 @@ pub fn detail(v: &serde_json::Value) {
     walk("", v, &mut rows);
     print(&["FIELD", "VALUE"], rows);
 }
+
+/// The whole switch (`switchctl show`): a summary line, then each VLAN with its MAC count and
+/// its ports (kind, mode, link, and why a link is down), like `ovs-vsctl show`.
+pub fn switch(server: &str, vlans: &[VlanView], ports: &[PortView], stats: &Stats) {
+    let up = ports
+        .iter()
+        .filter(|p| p.state.link.as_str() == "up")
+        .count();
+    println!(
+        "switchd at {server}: {} ports ({up} up), {} VLANs, MAC table {} of {}",
+        ports.len(),
+        vlans.len(),
+        stats.fdb.entries,
+        stats.fdb.max_entries
+    );
+    for v in vlans {
+        let macs = stats
+            .vlans
+            .iter()
+            .find(|s| s.id == v.id)
+            .map_or(0, |s| s.learned_macs);
+        let name = v
+            .name
+            .as_deref()
+            .map(|n| format!(" {n}"))
+            .unwrap_or_default();
+        println!("  VLAN {}{name}, MACs: {macs}", v.id);
+        for name in &v.ports {
+            let Some(p) = ports.iter().find(|p| &p.config.name == name) else {
+                continue;
+            };
+            let how = match (p.config.mode, p.config.native_vlan) {
+                (PortMode::Trunk, Some(n)) if n == v.id => "native",
+                (PortMode::Trunk, _) => "tagged",
+                (PortMode::Access, _) => "access",
+            };
+            let link = match &p.state.reason {
+                Some(r) => format!("{} ({r})", p.state.link.as_str()),
+                None => p.state.link.as_str().to_string(),
+            };
+            println!(
+                "    {:<16} {:<10} {:<7} {link}",
+                name,
+                p.config.kind.to_string(),
+                how
+            );
+        }
+    }
+}
