@@ -23,9 +23,9 @@ pub enum DropReason {
     /// The kernel dropped the frame before switchd read it: a netdev port's receive ring (or
     /// socket buffer) was full because switchd fell behind.
     RxOverrun,
-    /// The source MAC was not learned because the ingress port or its VLAN has reached its
-    /// MAC limit. With the port's limit action `flood` the frame itself was still forwarded;
-    /// with `drop` or `shutdown` it was dropped.
+    /// The ingress port or its VLAN has reached its MAC limit and the port's limit action is
+    /// `drop` or `shutdown`: a frame from a source beyond the limit was dropped. (With `flood`
+    /// the frame is forwarded and [`MacEvent::LimitNotLearned`] counts it.)
     MacLimit,
     /// The source MAC is not in the ingress port's `allowed_macs`: dropped.
     MacNotAllowed,
@@ -92,15 +92,20 @@ pub enum MacEvent {
     /// A source MAC on this port was not learned: the MAC table was full. The frame itself
     /// was still forwarded; a learning failure is not a drop.
     NoRoom,
+    /// A source MAC on this port was not learned because the port or its VLAN is at its MAC
+    /// limit, and the port's limit action `flood` forwarded the frame anyway: a learning
+    /// failure, not a drop.
+    LimitNotLearned,
 }
 
 impl MacEvent {
     /// All events, in counter order.
-    pub const ALL: [MacEvent; 4] = [
+    pub const ALL: [MacEvent; 5] = [
         MacEvent::Moved,
         MacEvent::Flapping,
         MacEvent::Damped,
         MacEvent::NoRoom,
+        MacEvent::LimitNotLearned,
     ];
 
     /// A stable snake_case name for logs and metrics.
@@ -110,6 +115,7 @@ impl MacEvent {
             MacEvent::Flapping => "mac_flaps",
             MacEvent::Damped => "mac_damped",
             MacEvent::NoRoom => "fdb_no_room",
+            MacEvent::LimitNotLearned => "mac_limit_not_learned",
         }
     }
 }

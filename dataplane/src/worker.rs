@@ -572,7 +572,8 @@ fn learned(ctx: &Ctx<'_>, frame: &EthernetFrame<'_>, vlan: u16, l: Learned) {
             return;
         }
         Learned::PortLimit | Learned::VlanLimit => {
-            counters.count_drop(DropReason::MacLimit);
+            // The frame goes on (limit action flood): a learning failure, not a drop.
+            counters.count_event(MacEvent::LimitNotLearned);
             let k = if l == Learned::PortLimit {
                 EventKind::PortLimit
             } else {

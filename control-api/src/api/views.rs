@@ -224,16 +224,17 @@ metrics! {
         /// Bytes sent.
         pub tx_bytes: u64 => Counter "port_tx_bytes_total", "Bytes sent.";
         /// Drops, one key per reason of the dataplane's `DropReason` (each reason's meaning is in
-        /// the README's counter table). `mac_limit` with the `flood` action counts sources that
-        /// were not learned; their frames were still forwarded.
+        /// the README's counter table). A frame that was forwarded is never a drop: sources
+        /// that were not learned are counted under `mac_events`.
         pub drops: BTreeMap<String, u64> =>
             Counter "port_drops_total" by "reason", "Frames dropped, by reason.";
         /// Learning events on this port: mac_moves (MACs that moved here), mac_flaps (of those,
         /// moves that made the MAC flap), mac_damped (moves here refused by damping),
-        /// fdb_no_room (sources not learned because the table was full; their frames were
-        /// still forwarded).
+        /// fdb_no_room (sources not learned because the table was full) and
+        /// mac_limit_not_learned (sources not learned because of a MAC limit, with the limit
+        /// action flood); the frames of the last two were still forwarded.
         pub mac_events: BTreeMap<String, u64> => Counter "port_mac_events_total" by "event",
-            "Learning events on the port: mac_moves, mac_flaps, mac_damped, fdb_no_room.";
+            "Learning events on the port: mac_moves, mac_flaps, mac_damped, fdb_no_room, mac_limit_not_learned.";
     }
 }
 
