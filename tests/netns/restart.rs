@@ -43,12 +43,13 @@ fn time_to_reach(from: &Host, to: &str) -> Option<Duration> {
     None
 }
 
-/// How soon after `switch ready` a host reaches its peer again. The taps are attached before
-/// that line, and their frames wait in the tap's queue until the workers run (milliseconds).
-/// What can take longer is the host's own ARP: its kernel flushed its neighbour entries when
-/// the carrier went (no file attached to the tap), and if traffic tried to resolve one while
-/// switchd was away, its next ARP request is due up to `retrans_time_ms` (1 s) later.
-const RESUME: Duration = Duration::from_millis(1500);
+/// How soon after `switch ready` a host must reach its peer again (the bound). The
+/// taps are attached before that line, and their frames wait in the tap's queue until the
+/// workers run (milliseconds). The host's own ARP could take longer: its kernel flushed its
+/// neighbour entries when the carrier went, and an entry it was resolving while switchd was
+/// away would wait for its next retry (up to 1 s); switchd removes such entries when it
+/// re-attaches the tap.
+const RESUME: Duration = Duration::from_secs(1);
 
 #[test]
 fn tap_hosts_keep_their_interface_mac_and_address_across_stop_and_kill_9() {

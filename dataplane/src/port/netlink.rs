@@ -169,6 +169,133 @@ pub fn dump_links() -> io::Result<Vec<LinkEvent>> {
     }
 }
 
+const RTM_NEWNEIGH: u16 = 28;
+const RTM_DELNEIGH: u16 = 29;
+const RTM_GETNEIGH: u16 = 30;
+const NDMSG_LEN: usize = 12;
+const NDA_DST: u16 = 1;
+const NUD_INCOMPLETE: u16 = 0x01;
+const NUD_FAILED: u16 = 0x20;
+
+/// Removes the neighbour (ARP, NDP) entries of interface `ifindex`, in the calling thread's
+/// network namespace, that are still being resolved or have failed. After a kept tap is
+/// attached again, its host's kernel would otherwise wait for its next retransmission (up to
+/// `retrans_time_ms`, 1 s) before it asks again for a neighbour it tried to reach while no
+/// switch held the tap; without the entry it asks at once. Returns how many were removed.
+pub fn flush_unresolved_neighbours(ifindex: u32) -> io::Result<usize> {
+    let fd = route_socket()?;
+    let mut req = [0u8; NLMSG_HDRLEN + NDMSG_LEN];
+    req[0..4].copy_from_slice(&((NLMSG_HDRLEN + NDMSG_LEN) as u32).to_ne_bytes());
+    req[4..6].copy_from_slice(&RTM_GETNEIGH.to_ne_bytes());
+    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
+    req[6..8].copy_from_slice(&flags.to_ne_bytes());
+    req[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    send_all(&fd, &req)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut doomed = Vec::new();
+    loop {
+        let b = recv_some(&fd, &mut buf)?;
+        unresolved(b, ifindex, &mut doomed);
+        match last_type(b) {
+            Some(NLMSG_DONE) | None => break,
+            Some(NLMSG_ERROR) => return Err(io::Error::other("RTM_GETNEIGH dump refused")),
+            Some(_) => {}
+        }
+    }
+    for (i, (family, dst)) in doomed.iter().enumerate() {
+        let alen = 4 + dst.len();
+        let len = NLMSG_HDRLEN + NDMSG_LEN + ((alen + 3) & !3);
+        let mut m = vec![0u8; len];
+        m[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
+        m[4..6].copy_from_slice(&RTM_DELNEIGH.to_ne_bytes());
+        m[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+        m[8..12].copy_from_slice(&(i as u32 + 2).to_ne_bytes());
+        let nd = NLMSG_HDRLEN;
+        m[nd] = *family;
+        m[nd + 4..nd + 8].copy_from_slice(&ifindex.to_ne_bytes());
+        let at = nd + NDMSG_LEN;
+        m[at..at + 2].copy_from_slice(&(alen as u16).to_ne_bytes());
+        m[at + 2..at + 4].copy_from_slice(&NDA_DST.to_ne_bytes());
+        m[at + 4..at + 4 + dst.len()].copy_from_slice(dst);
+        send_all(&fd, &m)?;
+    }
+    Ok(doomed.len())
+}
+
+/// The (family, destination address) of each neighbour entry of `ifindex` in a datagram of
+/// `RTM_NEWNEIGH` messages that is incomplete or failed (pure; tested below).
+fn unresolved(mut b: &[u8], ifindex: u32, out: &mut Vec<(u8, Vec<u8>)>) {
+    let u16_at = |b: &[u8], i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
+    let u32_at = |b: &[u8], i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    while b.len() >= NLMSG_HDRLEN {
+        let len = u32_at(b, 0) as usize;
+        if len < NLMSG_HDRLEN || len > b.len() {
+            return;
+        }
+        let msg = &b[..len];
+        if u16_at(msg, 4) == RTM_NEWNEIGH && len >= NLMSG_HDRLEN + NDMSG_LEN {
+            let nd = NLMSG_HDRLEN;
+            let family = msg[nd];
+            let index = u32_at(msg, nd + 4);
+            let state = u16_at(msg, nd + 8);
+            if index == ifindex && state & (NUD_INCOMPLETE | NUD_FAILED) != 0 {
+                let mut attrs = &msg[nd + NDMSG_LEN..];
+                while attrs.len() >= 4 {
+                    let alen = u16_at(attrs, 0) as usize;
+                    if alen < 4 || alen > attrs.len() {
+                        break;
+                    }
+                    if u16_at(attrs, 2) == NDA_DST {
+                        out.push((family, attrs[4..alen].to_vec()));
+                    }
+                    let step = (alen + 3) & !3;
+                    attrs = &attrs[step.min(attrs.len())..];
+                }
+            }
+        }
+        let step = (len + 3) & !3;
+        b = &b[step.min(b.len())..];
+    }
+}
+
+/// A blocking `NETLINK_ROUTE` socket.
+fn route_socket() -> io::Result<OwnedFd> {
+    // SAFETY: socket takes no pointers; the result is checked.
+    let fd = cvt(unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    })?;
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn send_all(fd: &OwnedFd, m: &[u8]) -> io::Result<()> {
+    // SAFETY: sends our buffer with its true length.
+    let sent = unsafe { libc::send(fd.as_raw_fd(), m.as_ptr().cast(), m.len(), 0) };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// One datagram into `buf` (retried on EINTR).
+fn recv_some<'b>(fd: &OwnedFd, buf: &'b mut [u8]) -> io::Result<&'b [u8]> {
+    loop {
+        // SAFETY: reads into our buffer with its true length.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n >= 0 {
+            return Ok(&buf[..n as usize]);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// The type of the last netlink message in a datagram (a dump ends with `NLMSG_DONE`).
 fn last_type(mut b: &[u8]) -> Option<u16> {
     let mut last = None;
@@ -310,6 +437,39 @@ mod tests {
             .collect();
         assert_eq!(got, [("eth0", Some("vlanswitch:vm1")), ("lo", None)]);
         assert_eq!(last_type(&b), Some(NLMSG_DONE));
+    }
+
+    #[test]
+    fn unresolved_neighbours_of_one_interface() {
+        // nlmsghdr + ndmsg (family, ifindex, state) + NDA_DST.
+        let neigh = |ifindex: u32, state: u16, dst: &[u8]| {
+            let mut m = vec![0u8; NLMSG_HDRLEN + NDMSG_LEN];
+            m[4..6].copy_from_slice(&RTM_NEWNEIGH.to_ne_bytes());
+            m[NLMSG_HDRLEN] = 2; // AF_INET
+            m[NLMSG_HDRLEN + 4..NLMSG_HDRLEN + 8].copy_from_slice(&ifindex.to_ne_bytes());
+            m[NLMSG_HDRLEN + 8..NLMSG_HDRLEN + 10].copy_from_slice(&state.to_ne_bytes());
+            m.extend_from_slice(&((4 + dst.len()) as u16).to_ne_bytes());
+            m.extend_from_slice(&NDA_DST.to_ne_bytes());
+            m.extend_from_slice(dst);
+            while m.len() % 4 != 0 {
+                m.push(0);
+            }
+            let len = m.len() as u32;
+            m[0..4].copy_from_slice(&len.to_ne_bytes());
+            m
+        };
+        let mut b = neigh(7, NUD_INCOMPLETE, &[198, 18, 0, 2]);
+        b.extend(neigh(7, 0x02, &[198, 18, 0, 3])); // NUD_REACHABLE: kept
+        b.extend(neigh(8, NUD_FAILED, &[198, 18, 0, 4])); // another interface
+        b.extend(neigh(7, NUD_FAILED, &[198, 18, 0, 5]));
+        let mut out = Vec::new();
+        unresolved(&b, 7, &mut out);
+        assert_eq!(out, [(2, vec![198, 18, 0, 2]), (2, vec![198, 18, 0, 5])]);
+        for cut in 0..b.len() {
+            let mut o = Vec::new();
+            unresolved(&b[..cut], 7, &mut o);
+            assert!(o.len() <= 2);
+        }
     }
 
     #[test]

@@ -136,7 +136,20 @@ impl Tap {
                         source: io::Error::last_os_error(),
                     });
                 }
-                Self::attach(port, ifname, false)
+                let tap = Self::attach(port, ifname, false)?;
+                // The host's kernel dropped its neighbour entries with the carrier; the ones
+                // it was resolving meanwhile would wait for their next retry.
+                let c = std::ffi::CString::new(ifname).map_err(|_| PortError::BadName(ifname.to_string()))?;
+                // SAFETY: a NUL-terminated name; the call reads it only.
+                let ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) };
+                if ifindex != 0 {
+                    match super::netlink::flush_unresolved_neighbours(ifindex) {
+                        Ok(n) if n > 0 => tracing::debug!(port, removed = n, "removed the host's unresolved neighbour entries"),
+                        Ok(_) => {}
+                        Err(e) => tracing::debug!(port, error = %e, "cannot read the host's neighbour entries"),
+                    }
+                }
+                Ok(tap)
             })
             .join()
             .unwrap_or_else(|_| {
