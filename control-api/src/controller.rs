@@ -98,17 +98,34 @@ impl Controller {
             Lifetime::Kept => tap::find_kept(),
             Lifetime::Port => Default::default(),
         };
-        let snapshot = crate::build_snapshot(&topo, |p| {
-            attach(p, Arc::default(), taps, kept.get(&p.name))
-        })?;
-        if let Some(path) = &state {
-            persist(path, &topo)?;
-        }
-        let opts = SwitchOptions {
-            workers: workers.into(),
-            fdb_max_entries: topo.fdb_max_entries,
+        // Every port attached so far, so that a start that fails half way leaves the kept taps
+        // in place (their hosts keep their interfaces, and the next start finds them) rather
+        // than removing them as it drops the ports.
+        let mut attached: Vec<Arc<Port>> = Vec::new();
+        let started = (|| {
+            let snapshot = crate::build_snapshot(&topo, |p| {
+                let port = attach(p, Arc::default(), taps, kept.get(&p.name))?;
+                attached.push(Arc::clone(&port));
+                Ok::<_, ControlError>(port)
+            })?;
+            if let Some(path) = &state {
+                persist(path, &topo)?;
+            }
+            let opts = SwitchOptions {
+                workers: workers.into(),
+                fdb_max_entries: topo.fdb_max_entries,
+            };
+            Ok::<_, ControlError>(Switch::start(opts, snapshot)?)
+        })();
+        let switch = match started {
+            Ok(s) => s,
+            Err(e) => {
+                if taps == Lifetime::Kept {
+                    attached.iter().for_each(|p| p.keep_interface());
+                }
+                return Err(e);
+            }
         };
-        let switch = Switch::start(opts, snapshot)?;
         let ctl = Controller {
             switch,
             topo,
@@ -224,7 +241,7 @@ impl Controller {
             .flat_map(|c| crate::diff::touched(c, &old_topo, &self.topo))
         {
             tracing::info!(
-                port = t.port.as_deref(),
+                port = t.port.as_deref().map(tracing::field::display),
                 vlan = t.vlan,
                 field = %t.field,
                 change = %format_args!("{}->{}", t.from, t.to),
@@ -476,14 +493,27 @@ fn attach(
     };
     let port = match p.kind {
         PortKind::Tap => {
-            if let Some((netns, ifname)) = kept {
-                let port = Port::kept_tap(&p.name, netns, ifname).map_err(err)?;
-                tracing::info!(
-                    port = %p.name, kind = "tap", %mode, netns = %netns.display(), ifname = %ifname,
-                    "re-attached the tap an earlier run kept, where its host moved it"
-                );
-                // Its link state is its host's now.
-                return Ok(Arc::new(port));
+            // A tap of the port's name in the switch's own namespace is the port's: a marked
+            // tap elsewhere does not take its place.
+            let here = std::path::Path::new("/sys/class/net")
+                .join(&p.name)
+                .exists();
+            if let Some((netns, ifname)) = kept.filter(|_| !here) {
+                match Port::kept_tap(&p.name, netns, ifname) {
+                    Ok(port) => {
+                        tracing::info!(
+                            port = %p.name, kind = "tap", %mode, netns = %netns.display(), ifname = %ifname,
+                            "re-attached the tap an earlier run kept, where its host moved it"
+                        );
+                        // Its link state is its host's now.
+                        return Ok(Arc::new(port));
+                    }
+                    // The namespace went away meanwhile, say: the port gets a tap here.
+                    Err(e) => tracing::warn!(
+                        port = %p.name, netns = %netns.display(), error = %ErrorChain(&e),
+                        "cannot re-attach the tap an earlier run kept; making one here"
+                    ),
+                }
             }
             let port = Port::tap(&p.name, taps).map_err(err)?;
             let how = match port.io() {

@@ -205,7 +205,16 @@ pub fn run(o: RunOptions) -> Result<ExitCode, Failure> {
     })?;
     let ctl = Arc::new(Mutex::new(ctl));
     let api_addr = listener.describe();
-    let api = server::spawn(listener, ctl.clone(), token).or_exit(Exit::OsError)?;
+    let api = match server::spawn(listener, ctl.clone(), token) {
+        Ok(api) => api,
+        Err(e) => {
+            // Stopped as on SIGTERM, so that kept taps stay for the next start.
+            if let Ok(ctl) = Arc::try_unwrap(ctl) {
+                shutdown(ctl.into_inner().unwrap_or_else(|e| e.into_inner()));
+            }
+            return Err(Failure::new(Exit::OsError, e));
+        }
+    };
     log_ready(&ctl.lock().unwrap_or_else(|e| e.into_inner()), &api_addr);
     let notifier = Notifier::from_env();
     notifier.ready(&format!("{}; API on {api_addr}", status(&ctl)));

@@ -74,11 +74,20 @@ pub fn bind(addr: &str, token: Option<&str>) -> Result<Listener> {
 fn bind_unix(path: &Path) -> Result<Listener> {
     use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
     if let Ok(meta) = std::fs::symlink_metadata(path) {
+        // I/O errors (not usage ones): the host, not the command line, is in the way.
         if !meta.file_type().is_socket() {
-            bail!("{} exists and is not a socket", path.display());
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket", path.display()),
+            )
+            .into());
         }
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            bail!("{} is in use by another process", path.display());
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("{} is in use by another process", path.display()),
+            )
+            .into());
         }
         std::fs::remove_file(path)?;
     }

@@ -100,6 +100,21 @@ fn the_libvirt_hook_plugs_a_domain_in_when_it_starts_and_out_when_it_stops() {
         eventually(Duration::from_secs(10), || a.reaches(&b.addr)),
         "a -> b through the plugged ports"
     );
+    // libvirtd restarted (reconnect): ports that are already right are left alone, with their
+    // counters.
+    let rx = |v: &str| {
+        port(&sw, v).unwrap()["state"]["counters"]["rx_packets"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = rx(&v0);
+    assert!(before > 0, "no traffic counted on {v0}");
+    let (ok, out) = hook("reconnect");
+    assert!(ok && !out.contains("plugged"), "{out}");
+    assert!(
+        rx(&v0) >= before,
+        "reconnect replaced the port (its counters restarted)"
+    );
     // Operations that are not the hook's business change nothing.
     let (ok, out) = hook("migrate");
     assert!(ok && port(&sw, &v0).is_some(), "{out}");
@@ -130,7 +145,10 @@ fn the_libvirt_hook_plugs_a_domain_in_when_it_starts_and_out_when_it_stops() {
         !ok && out.contains("vlan=\"ten\" is not a VLAN id"),
         "{out}"
     );
-    assert!(port(&sw, &v0).is_none());
+    assert!(
+        port(&sw, &v0).is_none() && port(&sw, &v1).is_none(),
+        "bad metadata plugged something"
+    );
     sw.stop();
 }
 

@@ -115,7 +115,7 @@ fn tap_hosts_keep_their_interface_mac_and_address_across_stop_and_kill_9() {
         stream.sent, from_c.sent
     );
     assert!(
-        from_c.received.last() >= Some(&(from_c.sent - 100)),
+        from_c.received.last() >= Some(&from_c.sent.saturating_sub(100)),
         "the netdev host's stream did not resume: last received {:?} of {}",
         from_c.received.last(),
         from_c.sent
@@ -129,7 +129,7 @@ fn tap_hosts_keep_their_interface_mac_and_address_across_stop_and_kill_9() {
     let t = t.unwrap_or_else(|| panic!("a never reached b after the restart:\n{log}"));
     assert!(t < RESUME, "traffic resumed {t:?} after `switch ready`");
     assert!(
-        stream.received.last() >= Some(&(stream.sent - 100)),
+        stream.received.last() >= Some(&stream.sent.saturating_sub(100)),
         "the stream did not resume: last received {:?} of {}",
         stream.received.last(),
         stream.sent
@@ -185,4 +185,58 @@ fn without_a_state_file_a_stop_removes_the_taps_switchd_made() {
     assert!(log.contains("created tap"), "{log}");
     assert!(!log.contains("kept across restarts"), "{log}");
     assert_eq!(interface(&h.ns, &p), "", "the tap outlived switchd");
+}
+
+#[test]
+fn a_start_that_fails_half_way_leaves_the_kept_taps_in_place() {
+    // With a state file, the second start fails on its second port (its name is now a veth's);
+    // the first port's tap, already re-attached by then, must not be removed on the way out.
+    let id = unique_id();
+    let state = StateFile(std::env::temp_dir().join(format!("vlanswitch-state-{id}.yaml")));
+    let st = state.0.to_str().unwrap().to_string();
+    let (pa, px) = (format!("{id}a"), format!("{id}x"));
+    let yaml = format!(
+        "vlans: [{{ id: 10 }}]\nports:\n\
+         \x20 - {{ name: {pa}, kind: tap, mode: access, vlan: 10 }}\n\
+         \x20 - {{ name: {px}, kind: tap, mode: access, vlan: 10 }}\n"
+    );
+    let sw = Switchd::start_with(&yaml, 1, &["--state", &st]);
+    let a = Host::attach(&pa, "198.18.0.45");
+    let mac = mac_string(a.mac());
+    sw.stop();
+    crate::harness::ip(&["link", "del", &px]);
+    crate::harness::ip(&[
+        "link",
+        "add",
+        &px,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &format!("{id}y"),
+    ]);
+    let out = std::process::Command::new(crate::harness::SWITCHD)
+        .args(["--state", &st, "--listen", "127.0.0.1:0", "--workers", "1"])
+        .output()
+        .expect("run switchd");
+    crate::harness::ip(&["link", "del", &px]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{err}");
+    assert!(err.contains("exists and is not a tap"), "{err}");
+    let still = interface(&a.ns, &pa);
+    assert!(
+        still.contains(&mac) && still.contains("198.18.0.45/24"),
+        "the failed start removed a's tap: {still:?}\n{err}"
+    );
+    // With the clash gone, the next start re-attaches it.
+    let sw = Switchd::start_with(&yaml, 1, &["--state", &st]);
+    assert!(
+        sw.log()
+            .contains("re-attached the tap an earlier run kept, where its host moved it"),
+        "{}",
+        sw.log()
+    );
+    sw.ctl_ok(&["port", "del", &pa]);
+    sw.ctl_ok(&["port", "del", &px]);
+    sw.stop();
 }

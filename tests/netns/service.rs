@@ -87,6 +87,8 @@ fn exit_codes_tell_usage_configuration_and_environment_apart() {
     // An API address that is taken.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = taken.local_addr().unwrap().to_string();
+    let plain = TempFile::new("plain", "");
+    let not_a_socket = format!("unix:{}", plain.path());
 
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
         (vec!["--help"], 0, ""),
@@ -94,6 +96,11 @@ fn exit_codes_tell_usage_configuration_and_environment_apart() {
         (vec!["--workers", "0"], 64, "--workers"),
         (vec!["--listen", "nonsense"], 64, "expected HOST:PORT"),
         (vec!["--listen", &taken], 69, "cannot listen"),
+        (
+            vec!["--listen", &not_a_socket],
+            69,
+            "exists and is not a socket",
+        ),
         (
             vec!["--topology", &missing],
             66,

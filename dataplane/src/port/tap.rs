@@ -315,7 +315,9 @@ impl Drop for Tap {
 /// Where the kept taps of an earlier run are now: for each port name (from the [`marker`] a
 /// tap carries), the network namespace it is in and its name there. Looks in every named
 /// namespace (`/run/netns`) and every process's (`/proc/PID/ns/net`), each once, and not in
-/// the switch's own (a tap still there is re-attached by name).
+/// the switch's own (a tap still there is re-attached by name). Only namespaces owned by the
+/// switch's own user namespace count: in one an unprivileged user made (`unshare -Urn`),
+/// anyone could mark a tap of their own and have it put into a port's VLANs.
 pub fn find_kept() -> std::collections::HashMap<String, (std::path::PathBuf, String)> {
     use std::os::unix::fs::MetadataExt;
     let mut found = std::collections::HashMap::new();
@@ -348,6 +350,9 @@ pub fn find_kept() -> std::collections::HashMap<String, (std::path::PathBuf, Str
             continue;
         }
         let Ok(file) = File::open(&ns) else { continue };
+        if !owned_by_our_user_namespace(&file) {
+            continue;
+        }
         let links = std::thread::scope(|s| {
             s.spawn(|| {
                 // SAFETY: setns on an open namespace fd; it changes only this thread's
@@ -373,6 +378,28 @@ pub fn find_kept() -> std::collections::HashMap<String, (std::path::PathBuf, Str
         }
     }
     found
+}
+
+/// Whether the namespace behind `ns` (an open namespace file) is owned by the user namespace
+/// this process runs in (`NS_GET_USERNS`).
+fn owned_by_our_user_namespace(ns: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // NS_GET_USERNS = _IO(0xb7, 0x1), from <linux/nsfs.h>.
+    const NS_GET_USERNS: libc::c_ulong = 0xb701;
+    let Ok(ours) = std::fs::metadata("/proc/self/ns/user") else {
+        return false;
+    };
+    // SAFETY: NS_GET_USERNS takes no argument and returns a new fd (or -1); `ns` is an open
+    // namespace file.
+    let fd = unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_USERNS) };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    let owner = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    owner
+        .metadata()
+        .is_ok_and(|m| (m.dev(), m.ino()) == (ours.dev(), ours.ino()))
 }
 
 impl AsRawFd for Tap {

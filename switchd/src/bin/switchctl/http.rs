@@ -149,7 +149,7 @@ fn dechunk(mut b: &[u8]) -> Result<Vec<u8>> {
         if size == 0 {
             return Ok(out);
         }
-        if b.len() < size + 2 {
+        if size.checked_add(2).is_none_or(|n| b.len() < n) {
             bail!("truncated chunk");
         }
         out.extend_from_slice(&b[..size]);

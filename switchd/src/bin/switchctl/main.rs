@@ -467,13 +467,31 @@ fn port_exists(ctx: &Ctx, name: &str) -> Result<bool> {
 /// Adds the VM's tap `dev` as a netdev port (set up by the switch) in `m`'s VLANs; a port of
 /// that name (left from an earlier VM) is replaced.
 fn plug(ctx: &Ctx, dev: &str, m: &hook::Membership) -> Result<()> {
-    unplug(ctx, dev)?;
     let (mode, vlan, vlans, native_vlan) = match m {
         hook::Membership::Access(v) => (PortMode::Access, Some(*v), None, None),
         hook::Membership::Trunk { vlans, native } => {
             (PortMode::Trunk, None, Some(vlans.clone()), *native)
         }
     };
+    // A port that is already what the VM asks for (libvirtd restarted: `reconnect`) is left
+    // alone, with its MACs and counters; any other port of that name is replaced.
+    if let Ok(v) = ctx
+        .client
+        .call("GET", &format!("/api/v1/ports/{}", enc(dev)), None)
+    {
+        if let Ok(p) = serde_json::from_value::<PortView>(v) {
+            let c = &p.config;
+            if c.kind == control_api::topology::PortKind::Netdev
+                && c.mode == mode
+                && c.vlan == vlan
+                && c.vlans == vlans
+                && c.native_vlan == native_vlan
+            {
+                return Ok(());
+            }
+        }
+    }
+    unplug(ctx, dev)?;
     let port = Port {
         name: dev.to_string(),
         kind: control_api::topology::PortKind::Netdev,
