@@ -125,45 +125,30 @@ impl AsRawFd for LinkMonitor {
 /// Every interface of the calling thread's network namespace, with its alias (one
 /// `RTM_GETLINK` dump).
 pub fn dump_links() -> io::Result<Vec<LinkEvent>> {
-    // SAFETY: socket takes no pointers; the result is checked.
-    let fd = cvt(unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
-    })?;
-    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // nlmsghdr + ifinfomsg (all zero: AF_UNSPEC, every interface).
-    let mut req = [0u8; NLMSG_HDRLEN + IFINFOMSG_LEN];
-    req[0..4].copy_from_slice(&((NLMSG_HDRLEN + IFINFOMSG_LEN) as u32).to_ne_bytes());
-    req[4..6].copy_from_slice(&RTM_GETLINK.to_ne_bytes());
+    let mut out = Vec::new();
+    dump(RTM_GETLINK, IFINFOMSG_LEN, |b| parse(b, &mut out))?;
+    Ok(out)
+}
+
+/// Sends a dump request of `kind` (its family header `header_len` zero bytes: every family,
+/// every interface) on a new socket in the calling thread's namespace, and hands each reply
+/// datagram to `each` until the dump is done.
+fn dump(kind: u16, header_len: usize, mut each: impl FnMut(&[u8])) -> io::Result<OwnedFd> {
+    let fd = route_socket()?;
+    let mut req = vec![0u8; NLMSG_HDRLEN + header_len];
+    req[0..4].copy_from_slice(&((NLMSG_HDRLEN + header_len) as u32).to_ne_bytes());
+    req[4..6].copy_from_slice(&kind.to_ne_bytes());
     let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
     req[6..8].copy_from_slice(&flags.to_ne_bytes());
     req[8..12].copy_from_slice(&1u32.to_ne_bytes());
-    // SAFETY: sends our buffer with its true length.
-    let sent = unsafe { libc::send(fd.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    send_all(&fd, &req)?;
     let mut buf = vec![0u8; 64 * 1024];
-    let mut out = Vec::new();
     loop {
-        // SAFETY: reads into our buffer with its true length.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        let b = &buf[..n as usize];
-        parse(b, &mut out);
+        let b = recv_some(&fd, &mut buf)?;
+        each(b);
         match last_type(b) {
-            Some(NLMSG_DONE) | None => return Ok(out),
-            Some(NLMSG_ERROR) => return Err(io::Error::other("RTM_GETLINK dump refused")),
+            Some(NLMSG_DONE) | None => return Ok(fd),
+            Some(NLMSG_ERROR) => return Err(io::Error::other("netlink dump refused")),
             Some(_) => {}
         }
     }
@@ -183,25 +168,10 @@ const NUD_FAILED: u16 = 0x20;
 /// `retrans_time_ms`, 1 s) before it asks again for a neighbour it tried to reach while no
 /// switch held the tap; without the entry it asks at once. Returns how many were removed.
 pub fn flush_unresolved_neighbours(ifindex: u32) -> io::Result<usize> {
-    let fd = route_socket()?;
-    let mut req = [0u8; NLMSG_HDRLEN + NDMSG_LEN];
-    req[0..4].copy_from_slice(&((NLMSG_HDRLEN + NDMSG_LEN) as u32).to_ne_bytes());
-    req[4..6].copy_from_slice(&RTM_GETNEIGH.to_ne_bytes());
-    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
-    req[6..8].copy_from_slice(&flags.to_ne_bytes());
-    req[8..12].copy_from_slice(&1u32.to_ne_bytes());
-    send_all(&fd, &req)?;
-    let mut buf = vec![0u8; 64 * 1024];
     let mut doomed = Vec::new();
-    loop {
-        let b = recv_some(&fd, &mut buf)?;
-        unresolved(b, ifindex, &mut doomed);
-        match last_type(b) {
-            Some(NLMSG_DONE) | None => break,
-            Some(NLMSG_ERROR) => return Err(io::Error::other("RTM_GETNEIGH dump refused")),
-            Some(_) => {}
-        }
-    }
+    let fd = dump(RTM_GETNEIGH, NDMSG_LEN, |b| {
+        unresolved(b, ifindex, &mut doomed)
+    })?;
     for (i, (family, dst)) in doomed.iter().enumerate() {
         let alen = 4 + dst.len();
         let len = NLMSG_HDRLEN + NDMSG_LEN + ((alen + 3) & !3);
