@@ -334,3 +334,99 @@ impl GuestMem {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIZE: u64 = 64 * 1024;
+
+    /// A table of two adjacent regions (guest 0..64 KiB and 64..128 KiB), each backed by a
+    /// file of its own, and the files' paths (removed by the caller).
+    fn two_regions(name: &str) -> (GuestMem, Vec<std::path::PathBuf>) {
+        let mut regions = Vec::new();
+        let mut paths = Vec::new();
+        for i in 0..2u64 {
+            let path = std::env::temp_dir()
+                .join(format!("vhost-port-mem-{name}-{}-{i}", std::process::id()));
+            let f = File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .unwrap();
+            f.set_len(SIZE).unwrap();
+            let spec = RegionSpec {
+                gpa: i * SIZE,
+                size: SIZE,
+                uaddr: 0x7f00_0000_0000 + i * SIZE,
+                mmap_offset: 0,
+            };
+            regions.push(map_region(i as usize, spec, f).unwrap());
+            paths.push(path);
+        }
+        (GuestMem::new(regions).unwrap(), paths)
+    }
+
+    fn cleanup(paths: Vec<std::path::PathBuf>) {
+        for p in paths {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
+    #[test]
+    fn accesses_stay_inside_guest_memory() {
+        let (m, paths) = two_regions("bounds");
+        let end = 2 * SIZE;
+        // Inside one region: the fast path; across the boundary: vm-memory's piecewise copy.
+        assert!(m.write(SIZE - 4, &[1, 2, 3, 4, 5, 6, 7, 8]).is_ok());
+        let mut b = [0u8; 8];
+        assert!(m.read(SIZE - 4, &mut b).is_ok());
+        assert_eq!(b, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(m.read_array::<8>(SIZE - 4), Ok([1, 2, 3, 4, 5, 6, 7, 8]));
+        // Up to the last byte, and not one byte past it.
+        assert!(m.write(end - 8, &[9; 8]).is_ok());
+        assert!(m.write(end - 7, &[9; 8]).is_err());
+        assert!(m.read_array::<16>(end - 16).is_ok());
+        assert!(m.read_array::<16>(end - 15).is_err());
+        assert!(m.write_array(end - 7, [0u8; 8]).is_err());
+        assert!(!m.contains(end - 1, 2));
+        assert!(m.contains(0, end as usize));
+        // Addresses where an addition would wrap.
+        for addr in [u64::MAX, u64::MAX - 3, end] {
+            assert!(m.read(addr, &mut b).is_err(), "{addr:#x}");
+            assert!(m.read_array::<16>(addr).is_err(), "{addr:#x}");
+            assert!(m.load_u16(addr, Ordering::Relaxed).is_err(), "{addr:#x}");
+            assert!(!m.contains(addr, 8), "{addr:#x}");
+            m.prefetch(addr);
+        }
+        // Ring indices: aligned only.
+        assert!(m.store_u16(0x100, 0xbeef, Ordering::Release).is_ok());
+        assert_eq!(m.load_u16(0x100, Ordering::Acquire), Ok(0xbeef));
+        assert!(m.load_u16(0x101, Ordering::Relaxed).is_err());
+        assert!(m.store_u16(end - 1, 1, Ordering::Relaxed).is_err());
+        cleanup(paths);
+    }
+
+    #[test]
+    fn a_gathered_write_fits_its_room_or_writes_nothing() {
+        let (m, paths) = two_regions("gather");
+        let pieces: [&[u8]; 3] = [&[1; 12], &[2; 12], &[3; 40]];
+        assert!(
+            m.write_gather(0x200, 63, &pieces).is_err(),
+            "64 bytes into 63"
+        );
+        assert_eq!(m.read_array::<4>(0x200), Ok([0; 4]), "nothing written");
+        assert!(m.write_gather(0x200, 64, &pieces).is_ok());
+        let mut b = [0u8; 64];
+        m.read(0x200, &mut b).unwrap();
+        assert_eq!(&b[..12], &[1; 12]);
+        assert_eq!(&b[12..24], &[2; 12]);
+        assert_eq!(&b[24..], &[3; 40]);
+        // Across the two regions, and past the end of guest memory.
+        assert!(m.write_gather(SIZE - 10, 64, &pieces).is_ok());
+        assert!(m.write_gather(2 * SIZE - 10, 64, &pieces).is_err());
+        cleanup(paths);
+    }
+}
