@@ -347,16 +347,7 @@ fn a_failed_apply_changes_nothing() {
     let id = unique_id();
     let (p, q, clash) = (format!("{id}p"), format!("{id}q"), format!("{id}c"));
     // An interface that is not a tap: a tap port of that name cannot be made.
-    crate::harness::ip(&[
-        "link",
-        "add",
-        &clash,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &format!("{clash}x"),
-    ]);
+    crate::harness::veth_pair(&clash, &format!("{clash}x"));
     let sw = Switchd::start(
         &format!(
             "ports:\n  - {{ name: {p}, kind: tap, mode: access, vlan: 1 }}\n  - {{ name: {q}, kind: tap, mode: access, vlan: 1 }}\n"

@@ -28,7 +28,7 @@ fn churning_ports_and_a_netdev_link_loses_nothing_between_untouched_ports() {
     let b = Host::attach(&s2, "198.18.0.2");
     assert!(a.reaches(&b.addr));
     let peer = format!("{id}np");
-    ip(&["link", "add", &nd, "type", "veth", "peer", "name", &peer]);
+    crate::harness::veth_pair(&nd, &peer);
 
     let mut rounds = 0;
     let mut failures = Vec::new();
@@ -55,7 +55,7 @@ fn churning_ports_and_a_netdev_link_loses_nothing_between_untouched_ports() {
             }
             // The netdev port's interface goes away and comes back.
             ip(&["link", "del", &nd]);
-            ip(&["link", "add", &nd, "type", "veth", "peer", "name", &peer]);
+            crate::harness::veth_pair(&nd, &peer);
             rounds += 1;
         }
     });

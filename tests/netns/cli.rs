@@ -259,16 +259,7 @@ fn switchctl_takes_urls_and_speaks_json_errors_with_json() {
 
     // A tap port under the name of an existing veth: the hint says what to do.
     let veth = format!("{id}v");
-    crate::harness::ip(&[
-        "link",
-        "add",
-        &veth,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &format!("{id}y"),
-    ]);
+    crate::harness::veth_pair(&veth, &format!("{id}y"));
     let (ok, _, err) = sw.ctl(&["port", "add", &veth, "--access", "10"]);
     crate::harness::ip(&["link", "del", &veth]);
     assert!(!ok, "{err}");

@@ -58,6 +58,12 @@ pub fn ip(args: &[&str]) {
     );
 }
 
+/// Makes the veth pair `name` / `peer` in the test's namespace (removing either end removes
+/// both).
+pub fn veth_pair(name: &str, peer: &str) {
+    ip(&["link", "add", name, "type", "veth", "peer", "name", peer]);
+}
+
 /// A network namespace; deleted on drop.
 pub struct Netns {
     pub name: String,

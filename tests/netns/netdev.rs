@@ -114,7 +114,7 @@ fn netdev_port_waits_for_its_interface_and_follows_it_away_and_back() {
 fn a_netdev_port_whose_link_is_down_leaves_the_worker_asleep() {
     let id = unique_id();
     let (n1, p1) = (format!("{id}n1"), format!("{id}p1"));
-    ip(&["link", "add", &n1, "type", "veth", "peer", "name", &p1]);
+    crate::harness::veth_pair(&n1, &p1);
     let _cleanup = DelLink(n1.clone());
     // Attached while the interface is down: the kernel leaves ENETDOWN pending on the socket,
     // and epoll reports it until it is read.
@@ -187,7 +187,7 @@ fn frames_the_kernel_drops_while_switchd_is_stalled_count_as_rx_overrun() {
 fn two_switches_joined_by_a_veth_trunk() {
     let id = unique_id();
     let (xt, yt) = (format!("{id}xt"), format!("{id}yt"));
-    ip(&["link", "add", &xt, "type", "veth", "peer", "name", &yt]);
+    crate::harness::veth_pair(&xt, &yt);
     let _cleanup = DelLink(xt.clone());
     let topo = |side: &str, trunk: &str| {
         format!(

@@ -205,16 +205,7 @@ fn a_start_that_fails_half_way_leaves_the_kept_taps_in_place() {
     let mac = mac_string(a.mac());
     sw.stop();
     crate::harness::ip(&["link", "del", &px]);
-    crate::harness::ip(&[
-        "link",
-        "add",
-        &px,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &format!("{id}y"),
-    ]);
+    crate::harness::veth_pair(&px, &format!("{id}y"));
     let out = std::process::Command::new(crate::harness::SWITCHD)
         .args(["--state", &st, "--listen", "127.0.0.1:0", "--workers", "1"])
         .output()

@@ -70,16 +70,7 @@ fn exit_codes_tell_usage_configuration_and_environment_apart() {
     let missing = format!("/nonexistent/vlanswitch-{id}.yaml");
     // A port the host cannot give: a tap whose name an existing veth has.
     let clash = format!("{id}x");
-    ip(&[
-        "link",
-        "add",
-        &clash,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &format!("{id}y"),
-    ]);
+    crate::harness::veth_pair(&clash, &format!("{id}y"));
     let clash_topo = TempFile::new(
         "clash.yaml",
         &format!("ports: [{{ name: {clash}, kind: tap, mode: access, vlan: 1 }}]\n"),

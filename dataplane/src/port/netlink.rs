@@ -194,37 +194,21 @@ pub fn flush_unresolved_neighbours(ifindex: u32) -> io::Result<usize> {
 
 /// The (family, destination address) of each neighbour entry of `ifindex` in a datagram of
 /// `RTM_NEWNEIGH` messages that is incomplete or failed (pure; tested below).
-fn unresolved(mut b: &[u8], ifindex: u32, out: &mut Vec<(u8, Vec<u8>)>) {
-    let u16_at = |b: &[u8], i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
-    let u32_at = |b: &[u8], i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-    while b.len() >= NLMSG_HDRLEN {
-        let len = u32_at(b, 0) as usize;
-        if len < NLMSG_HDRLEN || len > b.len() {
-            return;
+fn unresolved(b: &[u8], ifindex: u32, out: &mut Vec<(u8, Vec<u8>)>) {
+    for (ty, msg) in messages(b) {
+        if ty != RTM_NEWNEIGH || msg.len() < NLMSG_HDRLEN + NDMSG_LEN {
+            continue;
         }
-        let msg = &b[..len];
-        if u16_at(msg, 4) == RTM_NEWNEIGH && len >= NLMSG_HDRLEN + NDMSG_LEN {
-            let nd = NLMSG_HDRLEN;
-            let family = msg[nd];
-            let index = u32_at(msg, nd + 4);
-            let state = u16_at(msg, nd + 8);
-            if index == ifindex && state & (NUD_INCOMPLETE | NUD_FAILED) != 0 {
-                let mut attrs = &msg[nd + NDMSG_LEN..];
-                while attrs.len() >= 4 {
-                    let alen = u16_at(attrs, 0) as usize;
-                    if alen < 4 || alen > attrs.len() {
-                        break;
-                    }
-                    if u16_at(attrs, 2) == NDA_DST {
-                        out.push((family, attrs[4..alen].to_vec()));
-                    }
-                    let step = (alen + 3) & !3;
-                    attrs = &attrs[step.min(attrs.len())..];
-                }
-            }
+        let nd = &msg[NLMSG_HDRLEN..];
+        let (family, index, state) = (nd[0], u32_at(nd, 4), u16_at(nd, 8));
+        if index != ifindex || state & (NUD_INCOMPLETE | NUD_FAILED) == 0 {
+            continue;
         }
-        let step = (len + 3) & !3;
-        b = &b[step.min(b.len())..];
+        out.extend(
+            attributes(&nd[NDMSG_LEN..])
+                .filter(|(aty, _)| *aty == NDA_DST)
+                .map(|(_, dst)| (family, dst.to_vec())),
+        );
     }
 }
 
@@ -267,64 +251,78 @@ fn recv_some<'b>(fd: &OwnedFd, buf: &'b mut [u8]) -> io::Result<&'b [u8]> {
 }
 
 /// The type of the last netlink message in a datagram (a dump ends with `NLMSG_DONE`).
-fn last_type(mut b: &[u8]) -> Option<u16> {
-    let mut last = None;
-    while b.len() >= NLMSG_HDRLEN {
-        let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
-        if len < NLMSG_HDRLEN || len > b.len() {
-            break;
+fn last_type(b: &[u8]) -> Option<u16> {
+    messages(b).last().map(|(ty, _)| ty)
+}
+
+fn u16_at(b: &[u8], i: usize) -> u16 {
+    u16::from_ne_bytes([b[i], b[i + 1]])
+}
+
+fn u32_at(b: &[u8], i: usize) -> u32 {
+    u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+}
+
+/// The netlink messages of a datagram, as (type, whole message with its header); stops at
+/// the first one whose length does not fit.
+fn messages(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if b.len() < NLMSG_HDRLEN {
+            return None;
         }
-        last = Some(u16::from_ne_bytes([b[4], b[5]]));
-        let step = (len + 3) & !3;
-        b = &b[step.min(b.len())..];
-    }
-    last
+        let len = u32_at(b, 0) as usize;
+        if len < NLMSG_HDRLEN || len > b.len() {
+            return None;
+        }
+        let msg = &b[..len];
+        b = &b[((len + 3) & !3).min(b.len())..];
+        Some((u16_at(msg, 4), msg))
+    })
+}
+
+/// The attributes (rtattr) in `b`, as (type, value); stops at the first malformed one.
+fn attributes(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if b.len() < 4 {
+            return None;
+        }
+        let len = u16_at(b, 0) as usize;
+        if len < 4 || len > b.len() {
+            return None;
+        }
+        let attr = (u16_at(b, 2), &b[4..len]);
+        b = &b[((len + 3) & !3).min(b.len())..];
+        Some(attr)
+    })
 }
 
 /// Parses a datagram of netlink messages into link events (pure; tested below).
-pub fn parse(mut b: &[u8], out: &mut Vec<LinkEvent>) {
-    let u16_at = |b: &[u8], i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
-    let u32_at = |b: &[u8], i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-    while b.len() >= NLMSG_HDRLEN {
-        let len = u32_at(b, 0) as usize;
-        if len < NLMSG_HDRLEN || len > b.len() {
-            return;
+pub fn parse(b: &[u8], out: &mut Vec<LinkEvent>) {
+    let text = |v: &[u8]| {
+        let v = v.split(|c| *c == 0).next().unwrap_or(v);
+        String::from_utf8_lossy(v).into_owned()
+    };
+    for (ty, msg) in messages(b) {
+        if !(ty == RTM_NEWLINK || ty == RTM_DELLINK) || msg.len() < NLMSG_HDRLEN + IFINFOMSG_LEN {
+            continue;
         }
-        let ty = u16_at(b, 4);
-        let msg = &b[..len];
-        if (ty == RTM_NEWLINK || ty == RTM_DELLINK) && len >= NLMSG_HDRLEN + IFINFOMSG_LEN {
-            let ifindex = u32_at(msg, NLMSG_HDRLEN + 4);
-            let mut attrs = &msg[NLMSG_HDRLEN + IFINFOMSG_LEN..];
-            let (mut name, mut alias) = (None, None);
-            let text = |v: &[u8]| {
-                let v = v.split(|c| *c == 0).next().unwrap_or(v);
-                String::from_utf8_lossy(v).into_owned()
-            };
-            while attrs.len() >= 4 {
-                let alen = u16_at(attrs, 0) as usize;
-                let aty = u16_at(attrs, 2);
-                if alen < 4 || alen > attrs.len() {
-                    break;
-                }
-                match aty {
-                    IFLA_IFNAME => name = Some(text(&attrs[4..alen])),
-                    IFLA_IFALIAS => alias = Some(text(&attrs[4..alen])),
-                    _ => {}
-                }
-                let step = (alen + 3) & !3;
-                attrs = &attrs[step.min(attrs.len())..];
-            }
-            if let Some(name) = name {
-                out.push(LinkEvent {
-                    name,
-                    ifindex,
-                    deleted: ty == RTM_DELLINK,
-                    alias: alias.filter(|a| !a.is_empty()),
-                });
+        let ifindex = u32_at(msg, NLMSG_HDRLEN + 4);
+        let (mut name, mut alias) = (None, None);
+        for (aty, v) in attributes(&msg[NLMSG_HDRLEN + IFINFOMSG_LEN..]) {
+            match aty {
+                IFLA_IFNAME => name = Some(text(v)),
+                IFLA_IFALIAS => alias = Some(text(v)),
+                _ => {}
             }
         }
-        let step = (len + 3) & !3;
-        b = &b[step.min(b.len())..];
+        if let Some(name) = name {
+            out.push(LinkEvent {
+                name,
+                ifindex,
+                deleted: ty == RTM_DELLINK,
+                alias: alias.filter(|a| !a.is_empty()),
+            });
+        }
     }
 }
 
