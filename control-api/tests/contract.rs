@@ -618,6 +618,47 @@ async fn every_route_answers_as_the_document_says() {
         .await;
     assert_eq!(a.status, S::PAYLOAD_TOO_LARGE);
 
+    // trace: a frame as fields and as hex; a port that is not there; frames that cannot be made
+    let tagged = r#"{"port":"nx-t","frame":{"src":"02:00:00:00:00:01","dst":"ff:ff:ff:ff:ff:ff",
+        "vlans":[10],"src_ip":"198.18.0.1","dst_ip":"198.18.0.2"}}"#;
+    let a = c.call(&app, M::POST, "/api/v1/trace", Some(tagged)).await;
+    assert_eq!(a.status, S::OK, "{}", a.body);
+    assert_eq!(a.body["verdict"], "forwarded", "{}", a.body);
+    assert_eq!(a.body["vlan"], 10, "{}", a.body);
+    assert_eq!(a.body["egress"], json!([{"port": "nx-a", "tag": "pop"}]));
+    let on_access = r#"{"port":"nx-a","hex":"ffffffffffff 020000000002 8100 0014 88b5 0000"}"#;
+    let a = c
+        .call(&app, M::POST, "/api/v1/trace", Some(on_access))
+        .await;
+    assert_eq!(a.status, S::OK, "{}", a.body);
+    assert_eq!(a.body["drop_reason"], "tagged_on_access", "{}", a.body);
+    for (body, status) in [
+        (
+            r#"{"port":"ghost","hex":"ffffffffffff020000000001"}"#,
+            S::NOT_FOUND,
+        ),
+        (r#"{"port":"nx-a","hex":"fff"}"#, S::UNPROCESSABLE_ENTITY),
+        (r#"{"port":"nx-a"}"#, S::UNPROCESSABLE_ENTITY),
+        (r#"{"port":"nx-a","hex":"00","colour":1}"#, S::BAD_REQUEST),
+    ] {
+        let a = c.call(&app, M::POST, "/api/v1/trace", Some(body)).await;
+        assert_eq!(a.status, status, "{body}: {}", a.body);
+    }
+    let a = c
+        .send(&app, M::POST, "/api/v1/trace", &text, b"{}".to_vec())
+        .await;
+    assert_eq!(a.status, S::UNSUPPORTED_MEDIA_TYPE);
+    let a = c
+        .send(
+            &app,
+            M::POST,
+            "/api/v1/trace",
+            &too_large,
+            huge.clone().into(),
+        )
+        .await;
+    assert_eq!(a.status, S::PAYLOAD_TOO_LARGE);
+
     // The token: every route the document puts behind it answers 401 without it (and says
     // `WWW-Authenticate: Bearer`); the others answer as without a token; with it, 2xx.
     let guarded = app_with(Some(TOKEN));

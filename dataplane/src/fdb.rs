@@ -120,6 +120,24 @@ pub enum Learned {
     VlanLimit,
 }
 
+/// What learning does to an existing entry, decided before anything is claimed or written.
+enum Step {
+    /// Nothing to write.
+    Keep(Learned),
+    /// Same port: write this value if it differs.
+    Refresh(u64),
+    /// Flapping and damped: the entry stays on this port.
+    Damped(PortId),
+    /// To the learning port (room permitting): write `new`; `live`: a move from `from`, else
+    /// an expired entry learned afresh.
+    Move {
+        new: u64,
+        from: PortId,
+        live: bool,
+        flapping: bool,
+    },
+}
+
 /// One entry, as listed by [`Fdb::entries`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FdbEntry {
@@ -202,6 +220,12 @@ impl Occupancy {
             return false;
         }
         true
+    }
+
+    /// Whether [`Occupancy::claim`] would take a place now.
+    #[inline]
+    fn has_room(a: &AtomicU32, max: u32) -> bool {
+        a.load(Relaxed) < max
     }
 
     #[inline]
@@ -311,6 +335,18 @@ impl Fdb {
         Self::is_live(v, now, aging).then(|| val_port(v))
     }
 
+    /// The live entry of `mac` in `vlan`, as [`Fdb::entries`] lists it (for tracing a lookup).
+    pub fn entry(&self, vlan: u16, mac: MacAddr, now: u32, aging: u32) -> Option<FdbEntry> {
+        let v = self.find(key(vlan, mac))?.val.load(Relaxed);
+        Self::is_live(v, now, aging).then(|| FdbEntry {
+            vlan,
+            mac,
+            port: val_port(v),
+            is_static: v & VAL_STATIC != 0,
+            last_seen: val_time(v),
+        })
+    }
+
     /// Records that `mac` was seen in `vlan` on `port` at `now`, with no limit but the
     /// table's size and the default flap policy.
     #[inline]
@@ -365,29 +401,31 @@ impl Fdb {
         }
     }
 
-    fn update(&self, s: &Slot, port: PortId, now: u32, rules: &LearnRules) -> Learned {
-        let aging = rules.aging;
-        let old = s.val.load(Relaxed);
+    /// What learning `(port, now)` does to an existing entry whose value is `old`, before any
+    /// room is claimed or anything written: the one place the refresh, static, damping, move
+    /// and flap rules are decided, for [`Fdb::learn_with`] and [`Fdb::would_learn`] alike.
+    #[inline]
+    fn step(old: u64, port: PortId, now: u32, rules: &LearnRules) -> Step {
         if old & VAL_VALID == 0 {
             // Being inserted by another worker right now; it will have the right port.
-            return Learned::Refreshed;
+            return Step::Keep(Learned::Refreshed);
         }
         if old & VAL_STATIC != 0 {
-            return if val_port(old) == port {
+            return Step::Keep(if val_port(old) == port {
                 Learned::Refreshed
             } else {
                 Learned::StaticConflict
-            };
+            });
         }
         let from = val_port(old);
-        let live = Self::is_live(old, now, aging);
+        let live = Self::is_live(old, now, rules.aging);
         let flap = rules.flap;
         let (moves, since) = (val_moves(old), since_move(old, now));
         if from == port {
             // A refresh. The move history is kept while it may still matter (within the flap
             // window or the damping hold) and forgotten after.
             let keep = moves > 0 && (since < flap.window_secs || since < flap.damp_secs);
-            let new = if keep {
+            return Step::Refresh(if keep {
                 with_moves(
                     value(port, false, now),
                     moves,
@@ -395,23 +433,12 @@ impl Fdb {
                 )
             } else {
                 value(port, false, now)
-            };
-            if old != new {
-                // Lost races leave the entry to the other writer.
-                let _ = s.val.compare_exchange(old, new, Relaxed, Relaxed);
-            }
-            return Learned::Refreshed;
+            });
         }
         // Another port. A live entry moves, an expired one is learned afresh; either way the
         // new port needs room under its limit.
-        let damped = live && flap.damp_secs > 0 && moves >= flap.moves && since < flap.damp_secs;
-        if damped {
-            self.counters.damped.fetch_add(1, Relaxed);
-            return Learned::Damped { on: from };
-        }
-        if !Occupancy::claim(self.occupancy.port(port), rules.port_max) {
-            self.counters.limited.fetch_add(1, Relaxed);
-            return Learned::PortLimit;
+        if live && flap.damp_secs > 0 && moves >= flap.moves && since < flap.damp_secs {
+            return Step::Damped(from);
         }
         let moves = if !live {
             0
@@ -420,24 +447,113 @@ impl Fdb {
         } else {
             1
         };
-        let new = with_moves(value(port, false, now), moves, now);
-        // Compare-and-swap, not a store: if the entry was removed (value zeroed) or refreshed
-        // by another worker meanwhile, leave it; a removed slot must never get a value back.
-        if s.val.compare_exchange(old, new, Relaxed, Relaxed).is_err() {
-            Occupancy::release(self.occupancy.port(port));
-            return Learned::Refreshed;
+        Step::Move {
+            new: with_moves(value(port, false, now), moves, now),
+            from,
+            live,
+            flapping: moves >= flap.moves,
         }
-        Occupancy::release(self.occupancy.port(from));
-        if live {
-            self.counters.moves.fetch_add(1, Relaxed);
-            let flapping = moves >= flap.moves;
-            if flapping {
-                self.counters.flaps.fetch_add(1, Relaxed);
+    }
+
+    fn update(&self, s: &Slot, port: PortId, now: u32, rules: &LearnRules) -> Learned {
+        let old = s.val.load(Relaxed);
+        match Self::step(old, port, now, rules) {
+            Step::Keep(l) => l,
+            Step::Refresh(new) => {
+                if old != new {
+                    // Lost races leave the entry to the other writer.
+                    let _ = s.val.compare_exchange(old, new, Relaxed, Relaxed);
+                }
+                Learned::Refreshed
             }
-            Learned::Moved { from, flapping }
+            Step::Damped(on) => {
+                self.counters.damped.fetch_add(1, Relaxed);
+                Learned::Damped { on }
+            }
+            Step::Move {
+                new,
+                from,
+                live,
+                flapping,
+            } => {
+                if !Occupancy::claim(self.occupancy.port(port), rules.port_max) {
+                    self.counters.limited.fetch_add(1, Relaxed);
+                    return Learned::PortLimit;
+                }
+                // Compare-and-swap, not a store: if the entry was removed (value zeroed) or
+                // refreshed by another worker meanwhile, leave it; a removed slot must never
+                // get a value back.
+                if s.val.compare_exchange(old, new, Relaxed, Relaxed).is_err() {
+                    Occupancy::release(self.occupancy.port(port));
+                    return Learned::Refreshed;
+                }
+                Occupancy::release(self.occupancy.port(from));
+                if live {
+                    self.counters.moves.fetch_add(1, Relaxed);
+                    if flapping {
+                        self.counters.flaps.fetch_add(1, Relaxed);
+                    }
+                    Learned::Moved { from, flapping }
+                } else {
+                    // An expired entry not swept yet: a fresh learn, not a move.
+                    self.counters.learned.fetch_add(1, Relaxed);
+                    Learned::New
+                }
+            }
+        }
+    }
+
+    /// What [`Fdb::learn_with`] would do now, without changing the table or its counters: for
+    /// tracing a frame's decision. The entry's rules are [`Fdb::step`], shared with learning;
+    /// a new entry is checked against the same limits in the same order as an insert.
+    pub fn would_learn(
+        &self,
+        vlan: u16,
+        mac: MacAddr,
+        port: PortId,
+        now: u32,
+        rules: &LearnRules,
+    ) -> Learned {
+        let k = key(vlan, mac);
+        let h = self.home(k);
+        let mut room = false;
+        for i in 0..MAX_PROBE {
+            let s = &self.slots[(h + i) & self.mask];
+            match s.key.load(Relaxed) {
+                x if x == k => {
+                    return match Self::step(s.val.load(Relaxed), port, now, rules) {
+                        Step::Keep(l) => l,
+                        Step::Refresh(_) => Learned::Refreshed,
+                        Step::Damped(on) => Learned::Damped { on },
+                        Step::Move { .. }
+                            if !Occupancy::has_room(self.occupancy.port(port), rules.port_max) =>
+                        {
+                            Learned::PortLimit
+                        }
+                        Step::Move {
+                            from,
+                            live: true,
+                            flapping,
+                            ..
+                        } => Learned::Moved { from, flapping },
+                        Step::Move { live: false, .. } => Learned::New,
+                    };
+                }
+                TOMBSTONE => room = true,
+                EMPTY => {
+                    room = true;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        if !room || self.len() >= self.max_entries {
+            Learned::NoRoom
+        } else if !Occupancy::has_room(self.occupancy.port(port), rules.port_max) {
+            Learned::PortLimit
+        } else if !Occupancy::has_room(self.occupancy.vlan(vlan), rules.vlan_max) {
+            Learned::VlanLimit
         } else {
-            // An expired entry not swept yet: a fresh learn, not a move.
-            self.counters.learned.fetch_add(1, Relaxed);
             Learned::New
         }
     }
@@ -621,6 +737,72 @@ mod tests {
 
     fn mac(n: u64) -> MacAddr {
         MacAddr::from_u64(0x0200_0000_0000 | n)
+    }
+
+    /// `would_learn` names what `learn_with` then does, for every outcome: new, refresh,
+    /// move, flapping, damped, static conflict, port and VLAN limits, a full table.
+    #[test]
+    fn would_learn_agrees_with_learning() {
+        let f = Fdb::new(6);
+        f.add_static(1, mac(50), 9);
+        let flap = FlapPolicy {
+            moves: 2,
+            window_secs: 10,
+            damp_secs: 5,
+        };
+        let rules = |port_max, vlan_max| LearnRules {
+            aging: 300,
+            port_max,
+            vlan_max,
+            flap,
+        };
+        // (vlan, mac, port, now, port limit, vlan limit)
+        let steps: &[(u16, u64, PortId, u32, u32, u32)] = &[
+            (1, 1, 1, 0, 9, 9),   // new
+            (1, 1, 1, 1, 9, 9),   // refreshed
+            (1, 1, 2, 2, 9, 9),   // moved
+            (1, 1, 1, 3, 9, 9),   // moved, flapping
+            (1, 1, 2, 4, 9, 9),   // damped
+            (1, 50, 1, 4, 9, 9),  // static conflict
+            (1, 2, 1, 5, 1, 9),   // port limit (port 1 holds mac 1)
+            (1, 3, 3, 5, 9, 1),   // VLAN limit
+            (2, 3, 3, 5, 9, 9),   // new
+            (2, 4, 3, 5, 9, 9),   // new
+            (2, 5, 3, 5, 9, 9),   // new
+            (2, 6, 3, 5, 9, 9),   // new: six entries
+            (2, 7, 3, 5, 9, 9),   // no room
+            (1, 1, 2, 400, 9, 9), // expired: learned afresh
+        ];
+        let mut seen = Vec::new();
+        for &(vlan, m, port, now, pmax, vmax) in steps {
+            let r = rules(pmax, vmax);
+            let before = (format!("{:?}", f.counters), f.len(), f.port_macs(port));
+            let would = f.would_learn(vlan, mac(m), port, now, &r);
+            let after = (format!("{:?}", f.counters), f.len(), f.port_macs(port));
+            assert_eq!(after, before, "would_learn changes nothing");
+            let did = f.learn_with(vlan, mac(m), port, now, &r);
+            assert_eq!(would, did, "step {vlan} {m} {port} {now}");
+            seen.push(did);
+        }
+        for l in [
+            Learned::New,
+            Learned::Refreshed,
+            Learned::Moved {
+                from: 1,
+                flapping: false,
+            },
+            Learned::Moved {
+                from: 2,
+                flapping: true,
+            },
+            Learned::Damped { on: 1 },
+            Learned::StaticConflict,
+            Learned::PortLimit,
+            Learned::VlanLimit,
+            Learned::NoRoom,
+        ] {
+            assert!(seen.contains(&l), "{l:?} not exercised: {seen:?}");
+        }
     }
 
     #[test]

@@ -6,10 +6,10 @@
 //! the tests below drive it with plain bytes and chosen times.
 #![forbid(unsafe_code)]
 
-use crate::config::{LimitAction, PortEntry, PortId, PortMode, Snapshot};
+use crate::config::{LearnRules, LimitAction, PortEntry, PortId, PortMode, Snapshot};
 use crate::counters::DropReason;
 use crate::fdb::{Fdb, Learned};
-use crate::wire::{EgressTag, EthernetFrame};
+use crate::wire::{EgressTag, EthernetFrame, MacAddr};
 
 /// Where a classified frame goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +31,58 @@ pub struct Decision {
     pub out: Out,
     /// What learning the source MAC did (`None`: a group or zero source, not learned).
     pub learned: Option<Learned>,
+}
+
+/// The MAC table as the decision uses it: learn the source, look the destination up.
+///
+/// [`Fdb`] learns; [`DryRun`] answers what learning would do and changes nothing, so that a
+/// trace runs the very decision the workers run (`crate::trace`).
+pub trait MacTable {
+    /// Learns (or, dry, says what learning would do): [`Fdb::learn_with`].
+    fn learn(&self, vlan: u16, mac: MacAddr, port: PortId, now: u32, rules: &LearnRules)
+        -> Learned;
+    /// The port `mac` lives on in `vlan`: [`Fdb::lookup`].
+    fn lookup(&self, vlan: u16, mac: MacAddr, now: u32, aging: u32) -> Option<PortId>;
+}
+
+impl MacTable for Fdb {
+    #[inline]
+    fn learn(
+        &self,
+        vlan: u16,
+        mac: MacAddr,
+        port: PortId,
+        now: u32,
+        rules: &LearnRules,
+    ) -> Learned {
+        self.learn_with(vlan, mac, port, now, rules)
+    }
+
+    #[inline]
+    fn lookup(&self, vlan: u16, mac: MacAddr, now: u32, aging: u32) -> Option<PortId> {
+        Fdb::lookup(self, vlan, mac, now, aging)
+    }
+}
+
+/// A table that only says what learning would do ([`Fdb::would_learn`]).
+#[derive(Debug, Clone, Copy)]
+pub struct DryRun<'a>(pub &'a Fdb);
+
+impl MacTable for DryRun<'_> {
+    fn learn(
+        &self,
+        vlan: u16,
+        mac: MacAddr,
+        port: PortId,
+        now: u32,
+        rules: &LearnRules,
+    ) -> Learned {
+        self.0.would_learn(vlan, mac, port, now, rules)
+    }
+
+    fn lookup(&self, vlan: u16, mac: MacAddr, now: u32, aging: u32) -> Option<PortId> {
+        self.0.lookup(vlan, mac, now, aging)
+    }
 }
 
 /// The VLAN a frame with outer VID `vid` (`None`: untagged, `Some(0)`: priority tag) belongs to
@@ -59,9 +111,9 @@ pub fn classify(mode: &PortMode, vid: Option<u16>) -> Result<u16, DropReason> {
 /// is not learned; the frame is then still forwarded if the port's limit action is `Flood`,
 /// else dropped ([`DropReason::MacLimit`]).
 #[inline]
-pub fn decide<H>(
+pub fn decide<H, T: MacTable>(
     snap: &Snapshot<H>,
-    fdb: &Fdb,
+    fdb: &T,
     frame: &EthernetFrame<'_>,
     ingress: PortId,
     now: u32,
@@ -74,9 +126,9 @@ pub fn decide<H>(
 /// [`decide`] for a frame already classified into `vlan` on port `ingress`, whose entry is
 /// `port`: the worker classifies each frame once, for the prefetch and the decision alike.
 #[inline]
-pub fn decide_classified<H>(
+pub fn decide_classified<H, T: MacTable>(
     snap: &Snapshot<H>,
-    fdb: &Fdb,
+    fdb: &T,
     frame: &EthernetFrame<'_>,
     ingress: PortId,
     port: &PortEntry<H>,
@@ -90,7 +142,7 @@ pub fn decide_classified<H>(
     let learned = if src.is_multicast() || src.is_zero() {
         None
     } else {
-        let l = fdb.learn_with(vlan, src, ingress, now, &snap.learn_rules(port, vlan));
+        let l = fdb.learn(vlan, src, ingress, now, &snap.learn_rules(port, vlan));
         if matches!(l, Learned::PortLimit | Learned::VlanLimit)
             && port.security.action != LimitAction::Flood
         {

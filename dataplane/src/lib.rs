@@ -8,8 +8,8 @@
 //!   immutable [`config::Snapshot`] loaded atomically once per worker wakeup, the
 //!   [`fdb::Fdb`] is a lock-free table, counters are atomics, events go to a per-worker ring
 //!   ([`events`]).
-//! - The pure core, [`wire`], [`config`], [`fdb`], [`forward`], [`gso`], [`counters`] and
-//!   [`events`], makes no syscall on the per-frame path and reads no clock (time is an
+//! - The pure core, [`wire`], [`config`], [`fdb`], [`forward`], [`trace`], [`gso`],
+//!   [`counters`] and [`events`], makes no syscall on the per-frame path and reads no clock (time is an
 //!   argument; the FDB's table memory is mapped once, when it is made, by [`sys`]); it depends on no
 //!   I/O type (a snapshot is generic over its ports' handle, [`config::Snapshot<H>`]). Each of
 //!   these modules starts with `#![forbid(unsafe_code)]`, so the compiler holds them to it. The
@@ -33,6 +33,7 @@ pub mod reaper;
 mod shared;
 pub mod switch;
 pub mod sys;
+pub mod trace;
 pub mod wire;
 mod worker;
 

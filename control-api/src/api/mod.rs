@@ -6,7 +6,7 @@
 //! panic on input.
 //!
 //! One module per resource, each with the handlers of its routes: `ports.rs`, `vlans.rs`,
-//! `fdb.rs`, `topology.rs`, `stats.rs` (with `/metrics`); [`router`] lists every route. `doc.rs`
+//! `fdb.rs`, `topology.rs`, `stats.rs` (with `/metrics`), `trace.rs`; [`router`] lists every route. `doc.rs`
 //! holds the OpenAPI document ([`ApiDoc`]) and what it says of every route at once (the bearer
 //! token, the middleware's and extractors' problems), `error.rs` the problem document and how
 //! controller errors map to statuses, `extract.rs` the body and query extractors, [`views`] the
@@ -33,6 +33,7 @@ mod fdb;
 mod ports;
 mod stats;
 mod topology;
+mod trace;
 pub mod views;
 mod vlans;
 
@@ -42,6 +43,7 @@ pub use error::{ApiError, Problem, PROBLEM_JSON};
 pub use extract::{Payload, ACCEPTED_BODY_TYPES, Q};
 pub use fdb::FdbQuery;
 pub use topology::ApplyQuery;
+pub use trace::{FrameFields, TraceRequest};
 pub use views::*;
 
 use error::ApiResult;
@@ -117,6 +119,7 @@ pub fn router(state: AppState) -> Router {
             get(topology::get_topology).put(topology::put_topology),
         )
         .route("/api/v1/stats", get(stats::stats))
+        .route("/api/v1/trace", post(trace::trace))
         .route("/api/v1/openapi.json", get(doc::openapi))
         .route("/metrics", get(stats::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));

@@ -23,6 +23,12 @@ use std::sync::Arc;
 use crate::counters::{DropReason, PortCounters};
 use crate::wire::{EgressFrame, VnetHdr};
 
+impl crate::trace::PortState for Arc<Port> {
+    fn is_disabled(&self) -> bool {
+        Port::is_disabled(self)
+    }
+}
+
 /// Errors opening or configuring a port.
 #[derive(Debug, thiserror::Error)]
 pub enum PortError {

@@ -58,12 +58,50 @@ enum Cmd {
     Stats,
     /// The whole switch at a glance: each VLAN with its ports, their links and MAC counts.
     Show,
+    /// Why a frame goes where it goes: the switch's decision for a frame arriving on PORT, step
+    /// by step (nothing is learned or counted unless --learn).
+    Trace(TraceArgs),
     /// VM plug-in hooks for QEMU (`script=`/`downscript=`) and libvirt (`hooks/qemu`).
     #[command(subcommand)]
     Hook(HookCmd),
     /// Write the man page and shell completions into DIR (for packaging).
     #[command(hide = true)]
     GenerateDocs { dir: std::path::PathBuf },
+}
+
+#[derive(Debug, Args)]
+struct TraceArgs {
+    /// The ingress port.
+    port: String,
+    /// Source MAC.
+    #[arg(long, required_unless_present = "hex")]
+    src: Option<MacAddr>,
+    /// Destination MAC.
+    #[arg(long, required_unless_present = "hex")]
+    dst: Option<MacAddr>,
+    /// An 802.1Q tag with this VID (0: a priority tag); twice for two tags, outermost first.
+    #[arg(long = "vlan")]
+    vlans: Vec<u16>,
+    /// EtherType after the tags, like 0x0806 (default: IPv4/IPv6 with addresses, else 0x88b5).
+    #[arg(long, value_parser = parse_ethertype)]
+    ethertype: Option<u16>,
+    /// Source IP address (IPv4 or IPv6).
+    #[arg(long, requires = "dst_ip")]
+    src_ip: Option<std::net::IpAddr>,
+    /// Destination IP address.
+    #[arg(long, requires = "src_ip")]
+    dst_ip: Option<std::net::IpAddr>,
+    /// The whole frame in hex instead (from the destination MAC on; spaces and colons allowed).
+    #[arg(long, conflicts_with_all = ["src", "dst", "vlans", "ethertype", "src_ip", "dst_ip"])]
+    hex: Option<String>,
+    /// Learn the source MAC as the switch would (default: only say what learning would do).
+    #[arg(long)]
+    learn: bool,
+}
+
+fn parse_ethertype(s: &str) -> Result<u16, String> {
+    let digits = s.strip_prefix("0x").unwrap_or(s);
+    u16::from_str_radix(digits, 16).map_err(|_| format!("{s:?} is not a hex EtherType like 0x0800"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -765,6 +803,31 @@ fn stats(ctx: &Ctx) -> Result<()> {
     ctx.show(v, |s: Stats| table::stats(&s))
 }
 
+fn trace(ctx: &Ctx, t: TraceArgs) -> Result<()> {
+    let body = match &t.hex {
+        Some(hex) => serde_json::json!({ "port": t.port, "hex": hex, "learn": t.learn }),
+        None => serde_json::json!({
+            "port": t.port,
+            "learn": t.learn,
+            "frame": {
+                "src": t.src.map(|m| m.to_string()),
+                "dst": t.dst.map(|m| m.to_string()),
+                "vlans": t.vlans,
+                "ethertype": t.ethertype,
+                "src_ip": t.src_ip,
+                "dst_ip": t.dst_ip,
+            }
+        }),
+    };
+    let v = ctx.client.json("POST", "/api/v1/trace", &body)?;
+    if ctx.json {
+        print_json(&v);
+    } else {
+        table::trace(&v);
+    }
+    Ok(())
+}
+
 fn show(ctx: &Ctx) -> Result<()> {
     let vlans = ctx.client.call("GET", "/api/v1/vlans", None)?;
     let ports = ctx.client.call("GET", "/api/v1/ports", None)?;
@@ -843,6 +906,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Topology(TopoCmd::Export) => topology_export(&ctx),
         Cmd::Stats => stats(&ctx),
         Cmd::Show => show(&ctx),
+        Cmd::Trace(t) => trace(&ctx, t),
         Cmd::Hook(HookCmd::QemuIfup { ifname }) => {
             let env = |k: &str| std::env::var(k).ok();
             let m = hook::Membership::from_settings(

@@ -220,3 +220,57 @@ pub fn switch(server: &str, vlans: &[VlanView], ports: &[PortView], stats: &Stat
         }
     }
 }
+
+/// A trace (`POST /api/v1/trace`): each step as stage, rule and words, then the verdict.
+pub fn trace(v: &serde_json::Value) {
+    let text = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
+    let steps = v["steps"].as_array().cloned().unwrap_or_default();
+    print(
+        &["STAGE", "RULE", "WHAT"],
+        steps
+            .iter()
+            .map(|s| vec![text(s, "stage"), text(s, "rule"), text(s, "detail")])
+            .collect(),
+    );
+    let vlan = v["vlan"]
+        .as_u64()
+        .map(|n| format!(" in VLAN {n}"))
+        .unwrap_or_default();
+    let verdict = match v["verdict"].as_str().unwrap_or_default() {
+        "dropped" => format!(
+            "dropped{vlan}: counted as drops {} on {}",
+            text(v, "drop_reason"),
+            text(v, "ingress")
+        ),
+        "filtered" => format!("filtered{vlan}: sent nowhere"),
+        _ => {
+            let copies: Vec<String> = v["egress"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| {
+                    let tag = match e["tag"].as_str().unwrap_or_default() {
+                        "none" => "untagged",
+                        "push" => "tag pushed",
+                        "pop" => "tag popped",
+                        "keep" => "tagged",
+                        _ => "tag rewritten",
+                    };
+                    format!("{} ({tag})", text(e, "port"))
+                })
+                .collect();
+            let how = if v["flooded"].as_bool() == Some(true) {
+                "flooded"
+            } else {
+                "forwarded"
+            };
+            format!("{how}{vlan} to {}", copies.join(", "))
+        }
+    };
+    let learned = if v["learned"].as_bool() == Some(true) {
+        ""
+    } else {
+        " (nothing learned)"
+    };
+    println!("verdict: {verdict}{learned}");
+}
