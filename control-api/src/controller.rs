@@ -72,6 +72,8 @@ pub struct Controller {
     /// Where [`Controller::log_events`] left off in each worker's event ring.
     event_cursors: Vec<u64>,
     event_log: crate::eventlog::EventLog,
+    /// Live traces armed through the API.
+    live: crate::watch::LiveTraces,
 }
 
 impl Controller {
@@ -133,9 +135,15 @@ impl Controller {
             taps,
             event_cursors: Vec::new(),
             event_log: Default::default(),
+            live: Default::default(),
         };
         ctl.sync_static_macs(&[]);
         Ok(ctl)
+    }
+
+    /// The running switch and the live traces armed on it.
+    pub fn live_traces(&mut self) -> (&Switch, &mut crate::watch::LiveTraces) {
+        (&self.switch, &mut self.live)
     }
 
     /// The running switch.

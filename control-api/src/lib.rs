@@ -34,11 +34,13 @@ pub mod controller;
 pub mod diff;
 pub mod edit;
 pub mod eventlog;
+pub mod pcapng;
 pub mod plan;
 pub mod snapshot;
 pub mod state;
 pub mod strict;
 pub mod topology;
+pub mod watch;
 
 pub use controller::{ControlError, Controller};
 pub use snapshot::{build_snapshot, port_entry, port_mode};

@@ -34,6 +34,7 @@ mod shared;
 pub mod switch;
 pub mod sys;
 pub mod trace;
+pub mod watch;
 pub mod wire;
 mod worker;
 

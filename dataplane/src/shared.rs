@@ -3,6 +3,7 @@
 //! [`crate::worker`] reads it; neither module depends on the other for it.
 #![forbid(unsafe_code)]
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -10,6 +11,7 @@ use arc_swap::ArcSwap;
 use crate::counters::VlanCounters;
 use crate::events::EventRing;
 use crate::fdb::Fdb;
+use crate::watch::Watching;
 use crate::Snapshot;
 
 /// State shared by the workers and the control side.
@@ -25,6 +27,8 @@ pub(crate) struct Shared {
     /// How long a worker keeps polling after its last frame before it sleeps (zero: it
     /// sleeps at once).
     pub(crate) poll_window: Duration,
+    /// How many captures and live traces are armed (read once per receive batch).
+    pub(crate) watching: Arc<Watching>,
 }
 
 impl Shared {

@@ -115,6 +115,7 @@ impl Switch {
                 .map(|_| EventRing::default())
                 .collect(),
             poll_window: opts.workers.poll_window,
+            watching: Arc::default(),
         });
         let stop = EventFd::new().map_err(SwitchError::Wakeup)?;
         let reaper = Reaper::start().map_err(SwitchError::Spawn)?;
@@ -266,6 +267,17 @@ impl Switch {
             lost += ring.read(cursor, &mut f);
         }
         lost
+    }
+
+    /// Arms `watch` on port `name` (`None`: no such port) until the returned guard is dropped.
+    pub fn arm(&self, name: &str, watch: crate::watch::Watch) -> Option<crate::watch::Armed> {
+        let snap = self.shared.snapshot.load();
+        let port = &snap.port(snap.port_id(name)?)?.port;
+        Some(crate::watch::Armed::new(
+            port,
+            watch,
+            self.shared.watching.clone(),
+        ))
     }
 
     /// The id of port `name`, if configured.

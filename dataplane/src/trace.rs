@@ -16,6 +16,7 @@ use crate::config::{LimitAction, PortId, PortMode, Snapshot};
 use crate::counters::DropReason;
 use crate::fdb::{Fdb, Learned};
 use crate::forward::{classify, decide_classified, egress_ports, Decision, DryRun, Out};
+use crate::watch::Sent;
 use crate::wire::{EgressTag, EthernetFrame, MacAddr};
 
 /// What the decision needs to know of a port's handle beyond its configuration.
@@ -156,12 +157,6 @@ impl Trace {
             detail,
         });
     }
-
-    fn drop(mut self, stage: Stage, rule: &'static str, detail: String, r: DropReason) -> Trace {
-        self.step(stage, rule, detail);
-        self.drop_reason = Some(r.name());
-        self
-    }
 }
 
 /// Traces `bytes` arriving on port `ingress` at `now` (the switch's seconds), as a worker
@@ -175,6 +170,78 @@ pub fn trace<H: PortState>(
     now: u32,
     learn: bool,
 ) -> Trace {
+    let decision = decide_frame(snap, fdb, bytes, ingress, now, learn);
+    let mut sent = Vec::new();
+    if let Ok(d) = &decision {
+        for (p, how) in egress_ports(snap, d, ingress) {
+            let disabled = snap.port(p).is_some_and(|e| e.port.is_disabled());
+            sent.push(Sent {
+                port: p,
+                how,
+                dropped: disabled.then_some(DropReason::PortDisabled),
+            });
+        }
+    }
+    let mut t = explain(
+        snap,
+        fdb,
+        bytes,
+        bytes.len(),
+        ingress,
+        now,
+        decision,
+        &sent,
+        0,
+    );
+    if !learn {
+        for s in t.steps.iter_mut().filter(|s| s.stage == Stage::Learn) {
+            s.detail.push_str(" (dry run: the table is unchanged)");
+        }
+    }
+    t.learned = learn;
+    t
+}
+
+/// The worker's decision for `bytes` on `ingress`, in the worker's order: a disabled port's
+/// frames are dropped before they are parsed, then the frame is parsed, classified and
+/// decided on.
+fn decide_frame<H: PortState>(
+    snap: &Snapshot<H>,
+    fdb: &Fdb,
+    bytes: &[u8],
+    ingress: PortId,
+    now: u32,
+    learn: bool,
+) -> Result<Decision, DropReason> {
+    let port = snap.port(ingress).ok_or(DropReason::NoSuchPort)?;
+    if port.port.is_disabled() {
+        return Err(DropReason::PortDisabled);
+    }
+    let frame = EthernetFrame::parse(bytes).map_err(|_| DropReason::BadFrame)?;
+    let vlan = classify(&port.mode, frame.vid())?;
+    if learn {
+        decide_classified(snap, fdb, &frame, ingress, port, vlan, now)
+    } else {
+        decide_classified(snap, &DryRun(fdb), &frame, ingress, port, vlan, now)
+    }
+}
+
+/// Explains a decision taken for a frame of `len` bytes whose first bytes are `head`, on port
+/// `ingress`: `decision` and the copies `sent` (`more`: copies beyond those) are the outcome,
+/// whether [`trace`] just computed it or a worker recorded it ([`crate::watch::Record`]); the
+/// words come from the configuration and the table as they are at `now`.
+#[allow(clippy::too_many_arguments)]
+pub fn explain<H>(
+    snap: &Snapshot<H>,
+    fdb: &Fdb,
+    head: &[u8],
+    len: usize,
+    ingress: PortId,
+    now: u32,
+    decision: Result<Decision, DropReason>,
+    sent: &[Sent],
+    more: u16,
+) -> Trace {
     let name = |p: PortId| {
         snap.port(p)
             .map_or_else(|| format!("#{p}"), |e| e.name.clone())
@@ -183,42 +250,44 @@ pub fn trace<H: PortState>(
         ingress: name(ingress),
         steps: Vec::new(),
         verdict: Verdict::Dropped,
-        vlan: None,
-        drop_reason: None,
+        vlan: decision.as_ref().ok().map(|d| d.vlan),
+        drop_reason: decision.as_ref().err().map(|r| r.name()),
         flooded: false,
         egress: Vec::new(),
-        learned: learn,
+        learned: true,
     };
     let Some(port) = snap.port(ingress) else {
-        let d = format!("no port with id {ingress}");
-        return t.drop(Stage::Ingress, "no_such_port", d, DropReason::NoSuchPort);
+        t.step(
+            Stage::Ingress,
+            "no_such_port",
+            format!("no port with id {ingress}"),
+        );
+        return t;
     };
-    // The worker's order: a disabled port's frames are dropped before they are parsed.
-    if port.port.is_disabled() {
+    if decision == Err(DropReason::PortDisabled) {
         let d = format!("port {} is shut down by port security", port.name);
-        return t.drop(Stage::Ingress, "port_disabled", d, DropReason::PortDisabled);
+        t.step(Stage::Ingress, "port_disabled", d);
+        return t;
     }
-    let frame = match EthernetFrame::parse(bytes) {
+    let frame = match EthernetFrame::parse(head) {
         Ok(f) => f,
         Err(e) => {
-            let d = format!("{} bytes, an Ethernet header needs {}", e.len, e.need);
-            return t.drop(Stage::Parse, "truncated", d, DropReason::BadFrame);
+            let d = format!("{len} bytes, an Ethernet header needs {}", e.need);
+            t.step(Stage::Parse, "truncated", d);
+            return t;
         }
     };
-    t.step(Stage::Parse, "parsed", describe(&frame));
+    t.step(Stage::Parse, "parsed", describe(&frame, len));
     let (rule, detail) = classify_rule(&port.name, &port.mode, frame.vid());
     let vlan = match classify(&port.mode, frame.vid()) {
         Ok(v) => {
             t.step(Stage::Classify, rule, format!("{detail}: VLAN {v}"));
-            t.vlan = Some(v);
             v
         }
-        Err(r) => return t.drop(Stage::Classify, rule, format!("{detail}: dropped"), r),
-    };
-    let decided = if learn {
-        decide_classified(snap, fdb, &frame, ingress, port, vlan, now)
-    } else {
-        decide_classified(snap, &DryRun(fdb), &frame, ingress, port, vlan, now)
+        Err(_) => {
+            t.step(Stage::Classify, rule, format!("{detail}: dropped"));
+            return t;
+        }
     };
     let src = frame.src();
     if let Some(allowed) = &port.security.allowed {
@@ -236,16 +305,14 @@ pub fn trace<H: PortState>(
         );
         t.step(Stage::Security, rule, d);
     }
-    let d: Decision = match decided {
+    let d = match decision {
         Ok(d) => d,
-        Err(r) => {
-            if r == DropReason::MacLimit {
-                let limit = learn_limit(snap, fdb, src, ingress, vlan, now);
-                t.step(Stage::Learn, limit.0, limit.1);
-            }
-            t.drop_reason = Some(r.name());
+        Err(DropReason::MacLimit) => {
+            let limit = learn_limit(snap, fdb, src, ingress, vlan, now);
+            t.step(Stage::Learn, limit.0, limit.1);
             return t;
         }
+        Err(_) => return t,
     };
     let (rule, detail) = learn_rule(
         &name,
@@ -255,38 +322,46 @@ pub fn trace<H: PortState>(
         vlan,
         d.learned,
     );
-    let detail = if learn {
-        detail
-    } else {
-        format!("{detail} (dry run: the table is unchanged)")
-    };
     t.step(Stage::Learn, rule, detail);
     let dst = frame.dst();
     let (rule, detail) = lookup_rule(snap, fdb, &name, dst, vlan, ingress, now, d.out);
     t.step(Stage::Lookup, rule, detail);
-    let mut egress = Vec::new();
-    let mut sent: Vec<PortId> = Vec::new();
-    for (p, how) in egress_ports(snap, &d, ingress) {
-        sent.push(p);
-        let out = name(p);
-        if snap.port(p).is_some_and(|e| e.port.is_disabled()) {
-            let d = format!(
-                "{out} is shut down by port security: the copy is dropped (port_disabled on {out})"
-            );
-            t.step(Stage::Egress, "egress_disabled", d);
-            continue;
+    for s in sent {
+        let out = name(s.port);
+        let tag = TagAction::of(&frame, vlan, s.how);
+        match s.dropped {
+            None => {
+                t.step(
+                    Stage::Egress,
+                    "egress",
+                    egress_words(&out, vlan, s.how, tag),
+                );
+                t.egress.push(Egress { port: out, tag });
+            }
+            Some(DropReason::PortDisabled) => {
+                let d = format!("{out} is shut down by port security: the copy is dropped (port_disabled on {out})");
+                t.step(Stage::Egress, "egress_disabled", d);
+            }
+            Some(r) => {
+                let d = format!(
+                    "sending to {out} failed: the copy is dropped ({} on {out})",
+                    r.name()
+                );
+                t.step(Stage::Egress, "egress_failed", d);
+            }
         }
-        let tag = TagAction::of(&frame, vlan, how);
-        t.step(Stage::Egress, "egress", egress_words(&out, vlan, how, tag));
-        egress.push(Egress { port: out, tag });
+    }
+    if more > 0 {
+        t.step(
+            Stage::Egress,
+            "egress_more",
+            format!("and {more} more copies"),
+        );
     }
     if d.out == Out::Flood {
-        // The members the decision left out, and why.
-        for &p in snap.members(vlan) {
-            if p == ingress {
-                let d = format!("{} is the ingress port: a frame never goes back", port.name);
-                t.step(Stage::Egress, "egress_is_ingress", d);
-            }
+        if snap.members(vlan).contains(&ingress) {
+            let d = format!("{} is the ingress port: a frame never goes back", port.name);
+            t.step(Stage::Egress, "egress_is_ingress", d);
         }
         if sent.is_empty() {
             let d = format!("VLAN {vlan} has no other member port: sent nowhere");
@@ -299,12 +374,11 @@ pub fn trace<H: PortState>(
         Verdict::Forwarded
     };
     t.flooded = d.out == Out::Flood;
-    t.egress = egress;
     t
 }
 
 /// The parse step's words: addresses, tag and EtherType (with IP addresses when present).
-fn describe(f: &EthernetFrame<'_>) -> String {
+fn describe(f: &EthernetFrame<'_>, len: usize) -> String {
     let tag = match f.tci() {
         None => "untagged".to_string(),
         Some(tci) if tci & 0x0fff == 0 => format!("priority-tagged (PCP {})", tci >> 13),
@@ -326,8 +400,7 @@ fn describe(f: &EthernetFrame<'_>) -> String {
         _ => String::new(),
     };
     format!(
-        "{} bytes, {} -> {}, {tag}, EtherType 0x{ethertype:04x}{ip}",
-        f.bytes().len(),
+        "{len} bytes, {} -> {}, {tag}, EtherType 0x{ethertype:04x}{ip}",
         f.src(),
         f.dst()
     )

@@ -19,12 +19,15 @@ use crate::config::{LimitAction, PortId};
 use crate::counters::{DropReason, MacEvent, PortCounters};
 use crate::events::{Event as SwitchEvent, EventKind};
 use crate::fdb::Learned;
-use crate::forward::{classify, decide_classified, egress_ports, prefetch_classified, Out};
+use crate::forward::{
+    classify, decide_classified, egress_ports, prefetch_classified, Decision, Out,
+};
 use crate::port::batch::{RxBatch, TxBatch, TxQueue, RX_BATCH};
-use crate::port::{tx_drop, Port, Sent};
+use crate::port::{tx_drop, Port, Sent as PortSent};
 use crate::shared::Shared;
 use crate::sys::{Epoll, Event};
-use crate::wire::{EgressFrame, EthernetFrame, MacAddr, VnetHdr};
+use crate::watch::{Direction, Record, Sent, Watches};
+use crate::wire::{EgressFrame, EgressTag, EthernetFrame, MacAddr, VnetHdr};
 use crate::{PortEntry, Snapshot};
 
 /// Epoll token of the stop eventfd.
@@ -302,8 +305,19 @@ impl Worker {
 
 impl Buffers {
     /// Forwards the `n` frames of the last receive batch from the ingress port of `ctx`,
-    /// then sends what was queued for netdev ports.
+    /// then sends what was queued for netdev ports. With a capture or live trace armed
+    /// anywhere (one relaxed load per batch tells), the frames go through the same code with
+    /// the watch hooks compiled in ([`Watched`]); otherwise with none ([`Unwatched`]).
     fn forward_batch(&mut self, ctx: &Ctx<'_>, n: usize) {
+        if ctx.shared.watching.any() {
+            self.forward_frames(ctx, n, &mut Watched::new(ctx));
+        } else {
+            self.forward_frames(ctx, n, &mut Unwatched);
+        }
+    }
+
+    #[inline(always)]
+    fn forward_frames<W: Watcher>(&mut self, ctx: &Ctx<'_>, n: usize, w: &mut W) {
         let Buffers {
             batch,
             txq,
@@ -333,13 +347,145 @@ impl Buffers {
         for (i, frame) in frames.into_iter().enumerate().take(n) {
             let (hdr, bytes) = batch.frame(i);
             rx_bytes += bytes.len() as u64;
-            if let Some(out) = forward_one(ctx, hdr, bytes.len(), frame, &mut tx, &mut sent) {
+            w.received(bytes);
+            let out = forward_one(ctx, hdr, bytes.len(), frame, &mut tx, &mut sent, w);
+            w.done();
+            if let Some(out) = out {
                 touch(touched, n_touched, out);
             }
         }
         ctx.entry.port.counters.rx_n(n as u64, rx_bytes);
         sent.count();
         flush(ctx.snap, &mut tx);
+    }
+}
+
+/// The per-frame hooks of capture and live trace ([`crate::watch`]). [`Unwatched`]'s do
+/// nothing and compile to nothing.
+trait Watcher {
+    /// A frame was received on the ingress port.
+    fn received(&mut self, bytes: &[u8]);
+    /// The decision for it (or why it was dropped on the ingress port).
+    fn decided(&mut self, d: Result<Decision, DropReason>);
+    /// A copy for port `p`, carried `how`, rendered as `e`, was sent, or dropped on `p` for
+    /// `dropped`.
+    fn sent(
+        &mut self,
+        p: &Port,
+        id: PortId,
+        how: EgressTag,
+        e: &EgressFrame<'_>,
+        dropped: Option<DropReason>,
+    );
+    /// The frame is done with.
+    fn done(&mut self);
+}
+
+/// No watch armed.
+struct Unwatched;
+
+impl Watcher for Unwatched {
+    #[inline(always)]
+    fn received(&mut self, _: &[u8]) {}
+    #[inline(always)]
+    fn decided(&mut self, _: Result<Decision, DropReason>) {}
+    #[inline(always)]
+    fn sent(
+        &mut self,
+        _: &Port,
+        _: PortId,
+        _: EgressTag,
+        _: &EgressFrame<'_>,
+        _: Option<DropReason>,
+    ) {
+    }
+    #[inline(always)]
+    fn done(&mut self) {}
+}
+
+/// A watch is armed somewhere: capture the frames of watched ports, record the decisions
+/// of traced ones.
+struct Watched {
+    /// The batch's time, in nanoseconds since the Unix epoch (one clock read per batch).
+    at_ns: u64,
+    /// The ingress port's watches.
+    ingress: Option<Arc<Watches>>,
+    /// The frame being traced, if the ingress port has a live trace.
+    record: Option<Record>,
+}
+
+impl Watched {
+    fn new(ctx: &Ctx<'_>) -> Watched {
+        let at_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Watched {
+            at_ns,
+            ingress: ctx.entry.port.watches.load_full(),
+            record: None,
+        }
+    }
+}
+
+impl Watcher for Watched {
+    fn received(&mut self, bytes: &[u8]) {
+        let Some(w) = &self.ingress else {
+            return;
+        };
+        for c in &w.captures {
+            c.record(Direction::Rx, self.at_ns, bytes.len(), &[bytes]);
+        }
+        if !w.traces.is_empty() {
+            self.record = Some(Record::new(self.at_ns, bytes));
+        }
+    }
+
+    fn decided(&mut self, d: Result<Decision, DropReason>) {
+        if let Some(r) = &mut self.record {
+            r.decision = d;
+        }
+    }
+
+    fn sent(
+        &mut self,
+        p: &Port,
+        id: PortId,
+        how: EgressTag,
+        e: &EgressFrame<'_>,
+        dropped: Option<DropReason>,
+    ) {
+        if let Some(r) = &mut self.record {
+            r.add(Sent {
+                port: id,
+                how,
+                dropped,
+            });
+        }
+        if dropped.is_some() {
+            return;
+        }
+        if let Some(w) = &*p.watches.load() {
+            let tag: &[u8] = e.tag.as_ref().map_or(&[], |t| &t[..]);
+            for c in &w.captures {
+                c.record(Direction::Tx, self.at_ns, e.len(), &[e.addrs, tag, e.rest]);
+            }
+        }
+    }
+
+    fn done(&mut self) {
+        let (Some(r), Some(w)) = (self.record.take(), &self.ingress) else {
+            return;
+        };
+        let mac = |at: usize| {
+            let mut m = [0; 6];
+            if let Some(b) = r.head().get(at..at + 6) {
+                m.copy_from_slice(b);
+            }
+            MacAddr(m)
+        };
+        for t in &w.traces {
+            t.record(&r, mac(6), mac(0));
+        }
     }
 }
 
@@ -487,21 +633,24 @@ fn touch(touched: &mut [PortId; TOUCHED_MAX], n: &mut usize, id: PortId) {
 /// written at once to taps, queued in `tx` for netdev ports. Returns the port it went to when
 /// it went as known unicast (a candidate for the opportunistic drain).
 #[inline]
-fn forward_one<'a>(
+fn forward_one<'a, W: Watcher>(
     ctx: &Ctx<'a>,
     hdr: &[u8; VnetHdr::LEN],
     len: usize,
     frame: Option<Classified<'a>>,
     tx: &mut TxBatch<'a>,
     sent: &mut SentTally<'a>,
+    w: &mut W,
 ) -> Option<PortId> {
     let (snap, port) = (ctx.snap, &ctx.entry.port);
     if port.is_disabled() {
         port.counters.count_drop(DropReason::PortDisabled);
+        w.decided(Err(DropReason::PortDisabled));
         return None;
     }
     let Some((frame, vlan)) = frame else {
         port.counters.count_drop(DropReason::BadFrame);
+        w.decided(Err(DropReason::BadFrame));
         return None;
     };
     let decided = vlan.and_then(|vlan| {
@@ -519,12 +668,14 @@ fn forward_one<'a>(
         Ok(d) => d,
         Err(r) => {
             port.counters.count_drop(r);
+            w.decided(Err(r));
             if matches!(r, DropReason::MacLimit | DropReason::MacNotAllowed) {
                 security_drop(ctx, &frame, vlan.unwrap_or(0), r);
             }
             return None;
         }
     };
+    w.decided(Ok(d));
     if let Some(l) = d.learned {
         learned(ctx, &frame, d.vlan, l);
     }
@@ -535,24 +686,27 @@ fn forward_one<'a>(
         let Some(out) = snap.port(p).map(|e| &e.port) else {
             continue;
         };
+        let e = EgressFrame::render(&frame, d.vlan, how);
         if out.is_disabled() {
             out.counters.count_drop(DropReason::PortDisabled);
+            w.sent(out, p, how, &e, Some(DropReason::PortDisabled));
             continue;
         }
-        let e = EgressFrame::render(&frame, d.vlan, how);
         let oh = vh.shifted(e.len_delta(&frame));
         if tx.is_full() {
             flush(snap, tx);
         }
         match out.send(tx, u32::from(p), &oh, &e) {
-            Ok(Sent::Now(bytes)) => sent.add(&out.counters, bytes),
+            Ok(PortSent::Now(bytes)) => sent.add(&out.counters, bytes),
             // Counted when the batch is flushed.
-            Ok(Sent::Queued) => {}
+            Ok(PortSent::Queued) => {}
             Err(r) => {
                 out.counters.count_drop(r);
+                w.sent(out, p, how, &e, Some(r));
                 continue;
             }
         }
+        w.sent(out, p, how, &e, None);
         if d.out == Out::Unicast(p) {
             sent_to = Some(p);
         }

@@ -22,3 +22,4 @@ mod security;
 mod service;
 mod tcp;
 mod trunk;
+mod watch;

@@ -8,11 +8,11 @@
 //! only source MACs a port brings in are the frames the test sends.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::harness::{eventually, frame, mac_string, unique_id, Host, Raw, Switchd, BROADCAST};
+use crate::harness::{
+    eventually, frame, http, mac_string, unique_id, Host, Raw, Switchd, BROADCAST,
+};
 
 /// The frames one flood sends.
 const FLOOD: usize = 200_000;
@@ -776,25 +776,6 @@ fn a_third_source_shuts_a_port_down_and_the_others_keep_working() {
         "20 frames from and 20 to the port must count as port_disabled: {st:?}"
     );
     assert!(st["drop_mac_limit"] >= 1, "{st:?}");
-}
-
-/// `METHOD PATH` with an empty body on a new connection: (status, whole answer).
-fn http(api: &str, method: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(api).expect("connect to the API");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: switchd\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut answer = String::new();
-    let _ = s.read_to_string(&mut answer);
-    let status = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, answer)
 }
 
 /// A shut-down port comes back with `POST /api/v1/ports/{name}/enable` (sent as raw HTTP),

@@ -6,7 +6,8 @@
 //! panic on input.
 //!
 //! One module per resource, each with the handlers of its routes: `ports.rs`, `vlans.rs`,
-//! `fdb.rs`, `topology.rs`, `stats.rs` (with `/metrics`), `trace.rs`; [`router`] lists every route. `doc.rs`
+//! `fdb.rs`, `topology.rs`, `stats.rs` (with `/metrics`), `trace.rs`, `watch.rs` (capture and
+//! live trace); [`router`] lists every route. `doc.rs`
 //! holds the OpenAPI document ([`ApiDoc`]) and what it says of every route at once (the bearer
 //! token, the middleware's and extractors' problems), `error.rs` the problem document and how
 //! controller errors map to statuses, `extract.rs` the body and query extractors, [`views`] the
@@ -36,6 +37,7 @@ mod topology;
 mod trace;
 pub mod views;
 mod vlans;
+mod watch;
 
 pub use crate::edit::PortPatch;
 pub use doc::{ApiDoc, BEARER};
@@ -45,6 +47,7 @@ pub use fdb::FdbQuery;
 pub use topology::ApplyQuery;
 pub use trace::{FrameFields, TraceRequest};
 pub use views::*;
+pub use watch::{CaptureDirection, LiveTraceView, MAX_WAIT_SECS, PCAPNG};
 
 use error::ApiResult;
 
@@ -99,6 +102,13 @@ pub fn router(state: AppState) -> Router {
                 .delete(ports::delete_port),
         )
         .route("/api/v1/ports/{name}/enable", post(ports::enable_port))
+        .route("/api/v1/ports/{name}/capture", get(watch::capture))
+        .route(
+            "/api/v1/ports/{name}/trace",
+            get(watch::read_trace)
+                .post(watch::arm_trace)
+                .delete(watch::delete_trace),
+        )
         .route(
             "/api/v1/vlans",
             get(vlans::list_vlans).post(vlans::add_vlan),

@@ -107,6 +107,8 @@ pub struct Port {
     rx_failed: AtomicI32,
     /// Shut down by port security: frames from and to it are dropped.
     disabled: AtomicBool,
+    /// Captures and live traces armed on this port ([`crate::watch`]).
+    pub watches: crate::watch::PortWatches,
 }
 
 impl Port {
@@ -125,13 +127,18 @@ impl Port {
     }
 
     fn of_tap(name: &str, tap: tap::Tap) -> Port {
+        Self::with_io(name, PortIo::Tap(tap), Arc::default())
+    }
+
+    fn with_io(name: &str, io: PortIo, counters: Arc<PortCounters>) -> Port {
         Port {
             name: name.to_string(),
-            io: PortIo::Tap(tap),
-            counters: Arc::default(),
+            io,
+            counters,
             rx: batch::RxLock::default(),
             rx_failed: AtomicI32::new(0),
             disabled: AtomicBool::new(false),
+            watches: Default::default(),
         }
     }
 
@@ -144,14 +151,8 @@ impl Port {
 
     /// Attaches to the existing interface `name` (a netdev port), keeping `counters`.
     pub fn netdev(name: &str, counters: Arc<PortCounters>) -> Result<Port> {
-        Ok(Port {
-            name: name.to_string(),
-            io: PortIo::Packet(packet::PacketSocket::open(name)?),
-            counters,
-            rx: batch::RxLock::default(),
-            rx_failed: AtomicI32::new(0),
-            disabled: AtomicBool::new(false),
-        })
+        let io = PortIo::Packet(packet::PacketSocket::open(name)?);
+        Ok(Self::with_io(name, io, counters))
     }
 
     /// Starts a vhost-user port on `socket` (server: created now; client: connected in the
@@ -162,28 +163,16 @@ impl Port {
         mode: vhost_port::SocketMode,
         counters: Arc<PortCounters>,
     ) -> Result<Port> {
-        Ok(Port {
-            name: name.to_string(),
-            io: PortIo::VhostUser(vhost::VhostUser::start(name, socket, mode)?),
-            counters,
-            rx: batch::RxLock::default(),
-            rx_failed: AtomicI32::new(0),
-            disabled: AtomicBool::new(false),
-        })
+        let io = PortIo::VhostUser(vhost::VhostUser::start(name, socket, mode)?);
+        Ok(Self::with_io(name, io, counters))
     }
 
     /// A port with no interface behind it.
     pub fn detached(name: &str, reason: impl Into<String>, counters: Arc<PortCounters>) -> Port {
-        Port {
-            name: name.to_string(),
-            io: PortIo::Detached {
-                reason: reason.into(),
-            },
-            counters,
-            rx: batch::RxLock::default(),
-            rx_failed: AtomicI32::new(0),
-            disabled: AtomicBool::new(false),
-        }
+        let io = PortIo::Detached {
+            reason: reason.into(),
+        };
+        Self::with_io(name, io, counters)
     }
 
     /// The port name.

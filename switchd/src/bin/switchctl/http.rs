@@ -76,7 +76,92 @@ pub fn request(
     path: &str,
     body: Option<(&str, &[u8])>,
 ) -> Result<Response> {
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: switchd\r\nConnection: close\r\nAccept: application/json\r\n");
+    let mut s = open(server, token, method, path, body, "application/json")?;
+    s.set_timeout(Some(Duration::from_secs(30)))?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    parse(&raw)
+}
+
+/// Sends a `GET` for a stream (a capture, events) and hands its body to `on_data` piece by
+/// piece as it arrives, until the server ends it or `on_data` says stop (`false`). An answer
+/// that is not 2xx is returned whole instead.
+pub fn stream(
+    server: &str,
+    token: Option<&str>,
+    path: &str,
+    accept: &str,
+    mut on_data: impl FnMut(&[u8]) -> Result<bool>,
+) -> Result<Option<Response>> {
+    let mut s = open(server, token, "GET", path, None, accept)?;
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    let split = loop {
+        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            bail!("malformed HTTP response: no header end");
+        }
+        raw.extend_from_slice(&buf[..n]);
+    };
+    let head = std::str::from_utf8(&raw[..split]).context("malformed HTTP response header")?;
+    let (status, chunked) = status_of(head)?;
+    if !(200..300).contains(&status) {
+        s.read_to_end(&mut raw)?;
+        return parse(&raw).map(Some);
+    }
+    let mut dechunk = chunked.then(Dechunk::default);
+    let mut feed = |bytes: &[u8]| -> Result<bool> {
+        match &mut dechunk {
+            None => on_data(bytes),
+            Some(d) => {
+                let (data, end) = d.feed(bytes)?;
+                Ok(on_data(&data)? && !end)
+            }
+        }
+    };
+    if !feed(&raw[split + 4..])? {
+        return Ok(None);
+    }
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 || !feed(&buf[..n])? {
+            return Ok(None);
+        }
+    }
+}
+
+/// A connection to switchd, TCP or unix.
+trait Conn: Read + Write {
+    fn set_timeout(&self, t: Option<Duration>) -> std::io::Result<()>;
+}
+
+impl Conn for TcpStream {
+    fn set_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
+        self.set_read_timeout(t)
+    }
+}
+
+impl Conn for UnixStream {
+    fn set_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
+        self.set_read_timeout(t)
+    }
+}
+
+/// Connects to `server` and sends the request.
+fn open(
+    server: &str,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &[u8])>,
+    accept: &str,
+) -> Result<Box<dyn Conn>> {
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: switchd\r\nConnection: close\r\nAccept: {accept}\r\n"
+    );
     if let Some(t) = token {
         head.push_str(&format!("Authorization: Bearer {t}\r\n"));
     }
@@ -87,35 +172,20 @@ pub fn request(
         ));
     }
     head.push_str("\r\n");
-    let mut raw = Vec::new();
-    let timeout = Some(Duration::from_secs(30));
     let cannot = || format!("cannot reach switchd at {server} (is it running? see --server)");
-    if let Some(p) = server.strip_prefix("unix:") {
-        let mut s = UnixStream::connect(p).with_context(cannot)?;
-        s.set_read_timeout(timeout)?;
-        s.write_all(head.as_bytes())?;
-        if let Some((_, b)) = body {
-            s.write_all(b)?;
-        }
-        s.read_to_end(&mut raw)?;
-    } else {
-        let mut s = TcpStream::connect(server).with_context(cannot)?;
-        s.set_read_timeout(timeout)?;
-        s.write_all(head.as_bytes())?;
-        if let Some((_, b)) = body {
-            s.write_all(b)?;
-        }
-        s.read_to_end(&mut raw)?;
+    let mut s: Box<dyn Conn> = match server.strip_prefix("unix:") {
+        Some(p) => Box::new(UnixStream::connect(p).with_context(cannot)?),
+        None => Box::new(TcpStream::connect(server).with_context(cannot)?),
+    };
+    s.write_all(head.as_bytes())?;
+    if let Some((_, b)) = body {
+        s.write_all(b)?;
     }
-    parse(&raw)
+    Ok(s)
 }
 
-fn parse(raw: &[u8]) -> Result<Response> {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("malformed HTTP response: no header end")?;
-    let head = std::str::from_utf8(&raw[..split]).context("malformed HTTP response header")?;
+/// The status and whether the body is chunked, from a response head.
+fn status_of(head: &str) -> Result<(u16, bool)> {
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let status: u16 = status_line
@@ -127,6 +197,89 @@ fn parse(raw: &[u8]) -> Result<Response> {
         let l = l.to_ascii_lowercase();
         l.starts_with("transfer-encoding:") && l.contains("chunked")
     });
+    Ok((status, chunked))
+}
+
+/// Decodes a chunked body as it arrives.
+#[derive(Debug, Default)]
+struct Dechunk {
+    state: Chunked,
+    /// The chunk-size line read so far.
+    line: Vec<u8>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+enum Chunked {
+    /// Reading a chunk-size line.
+    #[default]
+    Size,
+    /// This many data bytes of the chunk to come.
+    Data(usize),
+    /// This many bytes of the CRLF after a chunk's data to skip.
+    Crlf(u8),
+    /// The last chunk was seen.
+    Done,
+}
+
+impl Dechunk {
+    /// The data in `input`, and whether the last chunk was seen.
+    fn feed(&mut self, mut b: &[u8]) -> Result<(Vec<u8>, bool)> {
+        let mut out = Vec::new();
+        while !b.is_empty() {
+            match self.state {
+                Chunked::Size => {
+                    let Some(i) = b.iter().position(|&c| c == b'\n') else {
+                        self.line.extend_from_slice(b);
+                        if self.line.len() > 1024 {
+                            bail!("malformed chunk: a size line over 1 KiB");
+                        }
+                        break;
+                    };
+                    self.line.extend_from_slice(&b[..i]);
+                    b = &b[i + 1..];
+                    let text = std::str::from_utf8(&self.line)?;
+                    let digits = text.split(';').next().unwrap_or_default().trim();
+                    let size = usize::from_str_radix(digits, 16)
+                        .with_context(|| format!("malformed chunk size {text:?}"))?;
+                    self.line.clear();
+                    self.state = if size == 0 {
+                        Chunked::Done
+                    } else {
+                        Chunked::Data(size)
+                    };
+                }
+                Chunked::Data(n) => {
+                    let k = n.min(b.len());
+                    out.extend_from_slice(&b[..k]);
+                    b = &b[k..];
+                    self.state = if k == n {
+                        Chunked::Crlf(2)
+                    } else {
+                        Chunked::Data(n - k)
+                    };
+                }
+                Chunked::Crlf(n) => {
+                    b = &b[1..];
+                    self.state = if n == 1 {
+                        Chunked::Size
+                    } else {
+                        Chunked::Crlf(n - 1)
+                    };
+                }
+                Chunked::Done => break,
+            }
+        }
+        Ok((out, matches!(self.state, Chunked::Done)))
+    }
+}
+
+fn parse(raw: &[u8]) -> Result<Response> {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("malformed HTTP response: no header end")?;
+    let head = std::str::from_utf8(&raw[..split]).context("malformed HTTP response header")?;
+    let (status, chunked) = status_of(head)?;
     let mut body = raw[split + 4..].to_vec();
     if chunked {
         body = dechunk(&body)?;
@@ -169,6 +322,26 @@ mod tests {
             .unwrap();
         assert_eq!(r.body, "abcde");
         assert!(parse(b"garbage").is_err());
+    }
+
+    #[test]
+    fn chunks_split_anywhere_decode_whole() {
+        let body = b"3\r\nabc\r\n10\r\n0123456789abcdef\r\n2;ext=1\r\nde\r\n0\r\n\r\n";
+        for step in 1..body.len() {
+            let mut d = Dechunk::default();
+            let (mut out, mut end) = (Vec::new(), false);
+            for piece in body.chunks(step) {
+                let (data, e) = d.feed(piece).unwrap();
+                out.extend_from_slice(&data);
+                end = e;
+                if end {
+                    break;
+                }
+            }
+            assert!(end, "step {step}");
+            assert_eq!(out, b"abc0123456789abcdefde", "step {step}");
+        }
+        assert!(Dechunk::default().feed(b"zz\r\n").is_err());
     }
 
     #[test]

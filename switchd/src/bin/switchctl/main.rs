@@ -58,6 +58,8 @@ enum Cmd {
     Stats,
     /// The whole switch at a glance: each VLAN with its ports, their links and MAC counts.
     Show,
+    /// Capture a port's frames as pcapng: `switchctl capture vm1 -c 100 | tcpdump -nr -`.
+    Capture(CaptureArgs),
     /// Why a frame goes where it goes: the switch's decision for a frame arriving on PORT, step
     /// by step (nothing is learned or counted unless --learn).
     Trace(TraceArgs),
@@ -70,14 +72,42 @@ enum Cmd {
 }
 
 #[derive(Debug, Args)]
+struct CaptureArgs {
+    /// The port.
+    port: String,
+    /// Stop after this many frames.
+    #[arg(short = 'c', long)]
+    count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// Bytes kept of each frame (default: whole frames).
+    #[arg(short = 's', long)]
+    snaplen: Option<u32>,
+    /// Which frames: rx (the port receives), tx (it sends) or both.
+    #[arg(long, value_enum, default_value = "both")]
+    direction: CaptureDir,
+    /// Write to FILE instead of standard output.
+    #[arg(short = 'w', long, value_name = "FILE")]
+    write: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum CaptureDir {
+    Rx,
+    Tx,
+    Both,
+}
+
+#[derive(Debug, Args)]
 struct TraceArgs {
     /// The ingress port.
     port: String,
-    /// Source MAC.
-    #[arg(long, required_unless_present = "hex")]
+    /// Source MAC (with --live: only frames from it).
+    #[arg(long, required_unless_present_any = ["hex", "live"])]
     src: Option<MacAddr>,
-    /// Destination MAC.
-    #[arg(long, required_unless_present = "hex")]
+    /// Destination MAC (with --live: only frames to it).
+    #[arg(long, required_unless_present_any = ["hex", "live"])]
     dst: Option<MacAddr>,
     /// An 802.1Q tag with this VID (0: a priority tag); twice for two tags, outermost first.
     #[arg(long = "vlan")]
@@ -97,6 +127,13 @@ struct TraceArgs {
     /// Learn the source MAC as the switch would (default: only say what learning would do).
     #[arg(long)]
     learn: bool,
+    /// Instead of a made-up frame: record the next N real frames arriving on PORT (only those
+    /// matching --src, --dst and one --vlan) and show what the switch did with each.
+    #[arg(long, value_name = "N", conflicts_with_all = ["hex", "ethertype", "src_ip", "dst_ip", "learn"])]
+    live: Option<usize>,
+    /// With --live: wait up to this many seconds for the frames.
+    #[arg(long, requires = "live", default_value_t = 10)]
+    wait: u64,
 }
 
 fn parse_ethertype(s: &str) -> Result<u16, String> {
@@ -341,6 +378,27 @@ struct Problem {
     body: String,
 }
 
+impl Problem {
+    /// The problem an error answer carries (its `detail`, prefixed with its `field`).
+    fn of(r: http::Response) -> Problem {
+        let reason = serde_json::from_str::<Value>(&r.body)
+            .ok()
+            .and_then(|v| {
+                let detail = v.get("detail")?.as_str()?.to_string();
+                Some(match v.get("field").and_then(|f| f.as_str()) {
+                    Some(f) if !detail.starts_with(f) => format!("{f}: {detail}"),
+                    _ => detail,
+                })
+            })
+            .unwrap_or_else(|| r.body.trim().to_string());
+        Problem {
+            reason,
+            status: r.status,
+            body: r.body,
+        }
+    }
+}
+
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} (HTTP {})", self.reason, self.status)
@@ -364,27 +422,25 @@ impl Client {
             body.as_ref().map(|(c, b)| (*c, b.as_slice())),
         )?;
         if !(200..300).contains(&r.status) {
-            let reason = serde_json::from_str::<Value>(&r.body)
-                .ok()
-                .and_then(|v| {
-                    let detail = v.get("detail")?.as_str()?.to_string();
-                    Some(match v.get("field").and_then(|f| f.as_str()) {
-                        Some(f) if !detail.starts_with(f) => format!("{f}: {detail}"),
-                        _ => detail,
-                    })
-                })
-                .unwrap_or_else(|| r.body.trim().to_string());
-            return Err(Problem {
-                reason,
-                status: r.status,
-                body: r.body,
-            }
-            .into());
+            return Err(Problem::of(r).into());
         }
         if r.body.trim().is_empty() {
             return Ok(Value::Null);
         }
         serde_json::from_str(&r.body).context("the server's reply is not JSON")
+    }
+
+    /// Follows the stream at `path` ([`http::stream`]), handing its bytes to `on_data`.
+    fn stream(
+        &self,
+        path: &str,
+        accept: &str,
+        on_data: impl FnMut(&[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        match http::stream(&self.server, self.token.as_deref(), path, accept, on_data)? {
+            None => Ok(()),
+            Some(r) => Err(Problem::of(r).into()),
+        }
     }
 
     fn json(&self, method: &str, path: &str, v: &Value) -> Result<Value> {
@@ -828,6 +884,100 @@ fn trace(ctx: &Ctx, t: TraceArgs) -> Result<()> {
     Ok(())
 }
 
+/// Arms a live trace, waits for its frames (or `--wait`), disarms it and prints them.
+fn live_trace(ctx: &Ctx, t: TraceArgs) -> Result<()> {
+    if t.vlans.len() > 1 {
+        bail!("--live matches one --vlan");
+    }
+    let path = format!("/api/v1/ports/{}/trace", enc(&t.port));
+    let q = query(&[
+        ("count", t.live.map(|n| n.to_string())),
+        ("src", t.src.map(|m| m.to_string())),
+        ("dst", t.dst.map(|m| m.to_string())),
+        ("vlan", t.vlans.first().map(|v| v.to_string())),
+    ]);
+    ctx.client.call("POST", &format!("{path}{q}"), None)?;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(t.wait);
+    loop {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        let wait = left.as_secs().min(control_api::api::MAX_WAIT_SECS);
+        let v = ctx
+            .client
+            .call("GET", &format!("{path}?wait_secs={wait}"), None)?;
+        if v["armed"] != Value::Bool(true) || left.as_secs() <= wait {
+            break;
+        }
+    }
+    let v = ctx.client.call("DELETE", &path, None)?;
+    if ctx.json {
+        print_json(&v);
+        return Ok(());
+    }
+    let records = v["records"].as_array().cloned().unwrap_or_default();
+    for (i, r) in records.iter().enumerate() {
+        let ns = r["at_unix_ns"].as_u64().unwrap_or_default();
+        let (s, n) = (ns / 1_000_000_000 % 86_400, ns % 1_000_000_000);
+        let at = format!("{:02}:{:02}:{:02}.{n:09}", s / 3600, s / 60 % 60, s % 60);
+        println!("frame {} at {at} UTC", i + 1);
+        table::trace(&r["trace"]);
+        println!();
+    }
+    let asked = v["count"].as_u64().unwrap_or_default();
+    println!("{} of {asked} frames recorded on {}", records.len(), t.port);
+    Ok(())
+}
+
+/// Streams a capture to standard output (or `--write`), then says on standard error how many
+/// frames came and how many the switch could not capture.
+fn capture(ctx: &Ctx, c: CaptureArgs) -> Result<()> {
+    use std::io::{IsTerminal, Write};
+    let dir = match c.direction {
+        CaptureDir::Rx => "rx",
+        CaptureDir::Tx => "tx",
+        CaptureDir::Both => "both",
+    };
+    let q = query(&[
+        ("count", c.count.map(|n| n.to_string())),
+        ("seconds", c.seconds.map(|n| n.to_string())),
+        ("snaplen", c.snaplen.map(|n| n.to_string())),
+        ("direction", Some(dir.to_string())),
+    ]);
+    let mut out: Box<dyn Write> = match &c.write {
+        Some(path) => Box::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        ),
+        None if std::io::stdout().is_terminal() => {
+            bail!("a capture is binary pcapng: pipe it (| tcpdump -nr -) or give -w FILE")
+        }
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let (mut pending, mut frames, mut lost, mut reader_gone) = (Vec::new(), 0u64, 0u64, false);
+    let path = format!("/api/v1/ports/{}/capture{q}", enc(&c.port));
+    ctx.client.stream(&path, control_api::api::PCAPNG, |data| {
+        if out.write_all(data).and_then(|()| out.flush()).is_err() {
+            // The reader (tcpdump -c N, head) has had enough.
+            reader_gone = true;
+            return Ok(false);
+        }
+        pending.extend_from_slice(data);
+        let used = control_api::pcapng::blocks(&pending, |kind, body| match kind {
+            6 => frames += 1,
+            5 => lost += control_api::pcapng::dropped_of(body).unwrap_or(0),
+            _ => {}
+        })
+        .map_err(anyhow::Error::msg)?;
+        pending.drain(..used);
+        Ok(true)
+    })?;
+    if !reader_gone {
+        eprintln!(
+            "switchctl: {frames} frames captured on {}, {lost} lost",
+            c.port
+        );
+    }
+    Ok(())
+}
+
 fn show(ctx: &Ctx) -> Result<()> {
     let vlans = ctx.client.call("GET", "/api/v1/vlans", None)?;
     let ports = ctx.client.call("GET", "/api/v1/ports", None)?;
@@ -906,7 +1056,9 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Topology(TopoCmd::Export) => topology_export(&ctx),
         Cmd::Stats => stats(&ctx),
         Cmd::Show => show(&ctx),
+        Cmd::Trace(t) if t.live.is_some() => live_trace(&ctx, t),
         Cmd::Trace(t) => trace(&ctx, t),
+        Cmd::Capture(c) => capture(&ctx, c),
         Cmd::Hook(HookCmd::QemuIfup { ifname }) => {
             let env = |k: &str| std::env::var(k).ok();
             let m = hook::Membership::from_settings(
