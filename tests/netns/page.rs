@@ -2,9 +2,11 @@
 //! from a running switchd with two VLANs, a trunk and traffic, and the tests assert on the DOM
 //! the page rendered: VLANs, member ports with mode, tag handling, link and learned MACs, a
 //! receive rate that rises under a stream and falls after it, drops, the event stream, and the
-//! token prompt. The browser is driven over the DevTools protocol on a pipe
-//! (`--remote-debugging-pipe`: JSON messages ended by NUL on fds 3 and 4), so the test needs no
-//! WebSocket client and no port. Without `chromium` the tests fail, naming the package.
+//! token prompt; and, against a stand-in API that sends what a switchd cannot be made to, the
+//! event stream's parsing, escaping, cap and reconnection. The browser is driven over the
+//! DevTools protocol on a pipe (`--remote-debugging-pipe`: JSON messages ended by NUL on fds 3
+//! and 4), so the test needs no WebSocket client and no port. Without `chromium` the tests
+//! fail, naming the package.
 //!
 //! A screenshot of the live page is saved as `target/page-screenshot.png` (and one of the token
 //! prompt as `target/page-token-screenshot.png`), for CI to keep.
@@ -278,6 +280,8 @@ impl Drop for Browser {
 /// this (README, "The status page").
 const DOM: &str = r##"(() => {
   const byId = (id) => document.getElementById(id);
+  // Navigation commits before the page's body is parsed.
+  if (!byId("app") || !byId("events")) return { state: "not loaded yet" };
   const vlans = {};
   for (const s of document.querySelectorAll("section[data-vlan]")) {
     vlans[s.dataset.vlan] = {};
@@ -301,6 +305,7 @@ const DOM: &str = r##"(() => {
     events: byId("events").dataset.state,
     events_text: byId("events").textContent,
     event_types: [...document.querySelectorAll("#event-list li")].map((l) => l.dataset.type),
+    event_texts: [...document.querySelectorAll("#event-list li")].map((l) => l.textContent),
   };
 })()"##;
 
@@ -447,7 +452,7 @@ fn the_page_shows_both_vlans_their_ports_live_rates_and_drops() {
         dom
     });
     assert!(
-        stream.sent > 1000,
+        stream.sent > 200,
         "the stream ran ({} datagrams)",
         stream.sent
     );
@@ -508,8 +513,11 @@ fn with_a_token_the_page_asks_for_it_and_keeps_it_in_the_tab() {
     let port = format!("{id}k1");
     let token = std::env::temp_dir().join(format!("vlanswitch-token-{id}"));
     std::fs::write(&token, "s3cret\n").unwrap();
+    // A port name is user input: this one is markup, and its interface does not exist (down).
+    let odd = format!("<i>{id}");
     let yaml = format!(
-        "vlans: [{{ id: 10 }}]\nports:\n  - {{ name: {port}, kind: tap, mode: access, vlan: 10 }}\n"
+        "vlans: [{{ id: 10 }}]\nports:\n  - {{ name: {port}, kind: tap, mode: access, vlan: 10 }}\n\
+         \x20 - {{ name: '{odd}', kind: netdev, mode: access, vlan: 10 }}\n"
     );
     let sw = Switchd::start_with(&yaml, 1, &["--token-file", token.to_str().unwrap()]);
     let mut web = Browser::start();
@@ -552,6 +560,12 @@ fn with_a_token_the_page_asks_for_it_and_keeps_it_in_the_tab() {
         "access",
         "{dom:#}"
     );
+    assert_eq!(dom["vlans"]["10"][odd.as_str()]["link"], "down", "{dom:#}");
+    assert_eq!(
+        web.eval("document.querySelectorAll('main i').length"),
+        0,
+        "a port name became markup"
+    );
     let kept = web.eval(
         "({ session: sessionStorage.getItem('vlanswitch-token'), local: localStorage.length, \
          cookie: document.cookie, url: location.href })",
@@ -563,4 +577,249 @@ fn with_a_token_the_page_asks_for_it_and_keeps_it_in_the_tab() {
     drop(web);
     sw.stop();
     let _ = std::fs::remove_file(&token);
+}
+
+/// The page's own file, for [`FakeApi`].
+const PAGE: &str = include_str!("../../control-api/src/api/page.html");
+
+/// A port name that is markup, as the fake API's only port.
+const EVIL_PORT: &str = "<img src=x onerror=window.pwned=1>";
+
+/// A stand-in for switchd's API on loopback, for what a running switchd cannot be made to
+/// send: the page, one VLAN with one port whose name is markup, and a scripted event stream
+/// in the format of `GET /api/v1/events` (issue 13: `id:`, `event:`, one-line JSON `data:`).
+/// Every request gets its own connection (`Connection: close`).
+struct FakeApi {
+    addr: String,
+    /// The `Last-Event-ID` of each request for the event stream, in order.
+    resumed_from: std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>,
+    /// Set by the test: the first stream may go on past its first four events.
+    go: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FakeApi {
+    fn start() -> FakeApi {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::{Arc, Mutex};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let api = FakeApi {
+            addr: listener.local_addr().unwrap().to_string(),
+            resumed_from: Arc::new(Mutex::new(Vec::new())),
+            go: Arc::new(AtomicBool::new(false)),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let (resumed_from, go, stop) = (api.resumed_from.clone(), api.go.clone(), api.stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(conn) = conn else { break };
+                let (resumed_from, go, stop) = (resumed_from.clone(), go.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let _ = FakeApi::answer(conn, &resumed_from, &go, &stop);
+                });
+            }
+        });
+        api
+    }
+
+    fn answer(
+        mut conn: std::net::TcpStream,
+        resumed_from: &std::sync::Mutex<Vec<Option<String>>>,
+        go: &std::sync::atomic::AtomicBool,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering;
+        let mut reader = BufReader::new(conn.try_clone()?);
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let path = line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+        let mut last_id = None;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                if k.eq_ignore_ascii_case("last-event-id") {
+                    last_id = Some(v.trim().to_string());
+                }
+            }
+        }
+        let counters = json!({"rx_packets": 0, "rx_bytes": 0, "tx_packets": 0, "tx_bytes": 0,
+            "drops": {}, "mac_events": {}});
+        let body = match path.as_str() {
+            "/" => PAGE.to_string(),
+            "/api/v1/vlans" => {
+                json!([{"id": 10, "name": "<i>red</i>", "ports": [EVIL_PORT]}]).to_string()
+            }
+            "/api/v1/ports" => json!([{"name": EVIL_PORT, "kind": "tap", "mode": "access",
+                "vlan": 10, "state": {"link": "up", "learned_macs": 1, "security": {
+                "max_macs": 8192, "dynamic_macs": 1, "mac_limit_action": "flood",
+                "shutdown": false}, "counters": counters}}])
+            .to_string(),
+            "/api/v1/stats" => json!({"ports": {EVIL_PORT: counters}, "links": {},
+                "vlans": [], "fdb": {"entries": 1, "max_entries": 10}})
+            .to_string(),
+            "/api/v1/fdb" => json!([{"vlan": 10, "mac": "02:00:00:00:00:01", "port": EVIL_PORT,
+                "type": "dynamic", "age_secs": 1}])
+            .to_string(),
+            "/api/v1/events" => {
+                let n = {
+                    let mut r = resumed_from.lock().unwrap();
+                    r.push(last_id);
+                    r.len()
+                };
+                write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+                     Cache-Control: no-store\r\nConnection: close\r\n\r\n"
+                )?;
+                let mut send = |piece: &str| -> std::io::Result<()> {
+                    conn.write_all(piece.as_bytes())?;
+                    conn.flush()?;
+                    std::thread::sleep(Duration::from_millis(50));
+                    Ok(())
+                };
+                if n == 1 {
+                    // A comment; an event cut in the middle of its data line; one with CRLF
+                    // line ends cut between CR and LF; JSON over two data lines; a summary.
+                    send(": a comment, ignored\n\n")?;
+                    send("id: 1\nevent: mac_learned\ndata: {\"vlan\":10,\"mac\":\"02:00")?;
+                    send(&format!(
+                        ":00:00:00:01\",\"port\":{}}}\n\n",
+                        json!(EVIL_PORT)
+                    ))?;
+                    send("id: 2\r\nevent: link\r\ndata: {\"port\":\"p1\",\"up\":false}\r")?;
+                    send("\n\r\n")?;
+                    send("id: 3\nevent: mac_moved\ndata: {\"vlan\":10,\"mac\":\"02:00:00:00:00:01\",\ndata: \"from\":\"p1\",\"to\":\"p2\",\"flapping\":true}\n\n")?;
+                    send("id: 4\nevent: summary\ndata: {\"suppressed\":{\"mac_learned\":120},\"lost\":3}\n\n")?;
+                    while !go.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    let mut many = String::new();
+                    for i in 5..60 {
+                        many.push_str(&format!(
+                            "id: {i}\nevent: drops\ndata: {{\"port\":\"p1\",\"reason\":\"tagged_on_access\",\"frames\":{i}}}\n\n"
+                        ));
+                    }
+                    send(&many)?;
+                    // The stream ends: the page must come back, resuming after id 59.
+                    return Ok(());
+                }
+                send("id: 60\nevent: config_applied\ndata: {\"changes\":[{\"add_vlan\":30}]}\n\n")?;
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                return Ok(());
+            }
+            _ => {
+                return write!(
+                    conn,
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        };
+        let ctype = if path == "/" {
+            "text/html; charset=utf-8"
+        } else {
+            "application/json"
+        };
+        write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+}
+
+impl Drop for FakeApi {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Wake the accept loop so that it sees the flag.
+        let _ = std::net::TcpStream::connect(&self.addr);
+    }
+}
+
+#[test]
+fn the_event_stream_is_parsed_escaped_capped_and_resumed() {
+    let api = FakeApi::start();
+    let mut web = Browser::start();
+    web.navigate(&format!("http://{}/", api.addr));
+
+    // The first four events, newest first, whatever the chunks and line ends.
+    let dom = web.wait("the first four events", Duration::from_secs(20), |d| {
+        d["event_types"] == json!(["summary", "mac_moved", "link", "mac_learned"])
+    });
+    assert_eq!(dom["events"], "live", "{dom:#}");
+    let texts: Vec<&str> = dom["event_texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for (i, want) in [
+        "suppressed: mac_learned ×120; lost 3",
+        "02:00:00:00:00:01 moved p1 → p2 (VLAN 10), flapping",
+        "p1 link down",
+        &format!("02:00:00:00:00:01 learned on {EVIL_PORT} (VLAN 10)"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert!(
+            texts[i].contains(want),
+            "event {i}: {:?} lacks {want:?}",
+            texts[i]
+        );
+    }
+    // Markup from the API is text: in events, port names and VLAN names alike.
+    let dom = web.wait("the fake port", Duration::from_secs(10), |d| {
+        d["vlans"]["10"][EVIL_PORT]["mode"] == "access"
+    });
+    assert!(dom["ports"][EVIL_PORT].is_object(), "{dom:#}");
+    let markup = web.eval(
+        "({ img: document.querySelectorAll('img').length, i: document.querySelectorAll('main i').length, \
+         pwned: window.pwned === undefined ? null : window.pwned })",
+    );
+    assert_eq!(
+        markup,
+        json!({"img": 0, "i": 0, "pwned": null}),
+        "markup from the API ran"
+    );
+
+    // 55 more events, then the stream ends: the page keeps the last 50, comes back on its own
+    // with Last-Event-ID, and shows what the new stream sends first.
+    api.go.store(true, std::sync::atomic::Ordering::Relaxed);
+    let dom = web.wait("the resumed stream", Duration::from_secs(20), |d| {
+        d["event_types"][0] == "config_applied" && d["events"] == "live"
+    });
+    let types = dom["event_types"].as_array().unwrap();
+    assert_eq!(types.len(), 50, "the last 50 events: {dom:#}");
+    assert!(types[1..].iter().all(|t| t == "drops"), "{dom:#}");
+    assert!(
+        dom["event_texts"][1]
+            .as_str()
+            .is_some_and(|t| t.contains("59 frames dropped on p1: tagged_on_access")),
+        "{dom:#}"
+    );
+    let resumed = api.resumed_from.lock().unwrap().clone();
+    assert_eq!(
+        resumed,
+        [None, Some("59".to_string())],
+        "the second request resumes after the last id"
+    );
+    let errors: Vec<_> = web
+        .problems
+        .iter()
+        .filter(|p| p.starts_with("exception"))
+        .collect();
+    assert!(errors.is_empty(), "the page threw: {errors:#?}");
 }
