@@ -8,7 +8,7 @@
 //!
 //! One module per resource, each with the handlers of its routes: `ports.rs`, `vlans.rs`,
 //! `fdb.rs`, `topology.rs`, `stats.rs` (with `/metrics`), and `page.rs` the page at `/` (which
-//! reads only those routes); [`router`] lists every route. `doc.rs`
+//! reads only the public routes, as any client); [`router`] lists every route. `doc.rs`
 //! holds the OpenAPI document ([`ApiDoc`]) and what it says of every route at once (the bearer
 //! token, the middleware's and extractors' problems), `error.rs` the problem document and how
 //! controller errors map to statuses, `extract.rs` the body and query extractors, [`views`] the
