@@ -696,6 +696,40 @@ async fn stats_metrics_health_openapi() {
 }
 
 #[tokio::test]
+async fn the_page_is_served_without_the_token_under_a_strict_policy() {
+    for token in [None, Some("s3cret")] {
+        let resp = app_with(token)
+            .oneshot(Request::get("/").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "token {token:?}");
+        let h = resp.headers().clone();
+        assert_eq!(h[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(h[header::CACHE_CONTROL], "no-store");
+        assert_eq!(h[header::REFERRER_POLICY], "no-referrer");
+        let csp = h[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        for directive in [
+            "default-src 'none'",
+            "script-src 'sha256-",
+            "style-src 'sha256-",
+            "connect-src 'self'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(csp.contains(directive), "{directive:?} not in {csp}");
+        }
+        assert!(!csp.contains("unsafe"), "{csp}");
+        let body = to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        let page = String::from_utf8(body.to_vec()).unwrap();
+        assert!(
+            page.contains("id=\"token-form\""),
+            "the page asks for the token"
+        );
+    }
+}
+
+#[tokio::test]
 async fn token_is_required_when_configured() {
     let app = app_with(Some("s3cret"));
     problem(

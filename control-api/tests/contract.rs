@@ -341,8 +341,14 @@ async fn every_route_answers_as_the_document_says() {
     use Method as M;
     use StatusCode as S;
 
-    // /healthz, the document itself, the counters
+    // /healthz, the page, the document itself, the counters
     assert_eq!(c.call(&app, M::GET, "/healthz", None).await.body, "ok\n");
+    let page = c.call(&app, M::GET, "/", None).await.body;
+    assert!(
+        page.as_str()
+            .is_some_and(|p| p.starts_with("<!doctype html>")),
+        "{page}"
+    );
     let served = c.call(&app, M::GET, "/api/v1/openapi.json", None).await;
     assert_eq!(served.body, c.doc, "the served document is ApiDoc's");
     assert_eq!(
@@ -782,10 +788,11 @@ async fn what_is_not_in_the_document_is_a_problem() {
     let problem = json!({"$ref": "#/components/schemas/Problem"});
     for token in [None, Some(TOKEN)] {
         let app = app_with(token);
-        let mut calls: Vec<(Method, String, StatusCode)> = ["/", "/api/v1", "/api/v1/nothing"]
-            .iter()
-            .map(|p| (Method::GET, p.to_string(), StatusCode::NOT_FOUND))
-            .collect();
+        let mut calls: Vec<(Method, String, StatusCode)> =
+            ["/index.html", "/api/v1", "/api/v1/nothing"]
+                .iter()
+                .map(|p| (Method::GET, p.to_string(), StatusCode::NOT_FOUND))
+                .collect();
         // each documented path with each method the document does not give it
         for (path, item) in doc["paths"].as_object().unwrap() {
             for m in METHODS {

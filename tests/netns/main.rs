@@ -17,6 +17,7 @@ mod hooks;
 mod hostile;
 mod isolation;
 mod netdev;
+mod page;
 mod restart;
 mod security;
 mod service;

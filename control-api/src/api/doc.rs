@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::{Problem, PROBLEM_JSON};
 use super::views::FdbType;
-use super::{fdb, ports, stats, topology, trace, vlans, watch, BODY_LIMIT, REQUEST_TIMEOUT};
+use super::{fdb, page, ports, stats, topology, trace, vlans, watch, BODY_LIMIT, REQUEST_TIMEOUT};
 use crate::topology::{FieldError, PortKind};
 
 /// The name of the bearer-token security scheme (as `ApiDoc`'s `security(...)` spells it).
@@ -24,7 +24,7 @@ pub const BEARER: &str = "bearer";
 #[openapi(
     info(title = "vlanswitch", description = "REST control plane of the vlanswitch 802.1Q switch."),
     paths(
-        super::healthz, openapi,
+        super::healthz, openapi, page::page,
         ports::list_ports, ports::get_port, ports::add_port, ports::patch_port,
         ports::enable_port, ports::delete_port,
         vlans::list_vlans, vlans::get_vlan, vlans::add_vlan, vlans::delete_vlan,
@@ -37,6 +37,7 @@ pub const BEARER: &str = "bearer";
     security(("bearer" = [])),
     tags(
         (name = "service", description = "Liveness and this document"),
+        (name = "page", description = "The status page"),
         (name = "ports", description = "Switch ports"),
         (name = "vlans", description = "VLAN declarations"),
         (name = "fdb", description = "The MAC table"),
@@ -76,9 +77,10 @@ impl Modify for Shared {
                         .scheme(HttpAuthScheme::Bearer)
                         .description(Some(
                             "`Authorization: Bearer TOKEN`. Enforced only when switchd runs with \
-                             `--token-file FILE`: then every route but `/healthz` answers 401 \
-                             without it (the scheme in any case, the token exactly as in the \
-                             file). Without `--token-file`, no route needs it.",
+                             `--token-file FILE`: then every route but `/healthz` and `/` (the \
+                             page, whose own API calls send it) answers 401 without it (the \
+                             scheme in any case, the token exactly as in the file). Without \
+                             `--token-file`, no route needs it.",
                         ))
                         .build(),
                 ),

@@ -1,4 +1,5 @@
-//! The REST API under `/api/v1` (axum), its OpenAPI document, `/healthz` and `/metrics`.
+//! The REST API under `/api/v1` (axum), its OpenAPI document, `/healthz`, `/metrics` and the
+//! status page at `/`.
 //!
 //! Every change goes through [`Controller::apply`] with a whole desired topology, so the API,
 //! topology files and the state file share one set of rules and one error format. Client
@@ -7,7 +8,8 @@
 //!
 //! One module per resource, each with the handlers of its routes: `ports.rs`, `vlans.rs`,
 //! `fdb.rs`, `topology.rs`, `stats.rs` (with `/metrics`), `trace.rs`, `watch.rs` (capture and
-//! live trace); [`router`] lists every route. `doc.rs`
+//! live trace), and `page.rs` the page at `/` (which reads only the public routes, as any
+//! client); [`router`] lists every route. `doc.rs`
 //! holds the OpenAPI document ([`ApiDoc`]) and what it says of every route at once (the bearer
 //! token, the middleware's and extractors' problems), `error.rs` the problem document and how
 //! controller errors map to statuses, `extract.rs` the body and query extractors, [`views`] the
@@ -31,6 +33,7 @@ mod doc;
 mod error;
 mod extract;
 mod fdb;
+mod page;
 mod ports;
 mod stats;
 mod topology;
@@ -61,7 +64,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AppState {
     /// The controller; a control-plane lock, never taken by the dataplane.
     pub ctl: Arc<Mutex<Controller>>,
-    /// When set, every request but `/healthz` needs `Authorization: Bearer <token>`.
+    /// When set, every request but `/healthz` and `/` (the page, whose own API calls need
+    /// it) needs `Authorization: Bearer <token>`.
     pub token: Option<Arc<str>>,
 }
 
@@ -134,6 +138,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(stats::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
+        .route("/", get(page::page))
         .route("/healthz", get(healthz))
         .merge(api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
