@@ -83,6 +83,11 @@ pub enum Change {
         /// Port.
         port: String,
     },
+    /// A mirror was added, removed or changed.
+    SetMirror {
+        /// The mirror's name.
+        name: String,
+    },
     /// A static MAC entry was removed.
     RemoveStaticMac {
         /// VLAN.
@@ -227,7 +232,23 @@ pub fn diff(old: &Topology, new: &Topology) -> Vec<Change> {
             port: port.clone(),
         });
     }
+    let names: BTreeSet<&str> = old
+        .mirrors
+        .iter()
+        .chain(&new.mirrors)
+        .map(|m| m.name.as_str())
+        .collect();
+    for name in names {
+        if mirror(old, name) != mirror(new, name) {
+            out.push(Change::SetMirror { name: name.into() });
+        }
+    }
     out
+}
+
+/// The mirror `name` of `t`.
+fn mirror<'t>(t: &'t Topology, name: &str) -> Option<&'t crate::topology::Mirror> {
+    t.mirrors.iter().find(|m| m.name == name)
 }
 
 /// Fields of a port that differ in a way that changes forwarding or link state. Listing the
@@ -398,6 +419,10 @@ pub fn touched(c: &Change, old: &Topology, new: &Topology) -> Vec<Touched> {
             mac.to_string(),
             "-".into(),
         ),
+        Change::SetMirror { name } => {
+            let text = |t: &Topology| mirror(t, name).map_or("-".into(), |m| json(m).to_string());
+            one(None, None, &format!("mirror {name}"), text(old), text(new))
+        }
     }
 }
 

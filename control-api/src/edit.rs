@@ -42,6 +42,12 @@ pub enum EditError {
     /// A static entry's MAC does not parse.
     #[error(transparent)]
     BadMac(#[from] MacParseError),
+    /// A mirror of that name exists.
+    #[error("mirror name {0:?} is already in use")]
+    MirrorExists(String),
+    /// No mirror of that name.
+    #[error("no mirror named {0:?}")]
+    NoSuchMirror(String),
 }
 
 /// Result alias for this module.
@@ -246,6 +252,27 @@ pub fn add_static_mac(t: &Topology, m: StaticMac) -> (Topology, usize, StaticMac
     t.fdb.push(m.clone());
     let at = t.fdb.len() - 1;
     (t, at, m)
+}
+
+/// Adds mirror `m`; returns the topology and its index.
+pub fn add_mirror(t: &Topology, m: crate::topology::Mirror) -> Result<(Topology, usize)> {
+    if t.mirrors.iter().any(|x| x.name == m.name) {
+        return Err(EditError::MirrorExists(m.name));
+    }
+    let mut t = t.clone();
+    t.mirrors.push(m);
+    let at = t.mirrors.len() - 1;
+    Ok((t, at))
+}
+
+/// Removes mirror `name`.
+pub fn remove_mirror(t: &Topology, name: &str) -> Result<Topology> {
+    if !t.mirrors.iter().any(|m| m.name == name) {
+        return Err(EditError::NoSuchMirror(name.into()));
+    }
+    let mut t = t.clone();
+    t.mirrors.retain(|m| m.name != name);
+    Ok(t)
 }
 
 /// Removes the static entry for `mac` in `vlan`; `None` if there is none.

@@ -46,6 +46,6 @@ pub use controller::{ControlError, Controller};
 pub use snapshot::{build_snapshot, port_entry, port_mode};
 
 pub use topology::{
-    FieldError, LimitAction, MacFlap, Port, PortKind, PortMode, StaticMac, Topology, TopologyError,
-    Vlan,
+    FieldError, LimitAction, MacFlap, Mirror, MirrorDirection, Port, PortKind, PortMode, StaticMac,
+    Topology, TopologyError, Vlan,
 };

@@ -100,6 +100,25 @@ pub fn plan(
                     });
                 }
             }
+            // A port that becomes a mirror's output leaves its VLANs: what it learned goes.
+            Change::SetMirror { name } => {
+                let output = |t: &Topology| {
+                    t.mirrors
+                        .iter()
+                        .find(|m| &m.name == name)
+                        .map(|m| m.output.clone())
+                };
+                if let Some(out_port) = output(desired) {
+                    let was = old.mirror_output(&out_port).is_some();
+                    if let (false, Some(id)) = (was, id_of(&out_port)) {
+                        out.flush.push(FlushFilter {
+                            port: Some(id),
+                            include_static: true,
+                            ..Default::default()
+                        });
+                    }
+                }
+            }
             _ => {}
         }
     }

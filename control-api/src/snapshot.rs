@@ -38,12 +38,51 @@ pub fn port_security(topo: &Topology, p: &topology::Port) -> PortSecurity {
     }
 }
 
+/// The dataplane mode of port `p` of `topo`: a mirror's output has no VLANs of its own while
+/// it is one ([`dataplane::PortMode::MirrorOutput`]), every other port its file mode.
+pub fn entry_mode(topo: &Topology, p: &topology::Port) -> dataplane::PortMode {
+    if topo.mirror_output(&p.name).is_some() {
+        dataplane::PortMode::MirrorOutput
+    } else {
+        port_mode(p)
+    }
+}
+
 /// The snapshot entry of port `p` of `topo`, with its I/O handle.
 pub fn port_entry(topo: &Topology, p: &topology::Port, port: Arc<dataplane::Port>) -> PortEntry {
     PortEntry {
         security: port_security(topo, p),
-        ..PortEntry::new(p.name.clone(), port_mode(p), port)
+        ..PortEntry::new(p.name.clone(), entry_mode(topo, p), port)
     }
+}
+
+/// The dataplane's mirrors of `topo`, with the port ids of `ports` (a mirror whose output is
+/// not among them is left out).
+pub fn mirrors(topo: &Topology, ports: &[Option<PortEntry>]) -> Vec<dataplane::config::Mirror> {
+    let id = |name: &str| {
+        ports
+            .iter()
+            .position(|e| e.as_ref().is_some_and(|e| e.name == name))
+            .map(|i| i as dataplane::PortId)
+    };
+    let ids = |names: &[String]| names.iter().filter_map(|n| id(n)).collect::<Vec<_>>();
+    topo.mirrors
+        .iter()
+        .filter_map(|m| {
+            let dir = m.direction.unwrap_or_default();
+            let (rx, tx) = (
+                dir != topology::MirrorDirection::Tx,
+                dir != topology::MirrorDirection::Rx,
+            );
+            Some(dataplane::config::Mirror {
+                output: id(&m.output)?,
+                rx_ports: if rx { ids(&m.ports) } else { Vec::new() },
+                tx_ports: if tx { ids(&m.ports) } else { Vec::new() },
+                vlans: dataplane::config::VlanSet::from_vids(m.vlans.iter().copied()),
+                tag: m.vlan,
+            })
+        })
+        .collect()
 }
 
 /// The switch-wide learning rules of `topo`: per-VLAN limits and the flap policy.
@@ -64,12 +103,15 @@ pub fn learning(topo: &Topology) -> Learning {
 pub fn snapshot(topo: &Topology, mut ports: Vec<Option<PortEntry>>) -> Snapshot {
     for e in ports.iter_mut().flatten() {
         if let Some(p) = topo.port(&e.name) {
-            e.mode = port_mode(p);
+            e.mode = entry_mode(topo, p);
             e.security = port_security(topo, p);
         }
     }
     let aging = u32::try_from(topo.mac_aging_secs).unwrap_or(u32::MAX);
-    Snapshot::new(ports, aging).with_learning(learning(topo))
+    let mirrors = mirrors(topo, &ports);
+    Snapshot::new(ports, aging)
+        .with_learning(learning(topo))
+        .with_mirrors(mirrors)
 }
 
 /// Builds the snapshot for `topo`; `attach` gives each port its I/O handle, in file order
@@ -110,5 +152,29 @@ mod tests {
         assert_eq!(s.egress(1, 1), Some(EgressTag::Untagged));
         assert_eq!(s.members(10), &[0, 1]);
         assert_eq!(s.aging_secs, 300);
+    }
+
+    #[test]
+    fn a_mirror_output_leaves_its_vlans_and_sources_become_ids() {
+        let t = Topology::from_yaml(
+            "vlans: [{id: 10}]\nports:\n  - {name: a, kind: tap, mode: access, vlan: 10}\n  - {name: b, kind: tap, mode: access, vlan: 10}\n  - {name: mon, kind: tap, mode: access, vlan: 10}\nmirrors:\n  - {name: m, output: mon, ports: [b], vlans: [10], direction: rx, vlan: 99}\n",
+        )
+        .unwrap();
+        let s = build_snapshot(&t, |p| {
+            Ok::<_, ()>(Arc::new(dataplane::Port::detached(
+                &p.name,
+                "test",
+                Arc::default(),
+            )))
+        })
+        .unwrap();
+        assert_eq!(s.members(10), &[0, 1], "the output is in no VLAN");
+        assert_eq!(s.egress(2, 10), None);
+        let m = &s.mirrors[0];
+        assert_eq!(
+            (m.output, &m.rx_ports[..], &m.tx_ports[..], m.tag),
+            (2, &[1][..], &[][..], Some(99))
+        );
+        assert!(m.vlans.contains(10));
     }
 }

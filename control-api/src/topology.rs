@@ -66,6 +66,53 @@ pub struct Topology {
     /// held on its port (damped). Absent: 5 moves in 10 s, no damping.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mac_flap: Option<MacFlap>,
+    /// Port mirrors (SPAN): copies of frames of some ports or VLANs sent to an output port.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<Mirror>,
+}
+
+/// A port mirror: copies of the frames its sources carry go to its output port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Mirror {
+    /// The mirror's name (unique).
+    pub name: String,
+    /// The port the copies go to. While it is a mirror's output it is in no VLAN, receives
+    /// nothing but the copies, and what it receives is dropped (`mirror_output`).
+    pub output: String,
+    /// Source ports: the frames they receive and/or send (`direction`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<String>,
+    /// Source VLANs: every frame that enters one of them, copied once, as received.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vlans: Vec<u16>,
+    /// Which frames of the source ports: `rx` (received), `tx` (sent) or `both` (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<MirrorDirection>,
+    /// The copies leave the output port tagged with this VID (in place of any tag they had,
+    /// its priority kept). Absent: as their source carried them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+}
+
+/// Which frames of a mirror's source ports it copies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MirrorDirection {
+    /// Frames the ports receive.
+    Rx,
+    /// Frames the ports send.
+    Tx,
+    /// Both.
+    #[default]
+    Both,
+}
+
+impl Topology {
+    /// The mirror whose output port is `port`, if any.
+    pub fn mirror_output(&self, port: &str) -> Option<&Mirror> {
+        self.mirrors.iter().find(|m| m.output == port)
+    }
 }
 
 impl Default for Topology {
@@ -79,6 +126,7 @@ impl Default for Topology {
             port_max_macs: None,
             vlan_max_macs: None,
             mac_flap: None,
+            mirrors: Vec::new(),
         }
     }
 }
@@ -484,6 +532,7 @@ impl Topology {
             }
         }
 
+        problems.check_mirrors(self);
         problems.into_result()
     }
 
@@ -598,6 +647,76 @@ fn interface_name_problem(name: &str) -> Option<String> {
 struct Problems(Vec<FieldError>);
 
 impl Problems {
+    /// Each mirror: a unique name; an output port that exists, is no source of any mirror and
+    /// the output of this mirror only; source ports that exist (at least one source); VLANs
+    /// and the copies' tag 1-4094.
+    fn check_mirrors(&mut self, t: &Topology) {
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        let mut outputs: HashMap<&str, usize> = HashMap::new();
+        let sources: BTreeSet<&str> = t
+            .mirrors
+            .iter()
+            .flat_map(|m| m.ports.iter().map(String::as_str))
+            .collect();
+        for (i, m) in t.mirrors.iter().enumerate() {
+            let at = |f: &str| format!("mirrors[{i}].{f}");
+            if m.name.is_empty() {
+                self.push(at("name"), "must not be empty");
+            } else if let Some(first) = names.insert(&m.name, i) {
+                self.push(
+                    at("name"),
+                    format!("{:?} is already used by mirrors[{first}]", m.name),
+                );
+            }
+            if t.port(&m.output).is_none() {
+                self.push(at("output"), format!("no port named {:?}", m.output));
+            } else if sources.contains(m.output.as_str()) {
+                self.push(
+                    at("output"),
+                    format!(
+                        "port {:?} is a mirror's source; an output cannot be one",
+                        m.output
+                    ),
+                );
+            } else if let Some(first) = outputs.insert(&m.output, i) {
+                self.push(
+                    at("output"),
+                    format!(
+                        "port {:?} is already the output of mirrors[{first}]",
+                        m.output
+                    ),
+                );
+            }
+            if m.ports.is_empty() && m.vlans.is_empty() {
+                self.push(
+                    at("ports"),
+                    "a mirror needs a source: ports, vlans, or both",
+                );
+            }
+            for (j, p) in m.ports.iter().enumerate() {
+                if t.port(p).is_none() {
+                    self.push(at(&format!("ports[{j}]")), format!("no port named {p:?}"));
+                }
+            }
+            for (j, &v) in m.vlans.iter().enumerate() {
+                if let Some(reason) = vid_problem(v) {
+                    self.push(at(&format!("vlans[{j}]")), reason);
+                }
+            }
+            if let Some(reason) = m.vlan.and_then(vid_problem) {
+                self.push(at("vlan"), reason);
+            }
+        }
+        for (i, e) in t.fdb.iter().enumerate() {
+            if outputs.contains_key(e.port.as_str()) {
+                self.push(
+                    format!("fdb[{i}].port"),
+                    format!("port {:?} is a mirror's output: it is in no VLAN", e.port),
+                );
+            }
+        }
+    }
+
     fn push(&mut self, path: impl Into<String>, reason: impl Into<String>) {
         self.0.push(FieldError {
             path: path.into(),
@@ -714,6 +833,29 @@ impl Problems {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mirrors_are_checked_with_field_paths() {
+        let Err(TopologyError::Invalid(errors)) = Topology::from_yaml(
+            "vlans: [{id: 10}]\nports:\n  - {name: a, kind: tap, mode: access, vlan: 10}\n  - {name: b, kind: tap, mode: access, vlan: 10}\nfdb: [{vlan: 10, mac: '02:00:00:00:00:01', port: b}]\nmirrors:\n  - {name: m, output: b, ports: [a, ghost], vlans: [4095], vlan: 0}\n  - {name: m, output: a}\n",
+        ) else {
+            panic!("accepted");
+        };
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "mirrors[0].ports[1]",
+                "mirrors[0].vlans[0]",
+                "mirrors[0].vlan",
+                "mirrors[1].name",
+                "mirrors[1].output",
+                "mirrors[1].ports",
+                "fdb[0].port",
+            ],
+            "{errors:?}"
+        );
+    }
 
     const TRUNK_UPLINK: &str = "\
 mac_aging_secs: 300

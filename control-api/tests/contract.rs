@@ -666,6 +666,45 @@ async fn every_route_answers_as_the_document_says() {
         .await;
     assert_eq!(a.status, S::PAYLOAD_TOO_LARGE);
 
+    // mirrors: add, list, the mistakes, remove
+    let mirror = r#"{"name":"span","output":"nx-t","ports":["nx-a"],"direction":"rx","vlan":99}"#;
+    for (method, uri, body, status) in [
+        (M::POST, "/api/v1/mirrors", Some(mirror), S::CREATED),
+        (M::POST, "/api/v1/mirrors", Some(mirror), S::CONFLICT),
+        (M::GET, "/api/v1/mirrors", None, S::OK),
+        (
+            M::POST,
+            "/api/v1/mirrors",
+            Some(r#"{"name":"x","output":"ghost","vlans":[10]}"#),
+            S::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            M::POST,
+            "/api/v1/mirrors",
+            Some(r#"{"name":"x"}"#),
+            S::BAD_REQUEST,
+        ),
+        (M::DELETE, "/api/v1/mirrors/span", None, S::NO_CONTENT),
+        (M::DELETE, "/api/v1/mirrors/span", None, S::NOT_FOUND),
+    ] {
+        let a = c.call(&app, method.clone(), uri, body).await;
+        assert_eq!(a.status, status, "{method} {uri}: {}", a.body);
+    }
+    let a = c
+        .send(&app, M::POST, "/api/v1/mirrors", &text, mirror.into())
+        .await;
+    assert_eq!(a.status, S::UNSUPPORTED_MEDIA_TYPE);
+    let a = c
+        .send(
+            &app,
+            M::POST,
+            "/api/v1/mirrors",
+            &too_large,
+            huge.clone().into(),
+        )
+        .await;
+    assert_eq!(a.status, S::PAYLOAD_TOO_LARGE);
+
     // capture: a second of a port's frames; bad snaplen and count; no such port
     let a = c
         .call(

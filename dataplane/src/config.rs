@@ -150,6 +150,9 @@ pub enum PortMode {
         /// VLAN for untagged and priority-tagged frames, carried untagged on egress.
         native: Option<u16>,
     },
+    /// A mirror's output port: in no VLAN; it receives the mirror's copies and nothing else,
+    /// and what it receives is dropped ([`DropReason::MirrorOutput`](crate::counters::DropReason::MirrorOutput)).
+    MirrorOutput,
 }
 
 impl PortMode {
@@ -174,6 +177,7 @@ impl PortMode {
                     None
                 }
             }
+            PortMode::MirrorOutput => None,
         }
     }
 
@@ -191,6 +195,7 @@ impl PortMode {
                 }
                 v
             }
+            PortMode::MirrorOutput => Vec::new(),
         }
     }
 
@@ -205,6 +210,7 @@ impl PortMode {
                     None => format!("trunk vlans {vids:?}"),
                 }
             }
+            PortMode::MirrorOutput => "mirror output".to_string(),
         }
     }
 }
@@ -309,6 +315,22 @@ impl Learning {
     }
 }
 
+/// A port mirror (SPAN): copies of the frames of its sources go to its output port.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mirror {
+    /// The port the copies go to (its mode is [`PortMode::MirrorOutput`]).
+    pub output: PortId,
+    /// Frames these ports receive, copied as received.
+    pub rx_ports: Vec<PortId>,
+    /// Frames these ports send, copied as sent.
+    pub tx_ports: Vec<PortId>,
+    /// Frames that enter these VLANs (once each, as received).
+    pub vlans: VlanSet,
+    /// The copies carry this VID in their tag, in place of their own (PCP kept); `None`: as
+    /// their source carried them.
+    pub tag: Option<u16>,
+}
+
 /// An immutable view of the whole configuration, with flood lists precomputed per VLAN; `H`
 /// is the ports' I/O handle type (see [`PortEntry`]).
 #[derive(Debug, Clone)]
@@ -320,6 +342,8 @@ pub struct Snapshot<H = ()> {
     pub aging_secs: u32,
     /// Per-VLAN limits and the flap policy.
     pub learning: Learning,
+    /// Port mirrors.
+    pub mirrors: Arc<[Mirror]>,
 }
 
 impl<H> Default for Snapshot<H> {
@@ -350,7 +374,14 @@ impl<H> Snapshot<H> {
             flood,
             aging_secs,
             learning: Learning::default(),
+            mirrors: Arc::new([]),
         }
+    }
+
+    /// This snapshot with `mirrors`.
+    pub fn with_mirrors(mut self, mirrors: Vec<Mirror>) -> Self {
+        self.mirrors = mirrors.into();
+        self
     }
 
     /// This snapshot with `learning` as its per-VLAN limits and flap policy.
@@ -399,7 +430,9 @@ impl<H> Snapshot<H> {
         if let Some(Some(e)) = ports.get_mut(id as usize) {
             e.port = port;
         }
-        Snapshot::new(ports, self.aging_secs).with_learning(self.learning.clone())
+        let mut s = Snapshot::new(ports, self.aging_secs).with_learning(self.learning.clone());
+        s.mirrors = self.mirrors.clone();
+        s
     }
 
     /// The id of the port named `name`.

@@ -40,11 +40,14 @@ pub enum DropReason {
     /// The egress port cannot take the frame as it is (a GSO super-frame or a partial
     /// checksum for a vhost-user guest that did not negotiate the offload).
     NoOffload,
+    /// The port is a mirror's output: it carries the mirror's copies only, and what it
+    /// receives is dropped.
+    MirrorOutput,
 }
 
 impl DropReason {
     /// All reasons, in counter order.
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::BadFrame,
         DropReason::VlanNotAllowed,
         DropReason::TaggedOnAccess,
@@ -58,6 +61,7 @@ impl DropReason {
         DropReason::GuestRingFull,
         DropReason::GuestBusy,
         DropReason::NoOffload,
+        DropReason::MirrorOutput,
     ];
 
     /// A stable snake_case name for logs and metrics.
@@ -76,6 +80,7 @@ impl DropReason {
             DropReason::GuestRingFull => "guest_ring_full",
             DropReason::GuestBusy => "guest_busy",
             DropReason::NoOffload => "no_offload",
+            DropReason::MirrorOutput => "mirror_output",
         }
     }
 }

@@ -90,6 +90,7 @@ impl MacTable for DryRun<'_> {
 pub fn classify(mode: &PortMode, vid: Option<u16>) -> Result<u16, DropReason> {
     let vid = vid.filter(|v| *v != 0); // priority-tagged counts as untagged
     match (mode, vid) {
+        (PortMode::MirrorOutput, _) => Err(DropReason::MirrorOutput),
         (PortMode::Access { vlan }, None) => Ok(*vlan),
         (PortMode::Access { .. }, Some(_)) => Err(DropReason::TaggedOnAccess),
         (PortMode::Trunk { native, .. }, None) => native.ok_or(DropReason::VlanNotAllowed),

@@ -410,6 +410,10 @@ fn describe(f: &EthernetFrame<'_>, len: usize) -> String {
 fn classify_rule(name: &str, mode: &PortMode, vid: Option<u16>) -> (&'static str, String) {
     let m = mode.describe();
     match (mode, vid) {
+        (PortMode::MirrorOutput, _) => (
+            "mirror_output",
+            format!("{name} is a mirror's output: it takes no frames in"),
+        ),
         (PortMode::Access { .. }, None) => ("access_untagged", format!("untagged on {name} ({m})")),
         (PortMode::Access { .. }, Some(0)) => (
             "access_priority_tagged",

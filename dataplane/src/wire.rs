@@ -249,6 +249,12 @@ pub enum EgressTag {
     Tagged,
 }
 
+/// An 802.1Q tag with `tci`.
+fn tag_bytes(tci: u16) -> [u8; VLAN_HLEN] {
+    let (t, c) = (TPID_8021Q.to_be_bytes(), tci.to_be_bytes());
+    [t[0], t[1], c[0], c[1]]
+}
+
 /// A frame ready for one egress port, as borrowed pieces: `addrs`, then `tag` (if any), then
 /// `rest`. Building one copies 4 bytes at most, whatever the frame size.
 #[derive(Debug, Clone, Copy)]
@@ -280,6 +286,35 @@ impl<'a> EgressFrame<'a> {
             addrs: frame.addrs(),
             tag,
             rest: frame.after_tag(),
+        }
+    }
+
+    /// A mirror's copy of `frame` as it was received: the same bytes, or, with `tag`, its tag
+    /// (pushed if it had none) carrying VID `tag`, its PCP and DEI kept.
+    pub fn mirrored(frame: &EthernetFrame<'a>, tag: Option<u16>) -> Self {
+        let tci = match tag {
+            None => frame.tci(),
+            Some(v) => Some((frame.tci().unwrap_or(0) & 0xf000) | (v & 0x0fff)),
+        };
+        EgressFrame {
+            addrs: frame.addrs(),
+            tag: tci.map(tag_bytes),
+            rest: frame.after_tag(),
+        }
+    }
+
+    /// A mirror's copy of this frame as sent: itself, or, with `tag`, with its tag (pushed if
+    /// it had none) carrying VID `tag`, its PCP and DEI kept.
+    pub fn remirrored(&self, tag: Option<u16>) -> Self {
+        let Some(v) = tag else {
+            return *self;
+        };
+        let pcp = self
+            .tag
+            .map_or(0, |t| u16::from_be_bytes([t[2], t[3]]) & 0xf000);
+        EgressFrame {
+            tag: Some(tag_bytes(pcp | (v & 0x0fff))),
+            ..*self
         }
     }
 
@@ -603,5 +638,38 @@ mod tests {
         assert!("zz:00:5e:10:00:0a".parse::<MacAddr>().is_err());
         assert!(MacAddr::BROADCAST.is_multicast());
         assert!(!m.is_multicast());
+    }
+
+    fn bytes_of(e: &EgressFrame<'_>) -> Vec<u8> {
+        let mut out = vec![0; e.len()];
+        e.copy_to(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn mirror_copies_are_as_carried_or_retagged_keeping_pcp() {
+        let untagged = EthernetFrame::parse(&UNTAGGED).unwrap();
+        let tagged = EthernetFrame::parse(&TAGGED).unwrap();
+        assert_eq!(bytes_of(&EgressFrame::mirrored(&untagged, None)), UNTAGGED);
+        assert_eq!(bytes_of(&EgressFrame::mirrored(&tagged, None)), TAGGED);
+        // VID 99 pushed onto the untagged frame; put in place of VID 10, PCP 5 kept.
+        let pushed = bytes_of(&EgressFrame::mirrored(&untagged, Some(99)));
+        assert_eq!(&pushed[12..16], &[0x81, 0x00, 0x00, 99]);
+        assert_eq!(&pushed[16..], &UNTAGGED[12..]);
+        let swapped = bytes_of(&EgressFrame::mirrored(&tagged, Some(99)));
+        assert_eq!(&swapped[12..16], &[0x81, 0x00, 0xa0, 99]);
+        assert_eq!(&swapped[16..], &TAGGED[16..]);
+        // A copy of what a trunk sent (tagged 10, PCP 5) and of what an access port sent.
+        let sent = EgressFrame::render(&tagged, 10, EgressTag::Tagged);
+        assert_eq!(bytes_of(&sent.remirrored(None)), TAGGED);
+        assert_eq!(
+            &bytes_of(&sent.remirrored(Some(99)))[12..16],
+            &[0x81, 0x00, 0xa0, 99]
+        );
+        let sent = EgressFrame::render(&tagged, 10, EgressTag::Untagged);
+        assert_eq!(
+            &bytes_of(&sent.remirrored(Some(99)))[12..16],
+            &[0x81, 0x00, 0x00, 99]
+        );
     }
 }

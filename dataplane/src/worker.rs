@@ -309,7 +309,7 @@ impl Buffers {
     /// anywhere (one relaxed load per batch tells), the frames go through the same code with
     /// the watch hooks compiled in ([`Watched`]); otherwise with none ([`Unwatched`]).
     fn forward_batch(&mut self, ctx: &Ctx<'_>, n: usize) {
-        if ctx.shared.watching.any() {
+        if ctx.shared.watching.any() || !ctx.snap.mirrors.is_empty() {
             self.forward_frames(ctx, n, &mut Watched::new(ctx));
         } else {
             self.forward_frames(ctx, n, &mut Unwatched);
@@ -348,6 +348,9 @@ impl Buffers {
             let (hdr, bytes) = batch.frame(i);
             rx_bytes += bytes.len() as u64;
             w.received(bytes);
+            if let (true, Some((f, vlan))) = (W::ON, &frame) {
+                mirror_received(ctx, hdr, f, vlan.ok(), &mut tx, &mut sent);
+            }
             let out = forward_one(ctx, hdr, bytes.len(), frame, &mut tx, &mut sent, w);
             w.done();
             if let Some(out) = out {
@@ -363,6 +366,8 @@ impl Buffers {
 /// The per-frame hooks of capture and live trace ([`crate::watch`]). [`Unwatched`]'s do
 /// nothing and compile to nothing.
 trait Watcher {
+    /// Whether the hooks do anything (and port mirrors are served).
+    const ON: bool;
     /// A frame was received on the ingress port.
     fn received(&mut self, bytes: &[u8]);
     /// The decision for it (or why it was dropped on the ingress port).
@@ -385,6 +390,7 @@ trait Watcher {
 struct Unwatched;
 
 impl Watcher for Unwatched {
+    const ON: bool = false;
     #[inline(always)]
     fn received(&mut self, _: &[u8]) {}
     #[inline(always)]
@@ -428,6 +434,7 @@ impl Watched {
 }
 
 impl Watcher for Watched {
+    const ON: bool = true;
     fn received(&mut self, bytes: &[u8]) {
         let Some(w) = &self.ingress else {
             return;
@@ -707,11 +714,81 @@ fn forward_one<'a, W: Watcher>(
             }
         }
         w.sent(out, p, how, &e, None);
+        if W::ON {
+            mirror_sent(ctx, p, &e, &oh, tx, sent);
+        }
         if d.out == Out::Unicast(p) {
             sent_to = Some(p);
         }
     }
     sent_to
+}
+
+/// Copies a frame the ingress port received (in `vlan`, if it has one) to the mirrors that
+/// take it: those with the port as an rx source, else those with its VLAN as a source.
+#[cold]
+fn mirror_received<'a>(
+    ctx: &Ctx<'a>,
+    hdr: &[u8; VnetHdr::LEN],
+    frame: &EthernetFrame<'a>,
+    vlan: Option<u16>,
+    tx: &mut TxBatch<'a>,
+    sent: &mut SentTally<'a>,
+) {
+    for m in ctx.snap.mirrors.iter() {
+        let by_vlan = vlan.is_some_and(|v| m.vlans.contains(v));
+        if m.rx_ports.contains(&ctx.id) || by_vlan {
+            let copy = EgressFrame::mirrored(frame, m.tag);
+            let vh = VnetHdr::from_bytes(hdr).shifted(copy.len_delta(frame));
+            mirror_to(ctx.snap, m.output, &copy, &vh, tx, sent);
+        }
+    }
+}
+
+/// Copies a frame just sent to port `p` (as `e`, behind `hdr`) to the mirrors with `p` as a
+/// tx source.
+#[cold]
+fn mirror_sent<'a>(
+    ctx: &Ctx<'a>,
+    p: PortId,
+    e: &EgressFrame<'a>,
+    hdr: &VnetHdr,
+    tx: &mut TxBatch<'a>,
+    sent: &mut SentTally<'a>,
+) {
+    for m in ctx.snap.mirrors.iter() {
+        if m.tx_ports.contains(&p) {
+            let copy = e.remirrored(m.tag);
+            let vh = hdr.shifted(copy.len() as isize - e.len() as isize);
+            mirror_to(ctx.snap, m.output, &copy, &vh, tx, sent);
+        }
+    }
+}
+
+/// Sends a mirror's copy to its output port, counted there like any frame it sends.
+fn mirror_to<'a>(
+    snap: &'a Snapshot,
+    output: PortId,
+    copy: &EgressFrame<'a>,
+    hdr: &VnetHdr,
+    tx: &mut TxBatch<'a>,
+    sent: &mut SentTally<'a>,
+) {
+    let Some(out) = snap.port(output).map(|e| &e.port) else {
+        return;
+    };
+    if out.is_disabled() {
+        out.counters.count_drop(DropReason::PortDisabled);
+        return;
+    }
+    if tx.is_full() {
+        flush(snap, tx);
+    }
+    match out.send(tx, u32::from(output), hdr, copy) {
+        Ok(PortSent::Now(bytes)) => sent.add(&out.counters, bytes),
+        Ok(PortSent::Queued) => {}
+        Err(r) => out.counters.count_drop(r),
+    }
 }
 
 /// Counts what learning the source of `frame` did on the ingress port, and records moves,

@@ -332,3 +332,79 @@ fn a_capture_reads_back_with_tcpdump() {
 fn mac_text(n: u8) -> String {
     crate::harness::mac_string(mac(n))
 }
+
+/// A mirror of port `a` (both ways) to `mon`: `mon` gets a copy of what `a` receives and sends,
+/// nothing of other traffic, and what it sends itself is dropped. Changed live to mirror VLAN
+/// 20 with tag 99, then removed: `mon` is back in its VLAN.
+#[test]
+fn a_mirror_copies_its_sources_and_its_output_carries_nothing_else() {
+    let id = unique_id();
+    let yaml = format!(
+        "{}\x20 - {{ name: {id}m, kind: tap, mode: access, vlan: 10 }}\n\
+         mirrors: [{{ name: span, output: {id}m, ports: [{id}a] }}]\n",
+        topology(&id)
+    );
+    let sw = Switchd::start(&yaml, 2);
+    let port = |p: &str| format!("{id}{p}");
+    let hosts: Vec<Host> = ["a", "b", "c", "t", "m"]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Host::attach_quiet(&port(p), &format!("198.18.9.{}", i + 1), mac(120 + i as u8))
+        })
+        .collect();
+    let mut raws: Vec<_> = hosts.iter().map(|h| h.raw()).collect();
+    let (a, b, c, m) = (0, 1, 2, 4);
+    let gets = |raws: &mut Vec<crate::harness::Raw>, i: usize, marker: &[u8]| {
+        raws[i].capture(marker, Duration::from_millis(300)).len()
+    };
+    // What a receives: copied as received.
+    raws[a].send(&frame(BROADCAST, mac(120), &[], b"m-rx"));
+    assert_eq!(gets(&mut raws, m, b"m-rx"), 1, "a's received frame on mon");
+    // What a sends: b's reply to a, copied as sent.
+    raws[b].send(&frame(mac(120), mac(121), &[], b"m-tx"));
+    assert_eq!(gets(&mut raws, a, b"m-tx"), 1);
+    assert_eq!(gets(&mut raws, m, b"m-tx"), 1, "a's sent frame on mon");
+    // Other traffic never reaches mon; what mon sends is dropped.
+    raws[c].send(&frame(BROADCAST, mac(122), &[], b"m-other"));
+    assert_eq!(gets(&mut raws, m, b"m-other"), 0, "VLAN 20 traffic on mon");
+    raws[m].send(&frame(BROADCAST, mac(124), &[], b"m-in"));
+    assert_eq!(gets(&mut raws, b, b"m-in"), 0, "mon's own frame forwarded");
+    assert!(sw.port_counters(&port("m"))["drop_mirror_output"] >= 1);
+    let shown = sw.ctl_ok(&["mirror", "list"]);
+    assert!(
+        shown.contains("span") && shown.contains(&port("m")),
+        "{shown}"
+    );
+
+    // Live: VLAN 20 instead, its copies tagged 99.
+    sw.ctl_ok(&["mirror", "del", "span"]);
+    sw.ctl_ok(&[
+        "mirror",
+        "add",
+        "span",
+        "--output",
+        &port("m"),
+        "--vlan",
+        "20",
+        "--tag",
+        "99",
+    ]);
+    let mut tagged = hosts[m].tagged_capture();
+    raws[c].send(&frame(BROADCAST, mac(122), &[], b"m-v20"));
+    let copies = tagged.capture(b"m-v20", Duration::from_millis(400));
+    assert_eq!(copies.len(), 1, "VLAN 20's frame on mon");
+    assert_eq!(
+        &copies[0][12..16],
+        &[0x81, 0x00, 0x00, 99],
+        "tagged 99 on mon"
+    );
+    drop(tagged);
+    // Removed: mon is a VLAN 10 port again.
+    sw.ctl_ok(&["mirror", "del", "span"]);
+    raws[a].send(&frame(BROADCAST, mac(120), &[], b"m-back"));
+    assert_eq!(gets(&mut raws, m, b"m-back"), 1, "mon back in VLAN 10");
+    raws[m].send(&frame(BROADCAST, mac(124), &[], b"m-back-in"));
+    assert_eq!(gets(&mut raws, b, b"m-back-in"), 1, "mon forwards again");
+    sw.stop();
+}

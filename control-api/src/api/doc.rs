@@ -12,7 +12,9 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::{Problem, PROBLEM_JSON};
 use super::views::FdbType;
-use super::{fdb, page, ports, stats, topology, trace, vlans, watch, BODY_LIMIT, REQUEST_TIMEOUT};
+use super::{
+    fdb, mirrors, page, ports, stats, topology, trace, vlans, watch, BODY_LIMIT, REQUEST_TIMEOUT,
+};
 use crate::topology::{FieldError, PortKind};
 
 /// The name of the bearer-token security scheme (as `ApiDoc`'s `security(...)` spells it).
@@ -30,6 +32,7 @@ pub const BEARER: &str = "bearer";
         vlans::list_vlans, vlans::get_vlan, vlans::add_vlan, vlans::delete_vlan,
         fdb::list_fdb, fdb::add_static_mac, fdb::flush_fdb, fdb::delete_mac,
         topology::get_topology, topology::put_topology, stats::stats, stats::metrics,
+        mirrors::list_mirrors, mirrors::add_mirror, mirrors::delete_mirror,
         trace::trace, watch::capture, watch::arm_trace, watch::read_trace, watch::delete_trace
     ),
     components(schemas(Problem, FieldError, PortKind, FdbType)),

@@ -114,6 +114,8 @@ impl From<EditError> for ApiError {
             }
             EditError::NoSuchVlan(_) => (StatusCode::NOT_FOUND, "id"),
             EditError::BadMac(_) => (StatusCode::UNPROCESSABLE_ENTITY, "mac"),
+            EditError::MirrorExists(_) => (StatusCode::CONFLICT, "name"),
+            EditError::NoSuchMirror(_) => (StatusCode::NOT_FOUND, "name"),
         };
         ApiError::new(status, e.to_string()).field(field)
     }

@@ -7,7 +7,7 @@
 //! panic on input.
 //!
 //! One module per resource, each with the handlers of its routes: `ports.rs`, `vlans.rs`,
-//! `fdb.rs`, `topology.rs`, `stats.rs` (with `/metrics`), `trace.rs`, `watch.rs` (capture and
+//! `fdb.rs`, `mirrors.rs`, `topology.rs`, `stats.rs` (with `/metrics`), `trace.rs`, `watch.rs` (capture and
 //! live trace), and `page.rs` the page at `/` (which reads only the public routes, as any
 //! client); [`router`] lists every route. `doc.rs`
 //! holds the OpenAPI document ([`ApiDoc`]) and what it says of every route at once (the bearer
@@ -33,6 +33,7 @@ mod doc;
 mod error;
 mod extract;
 mod fdb;
+mod mirrors;
 mod page;
 mod ports;
 mod stats;
@@ -128,6 +129,11 @@ pub fn router(state: AppState) -> Router {
                 .delete(fdb::flush_fdb),
         )
         .route("/api/v1/fdb/{vlan}/{mac}", delete(fdb::delete_mac))
+        .route(
+            "/api/v1/mirrors",
+            get(mirrors::list_mirrors).post(mirrors::add_mirror),
+        )
+        .route("/api/v1/mirrors/{name}", delete(mirrors::delete_mirror))
         .route(
             "/api/v1/topology",
             get(topology::get_topology).put(topology::put_topology),

@@ -51,6 +51,9 @@ enum Cmd {
     /// The MAC table: show, add, del, flush.
     #[command(subcommand)]
     Fdb(FdbCmd),
+    /// Port mirrors (SPAN): add, del, list.
+    #[command(subcommand)]
+    Mirror(MirrorCmd),
     /// The whole configuration: apply, export.
     #[command(subcommand)]
     Topology(TopoCmd),
@@ -354,6 +357,34 @@ enum FdbCmd {
         #[arg(long = "static")]
         static_: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum MirrorCmd {
+    /// Copy the frames of source ports and/or VLANs to an output port (which then carries
+    /// nothing else and drops what it receives).
+    Add {
+        name: String,
+        /// The port that gets the copies.
+        #[arg(long)]
+        output: String,
+        /// A source port (repeat for more).
+        #[arg(long = "port")]
+        ports: Vec<String>,
+        /// A source VLAN: every frame entering it (repeat for more).
+        #[arg(long = "vlan")]
+        vlans: Vec<u16>,
+        /// Which frames of the source ports: rx, tx or both.
+        #[arg(long, value_enum, default_value = "both")]
+        direction: CaptureDir,
+        /// Tag the copies with this VID on the output port (in place of their own tag).
+        #[arg(long, value_name = "VID")]
+        tag: Option<u16>,
+    },
+    /// Remove a mirror.
+    Del { name: String },
+    /// List mirrors.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -1059,6 +1090,42 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Trace(t) if t.live.is_some() => live_trace(&ctx, t),
         Cmd::Trace(t) => trace(&ctx, t),
         Cmd::Capture(c) => capture(&ctx, c),
+        Cmd::Mirror(MirrorCmd::Add {
+            name,
+            output,
+            ports,
+            vlans,
+            direction,
+            tag,
+        }) => {
+            let m = control_api::Mirror {
+                name,
+                output,
+                ports,
+                vlans,
+                direction: Some(match direction {
+                    CaptureDir::Rx => control_api::MirrorDirection::Rx,
+                    CaptureDir::Tx => control_api::MirrorDirection::Tx,
+                    CaptureDir::Both => control_api::MirrorDirection::Both,
+                }),
+                vlan: tag,
+            };
+            let v = ctx
+                .client
+                .json("POST", "/api/v1/mirrors", &serde_json::to_value(&m)?)?;
+            ctx.show(v, |m: control_api::Mirror| table::mirrors(&[m]))
+        }
+        Cmd::Mirror(MirrorCmd::Del { name }) => {
+            let v = ctx
+                .client
+                .call("DELETE", &format!("/api/v1/mirrors/{}", enc(&name)), None)?;
+            ctx.json_only(&v);
+            Ok(())
+        }
+        Cmd::Mirror(MirrorCmd::List) => {
+            let v = ctx.client.call("GET", "/api/v1/mirrors", None)?;
+            ctx.show(v, |m: Vec<control_api::Mirror>| table::mirrors(&m))
+        }
         Cmd::Hook(HookCmd::QemuIfup { ifname }) => {
             let env = |k: &str| std::env::var(k).ok();
             let m = hook::Membership::from_settings(

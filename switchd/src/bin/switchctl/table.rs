@@ -274,3 +274,30 @@ pub fn trace(v: &serde_json::Value) {
     };
     println!("verdict: {verdict}{learned}");
 }
+
+/// Port mirrors: name, output, sources and the copies' tag.
+pub fn mirrors(mirrors: &[control_api::Mirror]) {
+    let list = |v: Vec<String>| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(",")
+        }
+    };
+    print(
+        &["NAME", "OUTPUT", "PORTS", "DIRECTION", "VLANS", "TAG"],
+        mirrors
+            .iter()
+            .map(|m| {
+                vec![
+                    m.name.clone(),
+                    m.output.clone(),
+                    list(m.ports.clone()),
+                    format!("{:?}", m.direction.unwrap_or_default()).to_lowercase(),
+                    list(m.vlans.iter().map(u16::to_string).collect()),
+                    m.vlan.map_or("-".into(), |v| v.to_string()),
+                ]
+            })
+            .collect(),
+    );
+}
