@@ -14,7 +14,7 @@ pub const MAX_COUNT: usize = 1000;
 /// A frame a live trace recorded: when, and what the worker did with it.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Recorded {
-    /// When the worker read it, in nanoseconds since the Unix epoch.
+    /// When the worker read the receive batch it came in, in nanoseconds since the Unix epoch.
     pub at_unix_ns: u64,
     /// The decision the worker took, explained.
     pub trace: Trace,

@@ -683,8 +683,10 @@ mod tests {
         t.steps.iter().map(|s| s.rule).collect()
     }
 
-    /// For every rule of the decision: the trace names it, and its verdict is what `decide`
-    /// (the worker's function) does to the same frame in a table in the same state.
+    /// For each rule of classification, port security, learning and lookup that one frame can
+    /// show (the rules that need a history are in the next test): the trace names it, and its
+    /// verdict is what `decide` (the worker's function) does to the same frame in a table in
+    /// the same state.
     #[test]
     fn every_rule_is_named_and_agrees_with_the_decision() {
         struct Case {
@@ -770,6 +772,81 @@ mod tests {
                 (v, w) => panic!("{}: trace says {v:?}, the decision {w:?}", case.rule),
             }
         }
+    }
+
+    /// A port handle that can be shut down, for the port-security rules.
+    #[derive(Debug, Clone, Copy)]
+    struct Shut(bool);
+
+    impl PortState for Shut {
+        fn is_disabled(&self) -> bool {
+            self.0
+        }
+    }
+
+    /// The rules that need a history (moves, flaps, damping), a full table, a VLAN limit, a
+    /// static entry or a shut-down port: each named, each agreeing with the decision.
+    #[test]
+    fn learning_and_shutdown_rules_are_named() {
+        use crate::config::{FlapPolicy, Learning};
+        let snap = |shut: [bool; 3], vlan_max: u32| {
+            let ports = ["a", "b", "c"]
+                .iter()
+                .zip(shut)
+                .map(|(n, s)| Some(PortEntry::new(*n, PortMode::Access { vlan: 10 }, Shut(s))))
+                .collect();
+            let flap = FlapPolicy {
+                moves: 2,
+                window_secs: 10,
+                damp_secs: 5,
+            };
+            Snapshot::new(ports, 300).with_learning(Learning::new(|_| vlan_max, flap))
+        };
+        let s = snap([false; 3], 100);
+        let fdb = Fdb::new(64);
+        let f = |src: u8| frame(BCAST, mac(src), None);
+        let rule = |s: &Snapshot<Shut>, fdb: &Fdb, ingress: PortId, learn: bool, src: u8| {
+            let t = trace(s, fdb, &f(src), ingress, 1, learn);
+            let r = t
+                .steps
+                .iter()
+                .find(|s| s.stage == Stage::Learn)
+                .map(|s| s.rule);
+            (r, t)
+        };
+        // mac(1) on a, then b (a move), then a again (a flap), then b (damped).
+        for (ingress, want) in [
+            (0, "learn_new"),
+            (1, "learn_move"),
+            (0, "learn_move_flapping"),
+            (1, "learn_damped"),
+        ] {
+            let (dry, _) = rule(&s, &fdb, ingress, false, 1);
+            let (did, _) = rule(&s, &fdb, ingress, true, 1);
+            assert_eq!((dry, did), (Some(want), Some(want)));
+        }
+        fdb.add_static(10, MacAddr(mac(2)), 0);
+        assert_eq!(rule(&s, &fdb, 1, false, 2).0, Some("learn_static_conflict"));
+        let full = Fdb::new(1);
+        full.learn(10, MacAddr(mac(3)), 0, 1, 300);
+        assert_eq!(rule(&s, &full, 1, false, 4).0, Some("learn_no_room"));
+        let limited = snap([false; 3], 1);
+        assert_eq!(rule(&limited, &full, 1, false, 4).0, Some("learn_no_room"));
+        let one = Fdb::new(64);
+        one.learn(10, MacAddr(mac(3)), 0, 1, 300);
+        assert_eq!(
+            rule(&limited, &one, 1, false, 4).0,
+            Some("learn_vlan_limit")
+        );
+        // A shut-down ingress port drops; a shut-down egress port's copy is dropped there.
+        let shut = snap([true, false, true], 100);
+        let (_, t) = rule(&shut, &fdb, 0, false, 5);
+        assert_eq!(rules(&t), ["port_disabled"]);
+        assert_eq!(t.drop_reason, Some("port_disabled"));
+        let (_, t) = rule(&shut, &fdb, 1, false, 5);
+        assert!(rules(&t).contains(&"egress_disabled"), "{t:#?}");
+        assert_eq!(t.verdict, Verdict::Forwarded);
+        assert!(t.egress.is_empty(), "the one copy was dropped");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::port::{tx_drop, Port, Sent as PortSent};
 use crate::shared::Shared;
 use crate::sys::{Epoll, Event};
 use crate::watch::{Direction, Record, Sent, Watches};
-use crate::wire::{EgressFrame, EgressTag, EthernetFrame, MacAddr, VnetHdr};
+use crate::wire::{EgressFrame, EgressTag, EthernetFrame, MacAddr, VnetHdr, MIN_FRAME_LEN};
 use crate::{PortEntry, Snapshot};
 
 /// Epoll token of the stop eventfd.
@@ -372,15 +372,15 @@ trait Watcher {
     fn received(&mut self, bytes: &[u8]);
     /// The decision for it (or why it was dropped on the ingress port).
     fn decided(&mut self, d: Result<Decision, DropReason>);
-    /// A copy for port `p`, carried `how`, rendered as `e`, was sent, or dropped on `p` for
-    /// `dropped`.
+    /// A copy for port `p`, carried `how`, rendered as `e`, was sent behind `hdr` (`Ok`), or
+    /// dropped on `p` for the reason given.
     fn sent(
         &mut self,
         p: &Port,
         id: PortId,
         how: EgressTag,
         e: &EgressFrame<'_>,
-        dropped: Option<DropReason>,
+        sent: Result<&VnetHdr, DropReason>,
     );
     /// The frame is done with.
     fn done(&mut self);
@@ -402,7 +402,7 @@ impl Watcher for Unwatched {
         _: PortId,
         _: EgressTag,
         _: &EgressFrame<'_>,
-        _: Option<DropReason>,
+        _: Result<&VnetHdr, DropReason>,
     ) {
     }
     #[inline(always)]
@@ -459,23 +459,25 @@ impl Watcher for Watched {
         id: PortId,
         how: EgressTag,
         e: &EgressFrame<'_>,
-        dropped: Option<DropReason>,
+        sent: Result<&VnetHdr, DropReason>,
     ) {
         if let Some(r) = &mut self.record {
             r.add(Sent {
                 port: id,
                 how,
-                dropped,
+                dropped: sent.err(),
             });
         }
-        if dropped.is_some() {
+        let (Ok(hdr), Some(w)) = (sent, &*p.watches.load()) else {
             return;
-        }
-        if let Some(w) = &*p.watches.load() {
-            let tag: &[u8] = e.tag.as_ref().map_or(&[], |t| &t[..]);
-            for c in &w.captures {
-                c.record(Direction::Tx, self.at_ns, e.len(), &[e.addrs, tag, e.rest]);
-            }
+        };
+        // As it leaves: a short frame with the pad the port adds.
+        const PAD: [u8; MIN_FRAME_LEN] = [0; MIN_FRAME_LEN];
+        let tag: &[u8] = e.tag.as_ref().map_or(&[], |t| &t[..]);
+        let pad = &PAD[..e.pad_len(hdr).min(MIN_FRAME_LEN)];
+        for c in &w.captures {
+            let pieces = [e.addrs, tag, e.rest, pad];
+            c.record(Direction::Tx, self.at_ns, e.wire_len(hdr), &pieces);
         }
     }
 
@@ -696,7 +698,7 @@ fn forward_one<'a, W: Watcher>(
         let e = EgressFrame::render(&frame, d.vlan, how);
         if out.is_disabled() {
             out.counters.count_drop(DropReason::PortDisabled);
-            w.sent(out, p, how, &e, Some(DropReason::PortDisabled));
+            w.sent(out, p, how, &e, Err(DropReason::PortDisabled));
             continue;
         }
         let oh = vh.shifted(e.len_delta(&frame));
@@ -709,11 +711,11 @@ fn forward_one<'a, W: Watcher>(
             Ok(PortSent::Queued) => {}
             Err(r) => {
                 out.counters.count_drop(r);
-                w.sent(out, p, how, &e, Some(r));
+                w.sent(out, p, how, &e, Err(r));
                 continue;
             }
         }
-        w.sent(out, p, how, &e, None);
+        w.sent(out, p, how, &e, Ok(&oh));
         if W::ON {
             mirror_sent(ctx, p, &e, &oh, tx, sent);
         }

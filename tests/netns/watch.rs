@@ -208,7 +208,8 @@ fn a_capture_reads_back_with_tcpdump() {
     let a = Host::attach_quiet(&port("a"), "198.18.9.1", mac(110));
     let t = Host::attach_quiet(&port("t"), "198.18.9.4", mac(113));
     let (mut ra, mut rt) = (a.raw(), t.raw());
-    let file = std::env::temp_dir().join(format!("vlanswitch-{id}.pcapng"));
+    let file = Removed(std::env::temp_dir().join(format!("vlanswitch-{id}.pcapng")));
+    let file = &file.0;
     let cap = Command::new(SWITCHCTL)
         .args([
             "--server",
@@ -221,13 +222,13 @@ fn a_capture_reads_back_with_tcpdump() {
             "20",
             "-w",
         ])
-        .arg(&file)
+        .arg(file)
         .stderr(Stdio::piped())
         .spawn()
         .expect("switchctl capture");
     // Armed once the stream's header is there.
     assert!(crate::harness::eventually(Duration::from_secs(5), || {
-        std::fs::metadata(&file).is_ok_and(|m| m.len() > 0)
+        std::fs::metadata(file).is_ok_and(|m| m.len() > 0)
     }));
     for i in 0..3u8 {
         ra.send(&frame(BROADCAST, mac(110), &[], &[b'c', b'a', i]));
@@ -248,7 +249,7 @@ fn a_capture_reads_back_with_tcpdump() {
     );
     let td = Command::new("tcpdump")
         .args(["-nn", "-e", "-r"])
-        .arg(&file)
+        .arg(file)
         .output()
         .expect("tcpdump (installed by .ci/run)");
     let text = String::from_utf8_lossy(&td.stdout);
@@ -287,7 +288,6 @@ fn a_capture_reads_back_with_tcpdump() {
             .any(|l| l.contains("vlan 20") && l.contains("length 1000")),
         "{text}"
     );
-    let _ = std::fs::remove_file(&file);
 
     // Streamed into tcpdump through a pipe while it runs.
     let mut cap = Command::new(SWITCHCTL)
@@ -327,6 +327,15 @@ fn a_capture_reads_back_with_tcpdump() {
         "{text}"
     );
     sw.stop();
+}
+
+/// A file removed when the test ends, passed or failed.
+struct Removed(std::path::PathBuf);
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 fn mac_text(n: u8) -> String {

@@ -930,12 +930,14 @@ fn live_trace(ctx: &Ctx, t: TraceArgs) -> Result<()> {
     ctx.client.call("POST", &format!("{path}{q}"), None)?;
     let until = std::time::Instant::now() + std::time::Duration::from_secs(t.wait);
     loop {
+        // Whole seconds left, rounded up: the server waits in whole seconds.
         let left = until.saturating_duration_since(std::time::Instant::now());
-        let wait = left.as_secs().min(control_api::api::MAX_WAIT_SECS);
+        let wait = left.as_millis().div_ceil(1000) as u64;
+        let wait = wait.min(control_api::api::MAX_WAIT_SECS);
         let v = ctx
             .client
             .call("GET", &format!("{path}?wait_secs={wait}"), None)?;
-        if v["armed"] != Value::Bool(true) || left.as_secs() <= wait {
+        if v["armed"] != Value::Bool(true) || std::time::Instant::now() >= until {
             break;
         }
     }

@@ -264,7 +264,11 @@ pub fn trace(v: &serde_json::Value) {
             } else {
                 "forwarded"
             };
-            format!("{how}{vlan} to {}", copies.join(", "))
+            if copies.is_empty() {
+                format!("{how}{vlan}, but every copy was dropped (see the egress steps)")
+            } else {
+                format!("{how}{vlan} to {}", copies.join(", "))
+            }
         }
     };
     let learned = if v["learned"].as_bool() == Some(true) {
