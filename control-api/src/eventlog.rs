@@ -2,11 +2,11 @@
 //!
 //! The workers only record events (see `dataplane::events`); this is where they become words.
 //! MAC moves are logged at info with the MAC, the VLAN and the old and new port; flapping,
-//! damping, MAC limits, disallowed sources and shutdowns at warn; new MACs not at all. A
-//! flood of events (a host sending from 200 000 random MACs) must not become a flood of
-//! lines: each subject (a MAC in a VLAN for moves, a port or VLAN for limits) is logged at most
-//! once per [`HOLD`], with the number of events folded into it since, and at most
-//! [`MAX_LINES`] lines come out of one call.
+//! damping, MAC limits, disallowed sources and shutdowns at warn; new MACs not at all (they are
+//! streamed, see [`crate::events`]). A flood of events (a host sending from 200 000 random
+//! MACs) must not become a flood of lines: each subject (a MAC in a VLAN for moves, a port or
+//! VLAN for limits) is logged at most once per [`HOLD`], with the number of events folded into
+//! it since, and at most [`MAX_LINES`] lines come out of one call.
 //! Time is an argument, so the rules are tested without a clock.
 
 use std::collections::HashMap;

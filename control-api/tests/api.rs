@@ -14,10 +14,10 @@ const TOPO: &str = "vlans: [{ id: 10, name: red }, { id: 20 }]\nports:\n  - { na
 
 fn app_with(token: Option<&str>) -> axum::Router {
     let ctl = Controller::start(Topology::from_yaml(TOPO).unwrap(), 1, None).unwrap();
-    router(AppState {
-        ctl: Arc::new(Mutex::new(ctl)),
-        token: token.map(Arc::from),
-    })
+    router(AppState::new(
+        Arc::new(Mutex::new(ctl)),
+        token.map(Arc::from),
+    ))
 }
 
 fn app() -> axum::Router {
@@ -745,10 +745,7 @@ fn app_from(yaml: &str) -> (axum::Router, Arc<Mutex<Controller>>) {
     let ctl = Arc::new(Mutex::new(
         Controller::start(Topology::from_yaml(yaml).unwrap(), 1, None).unwrap(),
     ));
-    let app = router(AppState {
-        ctl: ctl.clone(),
-        token: None,
-    });
+    let app = router(AppState::new(ctl.clone(), None));
     (app, ctl)
 }
 
@@ -1262,4 +1259,46 @@ async fn port_security_is_configured_shown_and_enabled() {
     assert_eq!(v["fdb"]["limited"], 0);
     let (_, _, m) = call(&app, Method::GET, "/api/v1/openapi.json", None).await;
     assert!(m["paths"]["/api/v1/ports/{name}/enable"]["post"].is_object());
+}
+
+/// The event stream outlives the request timeout (it bounds only the time to the answer's
+/// head), carries a change applied meanwhile, and says `: keepalive` every 15 s. Time is
+/// tokio's, stopped and moved by the runtime when it has nothing else to do.
+#[tokio::test(start_paused = true)]
+async fn the_event_stream_outlives_the_request_timeout() {
+    let (app, ctl) = app_from(TOPO);
+    let resp = app
+        .oneshot(
+            Request::get("/api/v1/events?types=config_applied")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let start = tokio::time::Instant::now();
+    let mut body = resp.into_body().into_data_stream();
+    async fn chunk(body: &mut axum::body::BodyDataStream) -> String {
+        use futures_util::StreamExt;
+        let chunk = body.next().await.unwrap().unwrap();
+        String::from_utf8(chunk.to_vec()).unwrap()
+    }
+    assert_eq!(chunk(&mut body).await, ": keepalive\n\n");
+    {
+        let mut ctl = ctl.lock().unwrap();
+        let mut desired = ctl.topology().clone();
+        desired.mac_aging_secs = 120;
+        ctl.apply(desired, false).unwrap();
+    }
+    assert_eq!(
+        chunk(&mut body).await,
+        "id: 1\nevent: config_applied\ndata: {\"changes\":[{\"what\":\"switch\",\"name\":\"\",\
+         \"field\":\"mac_aging_secs\",\"old\":\"300\",\"new\":\"120\"}]}\n\n"
+    );
+    // past the 10 s timeout: no 408, the stream goes on
+    assert_eq!(chunk(&mut body).await, ": keepalive\n\n");
+    assert!(start.elapsed() >= std::time::Duration::from_secs(15));
+    assert_eq!(chunk(&mut body).await, ": keepalive\n\n");
+    assert!(start.elapsed() >= std::time::Duration::from_secs(30));
 }

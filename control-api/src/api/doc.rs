@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::{Problem, PROBLEM_JSON};
 use super::views::FdbType;
-use super::{fdb, ports, stats, topology, vlans, BODY_LIMIT, REQUEST_TIMEOUT};
+use super::{events, fdb, ports, stats, topology, vlans, BODY_LIMIT, REQUEST_TIMEOUT};
 use crate::topology::{FieldError, PortKind};
 
 /// The name of the bearer-token security scheme (as `ApiDoc`'s `security(...)` spells it).
@@ -29,7 +29,8 @@ pub const BEARER: &str = "bearer";
         ports::enable_port, ports::delete_port,
         vlans::list_vlans, vlans::get_vlan, vlans::add_vlan, vlans::delete_vlan,
         fdb::list_fdb, fdb::add_static_mac, fdb::flush_fdb, fdb::delete_mac,
-        topology::get_topology, topology::put_topology, stats::stats, stats::metrics
+        topology::get_topology, topology::put_topology, stats::stats, stats::metrics,
+        events::events
     ),
     components(schemas(Problem, FieldError, PortKind, FdbType)),
     modifiers(&Shared),
@@ -41,6 +42,7 @@ pub const BEARER: &str = "bearer";
         (name = "fdb", description = "The MAC table"),
         (name = "topology", description = "The whole configuration"),
         (name = "stats", description = "Counters"),
+        (name = "events", description = "What the switch does, as it happens"),
     )
 )]
 pub struct ApiDoc;
