@@ -4,6 +4,7 @@
 
 #[path = "../../docs.rs"]
 mod docs;
+mod events;
 mod hook;
 mod http;
 mod table;
@@ -58,6 +59,16 @@ enum Cmd {
     Stats,
     /// The whole switch at a glance: each VLAN with its ports, their links and MAC counts.
     Show,
+    /// Follow the switch's events (MACs learned, moved and aged, links, changes, port errors,
+    /// drops) as they happen: one line each, or one JSON object a line with --json.
+    Events {
+        /// Only these types (comma-separated), e.g. mac_moved,link.
+        #[arg(long, value_name = "TYPES")]
+        types: Option<String>,
+        /// Stop after this many events.
+        #[arg(long, short = 'n', value_name = "N")]
+        count: Option<u64>,
+    },
     /// VM plug-in hooks for QEMU (`script=`/`downscript=`) and libvirt (`hooks/qemu`).
     #[command(subcommand)]
     Hook(HookCmd),
@@ -311,6 +322,28 @@ impl std::fmt::Display for Problem {
 
 impl std::error::Error for Problem {}
 
+impl Problem {
+    /// The problem an answer that is not a success reports: its `detail` (after its `field`),
+    /// or its body as it is.
+    fn of(r: http::Response) -> Problem {
+        let reason = serde_json::from_str::<Value>(&r.body)
+            .ok()
+            .and_then(|v| {
+                let detail = v.get("detail")?.as_str()?.to_string();
+                Some(match v.get("field").and_then(|f| f.as_str()) {
+                    Some(f) if !detail.starts_with(f) => format!("{f}: {detail}"),
+                    _ => detail,
+                })
+            })
+            .unwrap_or_else(|| r.body.trim().to_string());
+        Problem {
+            reason,
+            status: r.status,
+            body: r.body,
+        }
+    }
+}
+
 struct Client {
     server: String,
     token: Option<String>,
@@ -326,22 +359,7 @@ impl Client {
             body.as_ref().map(|(c, b)| (*c, b.as_slice())),
         )?;
         if !(200..300).contains(&r.status) {
-            let reason = serde_json::from_str::<Value>(&r.body)
-                .ok()
-                .and_then(|v| {
-                    let detail = v.get("detail")?.as_str()?.to_string();
-                    Some(match v.get("field").and_then(|f| f.as_str()) {
-                        Some(f) if !detail.starts_with(f) => format!("{f}: {detail}"),
-                        _ => detail,
-                    })
-                })
-                .unwrap_or_else(|| r.body.trim().to_string());
-            return Err(Problem {
-                reason,
-                status: r.status,
-                body: r.body,
-            }
-            .into());
+            return Err(Problem::of(r).into());
         }
         if r.body.trim().is_empty() {
             return Ok(Value::Null);
@@ -843,6 +861,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Topology(TopoCmd::Export) => topology_export(&ctx),
         Cmd::Stats => stats(&ctx),
         Cmd::Show => show(&ctx),
+        Cmd::Events { types, count } => events::follow(&ctx, types, count),
         Cmd::Hook(HookCmd::QemuIfup { ifname }) => {
             let env = |k: &str| std::env::var(k).ok();
             let m = hook::Membership::from_settings(
