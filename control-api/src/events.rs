@@ -271,6 +271,9 @@ impl Serialize for Touched {
     }
 }
 
+// A filter is one bit per type.
+const _: () = assert!(EventType::ALL.len() <= 32);
+
 /// The types a stream sends (`?types=`); all by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TypeFilter(u32);
