@@ -1302,3 +1302,62 @@ async fn the_event_stream_outlives_the_request_timeout() {
     assert_eq!(chunk(&mut body).await, ": keepalive\n\n");
     assert!(start.elapsed() >= std::time::Duration::from_secs(30));
 }
+
+/// What the controller publishes on its own (no worker involved): on its first look, each
+/// port's link and why it is down; a change, as the values it touched; a port added or
+/// removed, as its link. Netdev ports whose interfaces do not exist, so nothing is touched.
+#[test]
+fn the_controller_publishes_links_port_errors_and_changes() {
+    use control_api::events::{EventType, Message};
+    let (_, ctl) = app_from(TOPO);
+    let mut ctl = ctl.lock().unwrap();
+    let mut sub = ctl.events().subscribe().unwrap();
+    let mut drain = || {
+        let mut got = Vec::new();
+        while let Ok(m) = sub.events.try_recv() {
+            if let Message::Event(p) = m {
+                got.push((p.kind, serde_json::from_str::<Value>(&p.data).unwrap()));
+            }
+        }
+        got
+    };
+    ctl.observe(std::time::Instant::now());
+    let first = drain();
+    assert!(
+        first.contains(&(EventType::Link, json!({"port": "nx-a", "up": false}))),
+        "{first:?}"
+    );
+    assert!(
+        first.contains(&(
+            EventType::PortError,
+            json!({"port": "nx-a", "reason": "interface nx-a does not exist"})
+        )),
+        "{first:?}"
+    );
+    // nothing changed: nothing to tell
+    ctl.observe(std::time::Instant::now());
+    assert_eq!(drain(), []);
+    let mut desired = ctl.topology().clone();
+    desired.ports.retain(|p| p.name != "nx-t");
+    desired.vlans[0].name = Some("blue".into());
+    ctl.apply(desired, false).unwrap();
+    let got = drain();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].0, EventType::ConfigApplied);
+    let changes = got[0].1["changes"].as_array().unwrap();
+    assert!(
+        changes.contains(
+            &json!({"what": "vlan", "name": "10", "field": "name", "old": "red", "new": "blue"})
+        ),
+        "{changes:?}"
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|c| c["what"] == "port" && c["name"] == "nx-t" && c["field"] == "removed"),
+        "{changes:?}"
+    );
+    // nx-t was down already: its removal changes no link
+    ctl.observe(std::time::Instant::now());
+    assert_eq!(drain(), []);
+}
