@@ -1361,3 +1361,43 @@ fn the_controller_publishes_links_port_errors_and_changes() {
     ctl.observe(std::time::Instant::now());
     assert_eq!(drain(), []);
 }
+
+/// A stream that does not read while more events than the hub holds go by is told how many
+/// it missed (`lost`), and what it then reads is bounded to 100 a second, the rest summed up:
+/// nobody waits for it, and nothing is left out silently.
+#[tokio::test(start_paused = true)]
+async fn a_stream_that_falls_behind_is_told_how_many_it_missed() {
+    use control_api::events::{Event, HUB_CAPACITY, MAX_PER_SECOND};
+    use futures_util::StreamExt;
+    let (app, ctl) = app_from(TOPO);
+    let resp = app
+        .oneshot(Request::get("/api/v1/events").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let mut body = resp.into_body().into_data_stream();
+    let mut text = String::from_utf8(body.next().await.unwrap().unwrap().to_vec()).unwrap();
+    assert_eq!(text, ": keepalive\n\n");
+    let hub = ctl.lock().unwrap().events().clone();
+    for _ in 0..HUB_CAPACITY + 10 {
+        hub.publish(&Event::Link {
+            port: "nx-a".into(),
+            up: true,
+        });
+    }
+    while !text.contains("event: summary") {
+        let chunk = body.next().await.unwrap().unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let links = text.matches("event: link\n").count();
+    assert_eq!(links, MAX_PER_SECOND as usize);
+    let summary = text
+        .split("event: summary\ndata: ")
+        .nth(1)
+        .and_then(|s| s.lines().next())
+        .unwrap();
+    let v: Value = serde_json::from_str(summary).unwrap();
+    assert_eq!(
+        v,
+        json!({"suppressed": {"link": HUB_CAPACITY - links}, "lost": 10})
+    );
+}
