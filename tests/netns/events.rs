@@ -411,9 +411,10 @@ fn learned(sw: &Switchd) -> u64 {
 }
 
 /// All connections taken: a stream is never the one closed to make room, since it is an answer
-/// in progress, not an idle connection.
+/// in progress, not an idle connection. Nor do the request timeout and the header read timeout
+/// (10 s each) end it.
 #[test]
-fn a_stream_keeps_its_connection_when_all_are_taken() {
+fn a_stream_keeps_its_connection_when_all_are_taken_and_past_the_timeouts() {
     /// `switchd/src/server.rs`: MAX_CONNECTIONS.
     const MAX_CONNECTIONS: usize = 128;
     let t = three();
@@ -439,4 +440,15 @@ fn a_stream_keeps_its_connection_when_all_are_taken() {
     ev.wait_for(Duration::from_secs(5), |g| g.data["mac"] == mac_string(x));
     assert!(!ev.ended.load(Ordering::Relaxed));
     drop(idle);
+    // Past the request timeout and the header read timeout (10 s each), the stream is still
+    // open: its second keepalive comes 15 s after the first.
+    assert!(
+        eventually(Duration::from_secs(20), || ev
+            .keepalives
+            .load(Ordering::Relaxed)
+            >= 2),
+        "no second keepalive; stream ended: {}",
+        ev.ended.load(Ordering::Relaxed)
+    );
+    assert!(!ev.ended.load(Ordering::Relaxed));
 }
