@@ -7,13 +7,12 @@
 //!
 //! One module per resource, each with the handlers of its routes: `ports.rs`, `vlans.rs`,
 //! `fdb.rs`, `topology.rs`, `stats.rs` (with `/metrics`), `events.rs` (the event stream);
-//! [`router`] lists every route. `doc.rs`
-//! holds the OpenAPI document ([`ApiDoc`]) and what it says of every route at once (the bearer
-//! token, the middleware's and extractors' problems), `error.rs` the problem document and how
-//! controller errors map to statuses, `extract.rs` the body and query extractors, [`views`] the
-//! response types (shared with `switchctl`). What a change
-//! does to the desired topology is in [`crate::edit`], pure; the handlers call it and then
-//! [`Controller::apply`].
+//! [`router`] lists every route. `doc.rs` holds the OpenAPI document ([`ApiDoc`]) and what it
+//! says of every route at once (the bearer token, the middleware's and extractors' problems),
+//! `error.rs` the problem document and how controller errors map to statuses, `extract.rs` the
+//! body and query extractors, [`views`] the response types (shared with `switchctl`). What a
+//! change does to the desired topology is in [`crate::edit`], pure; the handlers call it and
+//! then [`Controller::apply`].
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
