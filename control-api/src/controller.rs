@@ -6,8 +6,10 @@
 //! configured) and only then published to the workers as one new snapshot. A failure before
 //! publishing leaves the running switch and the state file as they were.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use dataplane::counters::{CounterValues, PortCounters};
 use dataplane::fdb::FlushFilter;
@@ -17,7 +19,9 @@ use dataplane::port::{packet, Port, PortError, PortIo};
 use dataplane::switch::Workers;
 use dataplane::{PortEntry, PortId, Snapshot, Switch, SwitchOptions};
 
-use crate::diff::{diff, Change};
+use crate::diff::{diff, Change, Touched};
+use crate::droplog::DropWatch;
+use crate::events::{Event, EventHub};
 use crate::plan::plan;
 use crate::state::persist;
 use crate::topology::{self, PortKind, Topology, TopologyError};
@@ -74,6 +78,12 @@ pub struct Controller {
     event_log: crate::eventlog::EventLog,
     /// Live traces armed through the API.
     live: crate::watch::LiveTraces,
+    /// Where the events of `GET /api/v1/events` go.
+    events: EventHub,
+    /// Each port's link and down reason at the last look ([`Controller::observe`]).
+    links: HashMap<String, (bool, Option<String>)>,
+    /// The drop log's memory.
+    drops: DropWatch,
 }
 
 impl Controller {
@@ -136,6 +146,9 @@ impl Controller {
             event_cursors: Vec::new(),
             event_log: Default::default(),
             live: Default::default(),
+            events: EventHub::default(),
+            links: HashMap::new(),
+            drops: DropWatch::default(),
         };
         ctl.sync_static_macs(&[]);
         Ok(ctl)
@@ -154,6 +167,11 @@ impl Controller {
     /// The topology being run.
     pub fn topology(&self) -> &Topology {
         &self.topo
+    }
+
+    /// The hub the controller publishes its events to (`GET /api/v1/events` subscribes).
+    pub fn events(&self) -> &EventHub {
+        &self.events
     }
 
     /// Makes `desired` the running configuration, touching only what differs, and returns
@@ -244,10 +262,11 @@ impl Controller {
         }
         let old_topo = std::mem::replace(&mut self.topo, desired);
         self.sync_static_macs(&old_topo.fdb);
-        for t in changes
+        let touched: Vec<Touched> = changes
             .iter()
             .flat_map(|c| crate::diff::touched(c, &old_topo, &self.topo))
-        {
+            .collect();
+        for t in &touched {
             tracing::info!(
                 port = t.port.as_deref().map(tracing::field::display),
                 vlan = t.vlan,
@@ -256,6 +275,8 @@ impl Controller {
                 "applied"
             );
         }
+        self.events
+            .publish(&Event::ConfigApplied { changes: touched });
         Ok(changes)
     }
 
@@ -431,15 +452,110 @@ impl Controller {
         Some(true)
     }
 
+    /// What the control loop does a few times a second: reads the workers' events
+    /// ([`Controller::log_events`]), looks at every port's link and at the drop counters, and
+    /// logs and publishes what changed (see [`crate::droplog`] and [`crate::events`]).
+    pub fn observe(&mut self, now: Instant) {
+        self.log_events(now);
+        self.watch_links();
+        let counters = self.port_counters();
+        let seen = self.drops.observe(now, &counters);
+        DropWatch::log(&seen.lines);
+        for e in &seen.events {
+            self.events.publish(e);
+        }
+    }
+
     /// Logs the learning and port-security events the workers recorded since the last call
-    /// (MAC moves at info; flaps, damping, limits and shutdowns at warn), rate-limited.
-    pub fn log_events(&mut self, now: std::time::Instant) {
+    /// (MAC moves at info; flaps, damping, limits and shutdowns at warn), rate-limited, and
+    /// publishes them to the event streams (with the count of those lost in the rings).
+    pub fn log_events(&mut self, now: Instant) {
         let snap = self.switch.snapshot();
         let mut events = Vec::new();
         let lost = self
             .switch
             .read_events(&mut self.event_cursors, |e| events.push(e));
         self.event_log.log(&events, lost, now, &snap, &self.topo);
+        if self.events.has_streams() {
+            let name = |id: PortId| {
+                snap.port(id)
+                    .map_or_else(|| format!("#{id}"), |p| p.name.clone())
+            };
+            for e in &events {
+                if let Some(e) = crate::events::from_worker(e, name) {
+                    self.events.publish(&e);
+                }
+            }
+            self.events.lost(lost);
+        }
+    }
+
+    /// Publishes `link` for every port whose link went up or down since the last look (added
+    /// ports included; a removed port goes down), and `port_error` for every port with a new
+    /// reason to be down (the one its view shows).
+    fn watch_links(&mut self) {
+        let snap = self.switch.snapshot();
+        let now: HashMap<String, (bool, Option<String>)> = snap
+            .ports()
+            .iter()
+            .flatten()
+            .map(|e| {
+                let (link, _) = crate::api::link_of(Some(&e.port));
+                let error = (!e.port.is_disabled())
+                    .then(|| e.port.down_reason())
+                    .flatten();
+                (e.name.clone(), (link == crate::api::Link::Up, error))
+            })
+            .collect();
+        for (name, (up, error)) in &now {
+            let before = self.links.get(name);
+            if before.map(|b| b.0) != Some(*up) {
+                self.events.publish(&Event::Link {
+                    port: name.clone(),
+                    up: *up,
+                });
+            }
+            if let Some(reason) = error {
+                if before.and_then(|b| b.1.as_ref()) != Some(reason) {
+                    self.events.publish(&Event::PortError {
+                        port: name.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+            }
+        }
+        for (name, (up, _)) in &self.links {
+            if *up && !now.contains_key(name) {
+                self.events.publish(&Event::Link {
+                    port: name.clone(),
+                    up: false,
+                });
+            }
+        }
+        self.links = now;
+    }
+
+    /// Removes the learned MACs not seen for the aging time (call about once a second), and
+    /// publishes a `mac_aged` for each. Returns how many.
+    pub fn age(&self) -> usize {
+        if !self.events.has_streams() {
+            return self.switch.age();
+        }
+        let mut aged = Vec::new();
+        let n = self
+            .switch
+            .age_with(|vlan, mac, port| aged.push((vlan, mac, port)));
+        let snap = self.switch.snapshot();
+        for (vlan, mac, id) in aged {
+            self.events.publish(&Event::MacAged {
+                vlan,
+                mac,
+                port: snap
+                    .port(id)
+                    .map_or_else(|| format!("#{id}"), |p| p.name.clone()),
+            });
+        }
+        n
     }
 
     /// Counters of every port, by name, in port order.

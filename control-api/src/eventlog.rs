@@ -2,10 +2,11 @@
 //!
 //! The workers only record events (see `dataplane::events`); this is where they become words.
 //! MAC moves are logged at info with the MAC, the VLAN and the old and new port; flapping,
-//! damping, MAC limits, disallowed sources and shutdowns at warn. A flood of events (a host
-//! sending from 200 000 random MACs) must not become a flood of lines: each subject (a MAC in
-//! a VLAN for moves, a port or VLAN for limits) is logged at most once per [`HOLD`], with the
-//! number of events folded into it since, and at most [`MAX_LINES`] lines come out of one call.
+//! damping, MAC limits, disallowed sources and shutdowns at warn; new MACs not at all (they are
+//! streamed, see [`crate::events`]). A flood of events (a host sending from 200 000 random
+//! MACs) must not become a flood of lines: each subject (a MAC in a VLAN for moves, a port or
+//! VLAN for limits) is logged at most once per [`HOLD`], with the number of events folded into
+//! it since, and at most [`MAX_LINES`] lines come out of one call.
 //! Time is an argument, so the rules are tested without a clock.
 
 use std::collections::HashMap;
@@ -79,6 +80,8 @@ impl EventLog {
         let mut suppressed = 0u64;
         for e in events {
             let subject = match e.kind {
+                // New MACs are for the event stream; the log would drown in them.
+                EventKind::Learned => continue,
                 EventKind::Moved | EventKind::Flapping | EventKind::Damped => {
                     Subject::Mac(e.kind, e.vlan, e.mac.to_u64())
                 }
@@ -118,6 +121,7 @@ impl EventLog {
                 .map_or(0, |b| b.folded);
             let mut fields = vec![("vlan", e.vlan.to_string()), ("mac", e.mac.to_string())];
             let (warn, message) = match e.kind {
+                EventKind::Learned => continue, // not logged, see above
                 EventKind::Moved => {
                     fields.push(("from", name(e.other)));
                     fields.push(("to", name(e.port)));

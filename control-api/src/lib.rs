@@ -26,14 +26,19 @@
 //!   controller carries it out.
 //! - [`snapshot`]: from a validated topology to the dataplane's configuration
 //!   ([`build_snapshot`], [`port_entry`]).
+//! - [`events`]: what `GET /api/v1/events` streams, the hub that fans it out and the
+//!   per-stream rate bound (pure); [`eventlog`] and [`droplog`]: learning events and drops
+//!   as log lines, rate-limited (pure).
 //! - [`strict`]: a deserializer adapter under which structs accept maps only (not serde's
 //!   sequence form), used for request bodies and topology files.
 
 pub mod api;
 pub mod controller;
 pub mod diff;
+pub mod droplog;
 pub mod edit;
 pub mod eventlog;
+pub mod events;
 pub mod pcapng;
 pub mod plan;
 pub mod snapshot;

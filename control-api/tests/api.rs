@@ -14,10 +14,10 @@ const TOPO: &str = "vlans: [{ id: 10, name: red }, { id: 20 }]\nports:\n  - { na
 
 fn app_with(token: Option<&str>) -> axum::Router {
     let ctl = Controller::start(Topology::from_yaml(TOPO).unwrap(), 1, None).unwrap();
-    router(AppState {
-        ctl: Arc::new(Mutex::new(ctl)),
-        token: token.map(Arc::from),
-    })
+    router(AppState::new(
+        Arc::new(Mutex::new(ctl)),
+        token.map(Arc::from),
+    ))
 }
 
 fn app() -> axum::Router {
@@ -779,10 +779,7 @@ fn app_from(yaml: &str) -> (axum::Router, Arc<Mutex<Controller>>) {
     let ctl = Arc::new(Mutex::new(
         Controller::start(Topology::from_yaml(yaml).unwrap(), 1, None).unwrap(),
     ));
-    let app = router(AppState {
-        ctl: ctl.clone(),
-        token: None,
-    });
+    let app = router(AppState::new(ctl.clone(), None));
     (app, ctl)
 }
 
@@ -1296,4 +1293,145 @@ async fn port_security_is_configured_shown_and_enabled() {
     assert_eq!(v["fdb"]["limited"], 0);
     let (_, _, m) = call(&app, Method::GET, "/api/v1/openapi.json", None).await;
     assert!(m["paths"]["/api/v1/ports/{name}/enable"]["post"].is_object());
+}
+
+/// The event stream outlives the request timeout (it bounds only the time to the answer's
+/// head), carries a change applied meanwhile, and says `: keepalive` every 15 s. Time is
+/// tokio's, stopped and moved by the runtime when it has nothing else to do.
+#[tokio::test(start_paused = true)]
+async fn the_event_stream_outlives_the_request_timeout() {
+    let (app, ctl) = app_from(TOPO);
+    let resp = app
+        .oneshot(
+            Request::get("/api/v1/events?types=config_applied")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let start = tokio::time::Instant::now();
+    let mut body = resp.into_body().into_data_stream();
+    async fn chunk(body: &mut axum::body::BodyDataStream) -> String {
+        use futures_util::StreamExt;
+        let chunk = body.next().await.unwrap().unwrap();
+        String::from_utf8(chunk.to_vec()).unwrap()
+    }
+    assert_eq!(chunk(&mut body).await, ": keepalive\n\n");
+    {
+        let mut ctl = ctl.lock().unwrap();
+        let mut desired = ctl.topology().clone();
+        desired.mac_aging_secs = 120;
+        ctl.apply(desired, false).unwrap();
+    }
+    assert_eq!(
+        chunk(&mut body).await,
+        "id: 1\nevent: config_applied\ndata: {\"changes\":[{\"what\":\"switch\",\"name\":\"\",\
+         \"field\":\"mac_aging_secs\",\"old\":\"300\",\"new\":\"120\"}]}\n\n"
+    );
+    // past the 10 s timeout: no 408, the stream goes on
+    assert_eq!(chunk(&mut body).await, ": keepalive\n\n");
+    assert!(start.elapsed() >= std::time::Duration::from_secs(15));
+    assert_eq!(chunk(&mut body).await, ": keepalive\n\n");
+    assert!(start.elapsed() >= std::time::Duration::from_secs(30));
+}
+
+/// What the controller publishes on its own (no worker involved): on its first look, each
+/// port's link and why it is down; a change, as the values it touched; a port added or
+/// removed, as its link. Netdev ports whose interfaces do not exist, so nothing is touched.
+#[test]
+fn the_controller_publishes_links_port_errors_and_changes() {
+    use control_api::events::{EventType, Message};
+    let (_, ctl) = app_from(TOPO);
+    let mut ctl = ctl.lock().unwrap();
+    let mut sub = ctl.events().subscribe().unwrap();
+    let mut drain = || {
+        let mut got = Vec::new();
+        while let Ok(m) = sub.events.try_recv() {
+            if let Message::Event(p) = m {
+                got.push((p.kind, serde_json::from_str::<Value>(&p.data).unwrap()));
+            }
+        }
+        got
+    };
+    ctl.observe(std::time::Instant::now());
+    let first = drain();
+    assert!(
+        first.contains(&(EventType::Link, json!({"port": "nx-a", "up": false}))),
+        "{first:?}"
+    );
+    assert!(
+        first.contains(&(
+            EventType::PortError,
+            json!({"port": "nx-a", "reason": "interface nx-a does not exist"})
+        )),
+        "{first:?}"
+    );
+    // nothing changed: nothing to tell
+    ctl.observe(std::time::Instant::now());
+    assert_eq!(drain(), []);
+    let mut desired = ctl.topology().clone();
+    desired.ports.retain(|p| p.name != "nx-t");
+    desired.vlans[0].name = Some("blue".into());
+    ctl.apply(desired, false).unwrap();
+    let got = drain();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].0, EventType::ConfigApplied);
+    let changes = got[0].1["changes"].as_array().unwrap();
+    assert!(
+        changes.contains(
+            &json!({"what": "vlan", "name": "10", "field": "name", "old": "red", "new": "blue"})
+        ),
+        "{changes:?}"
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|c| c["what"] == "port" && c["name"] == "nx-t" && c["field"] == "removed"),
+        "{changes:?}"
+    );
+    // nx-t was down already: its removal changes no link
+    ctl.observe(std::time::Instant::now());
+    assert_eq!(drain(), []);
+}
+
+/// A stream that does not read while more events than the hub holds go by is told how many
+/// it missed (`lost`), and what it then reads is bounded to 100 a second, the rest summed up:
+/// nobody waits for it, and nothing is left out silently.
+#[tokio::test(start_paused = true)]
+async fn a_stream_that_falls_behind_is_told_how_many_it_missed() {
+    use control_api::events::{Event, HUB_CAPACITY, MAX_PER_SECOND};
+    use futures_util::StreamExt;
+    let (app, ctl) = app_from(TOPO);
+    let resp = app
+        .oneshot(Request::get("/api/v1/events").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let mut body = resp.into_body().into_data_stream();
+    let mut text = String::from_utf8(body.next().await.unwrap().unwrap().to_vec()).unwrap();
+    assert_eq!(text, ": keepalive\n\n");
+    let hub = ctl.lock().unwrap().events().clone();
+    for _ in 0..HUB_CAPACITY + 10 {
+        hub.publish(&Event::Link {
+            port: "nx-a".into(),
+            up: true,
+        });
+    }
+    while !text.contains("event: summary") {
+        let chunk = body.next().await.unwrap().unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let links = text.matches("event: link\n").count();
+    assert_eq!(links, MAX_PER_SECOND as usize);
+    let summary = text
+        .split("event: summary\ndata: ")
+        .nth(1)
+        .and_then(|s| s.lines().next())
+        .unwrap();
+    let v: Value = serde_json::from_str(summary).unwrap();
+    assert_eq!(
+        v,
+        json!({"suppressed": {"link": HUB_CAPACITY - links}, "lost": 10})
+    );
 }

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::{to_bytes, Body};
 use axum::http::{header, Method, Request, StatusCode};
 use control_api::api::{router, ApiDoc, AppState, BEARER, BODY_LIMIT, PROBLEM_JSON};
+use control_api::events::EventHub;
 use control_api::{Controller, Topology};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -38,11 +39,15 @@ const METHODS: [Method; 5] = [
 const UNPROVOKED: [&str; 2] = ["408", "500"];
 
 fn app_with(token: Option<&str>) -> axum::Router {
+    app_and_events(token).0
+}
+
+/// The app and its event hub (which closes the event streams, as when switchd stops).
+fn app_and_events(token: Option<&str>) -> (axum::Router, EventHub) {
     let ctl = Controller::start(Topology::from_yaml(TOPO).unwrap(), 1, None).unwrap();
-    router(AppState {
-        ctl: Arc::new(Mutex::new(ctl)),
-        token: token.map(Arc::from),
-    })
+    let state = AppState::new(Arc::new(Mutex::new(ctl)), token.map(Arc::from));
+    let hub = state.events.clone();
+    (router(state), hub)
 }
 
 fn doc() -> Value {
@@ -327,7 +332,7 @@ impl Contract {
 #[tokio::test]
 async fn every_route_answers_as_the_document_says() {
     let mut c = Contract::new();
-    let app = app_with(None);
+    let (app, hub) = app_and_events(None);
     let huge = format!(
         "{{\"vlans\": [{}]}}",
         "{\"id\": 10},".repeat(BODY_LIMIT / 10)
@@ -356,6 +361,33 @@ async fn every_route_answers_as_the_document_says() {
         S::OK
     );
     assert_eq!(c.call(&app, M::GET, "/metrics", None).await.status, S::OK);
+
+    // the event stream: a filter naming an unknown type is a problem; a stream lasts until
+    // the client goes or switchd stops (the hub closes, as here), and then no new one opens
+    let a = c
+        .call(&app, M::GET, "/api/v1/events?types=link,bogus", None)
+        .await;
+    assert_eq!(
+        (a.status, &a.body["field"]),
+        (S::BAD_REQUEST, &json!("types"))
+    );
+    assert!(a.body["detail"].as_str().unwrap().contains("\"bogus\""));
+    let closer = hub.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        closer.close();
+    });
+    let a = c
+        .call(&app, M::GET, "/api/v1/events?types=link,mac_moved", None)
+        .await;
+    assert_eq!(a.status, S::OK);
+    assert!(
+        a.body.as_str().unwrap().starts_with(": keepalive\n\n"),
+        "{}",
+        a.body
+    );
+    let a = c.call(&app, M::GET, "/api/v1/events", None).await;
+    assert_eq!(a.status, S::SERVICE_UNAVAILABLE);
 
     // ports: every port answer (list, show, add, change, enable) matches PortView
     let a = c.call(&app, M::GET, "/api/v1/ports", None).await;

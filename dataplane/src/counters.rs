@@ -3,86 +3,75 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-/// Why a frame was dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DropReason {
+/// Declares [`DropReason`] once: each reason's doc comment is also its [`DropReason::meaning`]
+/// (the drop log's words), and its snake_case name is the one logs, metrics and the API use.
+macro_rules! drop_reasons {
+    ($($(#[doc = $doc:literal])+ $variant:ident => $name:literal,)+) => {
+        /// Why a frame was dropped.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum DropReason {
+            $($(#[doc = $doc])+ $variant,)+
+        }
+
+        impl DropReason {
+            /// All reasons, in counter order.
+            pub const ALL: [DropReason; [$($name),+].len()] = [$(DropReason::$variant),+];
+
+            /// A stable snake_case name for logs and metrics.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(DropReason::$variant => $name,)+
+                }
+            }
+
+            /// What the reason means, for people (its doc comment, as one line).
+            pub fn meaning(self) -> &'static str {
+                match self {
+                    $(DropReason::$variant => concat!($($doc),+).trim_ascii(),)+
+                }
+            }
+        }
+    };
+}
+
+drop_reasons! {
     /// Too short to be an Ethernet (or 802.1Q) frame.
-    BadFrame,
+    BadFrame => "bad_frame",
     /// The frame's VLAN is not carried by the ingress port (untagged on a trunk without a native
     /// VLAN, or a VID not in the trunk's list).
-    VlanNotAllowed,
+    VlanNotAllowed => "vlan_not_allowed",
     /// A tagged frame (VID 1-4095) on an access port.
-    TaggedOnAccess,
+    TaggedOnAccess => "tagged_on_access",
     /// Writing to the egress port failed (its queue was full, or it refused the frame).
-    TxError,
+    TxError => "tx_error",
     /// The ingress port was removed from the configuration while the frame was in flight.
-    NoSuchPort,
+    NoSuchPort => "no_such_port",
     /// The egress port's link was down: its interface is missing (a netdev port waiting for
     /// it), or not up and running yet (the kernel said `ENETDOWN`).
-    LinkDown,
+    LinkDown => "link_down",
     /// The kernel dropped the frame before switchd read it: a netdev port's receive ring (or
     /// socket buffer) was full because switchd fell behind.
-    RxOverrun,
+    RxOverrun => "rx_overrun",
     /// The ingress port or its VLAN has reached its MAC limit and the port's limit action is
     /// `drop` or `shutdown`: a frame from a source beyond the limit was dropped. (With `flood`
     /// the frame is forwarded and [`MacEvent::LimitNotLearned`] counts it.)
-    MacLimit,
+    MacLimit => "mac_limit",
     /// The source MAC is not in the ingress port's `allowed_macs`: dropped.
-    MacNotAllowed,
+    MacNotAllowed => "mac_not_allowed",
     /// The port is shut down by port security (limit action `shutdown`): frames from it and
     /// copies for it are dropped until it is enabled again.
-    PortDisabled,
+    PortDisabled => "port_disabled",
     /// A vhost-user guest had no free receive buffer for the frame (its RX ring was full: the
     /// guest is not keeping up, or not reading at all). Other ports are not slowed.
-    GuestRingFull,
+    GuestRingFull => "guest_ring_full",
     /// Another worker held the vhost-user guest's RX ring for longer than a frame may wait.
-    GuestBusy,
+    GuestBusy => "guest_busy",
     /// The egress port cannot take the frame as it is (a GSO super-frame or a partial
     /// checksum for a vhost-user guest that did not negotiate the offload).
-    NoOffload,
+    NoOffload => "no_offload",
     /// The port is a mirror's output: it carries the mirror's copies only, and what it
     /// receives is dropped.
-    MirrorOutput,
-}
-
-impl DropReason {
-    /// All reasons, in counter order.
-    pub const ALL: [DropReason; 14] = [
-        DropReason::BadFrame,
-        DropReason::VlanNotAllowed,
-        DropReason::TaggedOnAccess,
-        DropReason::TxError,
-        DropReason::NoSuchPort,
-        DropReason::LinkDown,
-        DropReason::RxOverrun,
-        DropReason::MacLimit,
-        DropReason::MacNotAllowed,
-        DropReason::PortDisabled,
-        DropReason::GuestRingFull,
-        DropReason::GuestBusy,
-        DropReason::NoOffload,
-        DropReason::MirrorOutput,
-    ];
-
-    /// A stable snake_case name for logs and metrics.
-    pub fn name(self) -> &'static str {
-        match self {
-            DropReason::BadFrame => "bad_frame",
-            DropReason::VlanNotAllowed => "vlan_not_allowed",
-            DropReason::TaggedOnAccess => "tagged_on_access",
-            DropReason::TxError => "tx_error",
-            DropReason::NoSuchPort => "no_such_port",
-            DropReason::LinkDown => "link_down",
-            DropReason::RxOverrun => "rx_overrun",
-            DropReason::MacLimit => "mac_limit",
-            DropReason::MacNotAllowed => "mac_not_allowed",
-            DropReason::PortDisabled => "port_disabled",
-            DropReason::GuestRingFull => "guest_ring_full",
-            DropReason::GuestBusy => "guest_busy",
-            DropReason::NoOffload => "no_offload",
-            DropReason::MirrorOutput => "mirror_output",
-        }
-    }
+    MirrorOutput => "mirror_output",
 }
 
 /// Learning events counted per port (the port a MAC moved to).
@@ -314,6 +303,21 @@ impl VlanCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_reason_says_what_it_means_in_one_line() {
+        assert_eq!(
+            DropReason::TaggedOnAccess.meaning(),
+            "A tagged frame (VID 1-4095) on an access port."
+        );
+        // a doc comment of two lines is one line, its words apart
+        assert!(DropReason::VlanNotAllowed
+            .meaning()
+            .contains("without a native VLAN, or a VID"));
+        for r in DropReason::ALL {
+            assert!(!r.meaning().contains('\n') && !r.meaning().starts_with(' '));
+        }
+    }
 
     #[test]
     fn counts_and_formats() {

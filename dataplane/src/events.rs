@@ -14,12 +14,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::config::PortId;
 use crate::wire::MacAddr;
 
-/// Slots per worker ring.
-pub const RING_SLOTS: usize = 256;
+/// Slots per worker ring. A new MAC is an event too ([`EventKind::Learned`]), so a burst of new
+/// sources fills a ring fastest: 1024 slots, read a few times a second, hold some thousands of
+/// them per second per worker before the oldest are lost (and counted).
+pub const RING_SLOTS: usize = 1024;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
+    /// `mac` was learned on `port` (a new entry in the MAC table).
+    Learned,
     /// `mac` moved from `other` to `port`.
     Moved,
     /// `mac` moved from `other` to `port` and now counts as flapping.
@@ -37,7 +41,8 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    const ALL: [EventKind; 7] = [
+    const ALL: [EventKind; 8] = [
+        EventKind::Learned,
         EventKind::Moved,
         EventKind::Flapping,
         EventKind::Damped,

@@ -658,7 +658,16 @@ impl Fdb {
         }
     }
 
-    fn remove_where(&self, mut pred: impl FnMut(u64, u64) -> bool) -> usize {
+    fn remove_where(&self, pred: impl FnMut(u64, u64) -> bool) -> usize {
+        self.remove_where_then(pred, |_, _| {})
+    }
+
+    /// [`Fdb::remove_where`], calling `removed` with the key and value of each entry removed.
+    fn remove_where_then(
+        &self,
+        mut pred: impl FnMut(u64, u64) -> bool,
+        mut removed: impl FnMut(u64, u64),
+    ) -> usize {
         let mut n = 0;
         for s in self.slots.iter() {
             let k = s.key.load(Relaxed);
@@ -677,6 +686,7 @@ impl Fdb {
                     Occupancy::release(self.occupancy.port(val_port(v)));
                     Occupancy::release(self.occupancy.vlan((k >> 48) as u16));
                 }
+                removed(k, v);
                 n += 1;
             }
         }
@@ -685,7 +695,21 @@ impl Fdb {
 
     /// Removes dynamic entries not seen for `aging` seconds. Returns how many.
     pub fn age(&self, now: u32, aging: u32) -> usize {
-        let n = self.remove_where(|_, v| v & VAL_VALID != 0 && !Self::is_live(v, now, aging));
+        self.age_with(now, aging, |_, _, _| {})
+    }
+
+    /// [`Fdb::age`], calling `aged(vlan, mac, port)` for each entry it removes (control side
+    /// only: it walks the whole table, as `age` does; the workers never call it).
+    pub fn age_with(
+        &self,
+        now: u32,
+        aging: u32,
+        mut aged: impl FnMut(u16, MacAddr, PortId),
+    ) -> usize {
+        let n = self.remove_where_then(
+            |_, v| v & VAL_VALID != 0 && !Self::is_live(v, now, aging),
+            |k, v| aged((k >> 48) as u16, MacAddr::from_u64(k), val_port(v)),
+        );
         self.counters.aged.fetch_add(n as u64, Relaxed);
         n
     }
@@ -849,6 +873,21 @@ mod tests {
         assert_eq!(f.age(1700, 300), 1);
         assert!(f.is_empty());
         assert_eq!(f.lookup(10, mac(1), 1700, 300), None);
+    }
+
+    #[test]
+    fn aging_names_each_entry_it_removes() {
+        let f = Fdb::new(16);
+        f.learn(10, mac(1), 3, 1000, 300);
+        f.learn(20, mac(2), 4, 1200, 300);
+        assert!(f.add_static(10, mac(9), 2));
+        let mut aged = Vec::new();
+        assert_eq!(f.age_with(1300, 300, |v, m, p| aged.push((v, m, p))), 1);
+        assert_eq!(aged, [(10, mac(1), 3)]);
+        aged.clear();
+        assert_eq!(f.age_with(2000, 300, |v, m, p| aged.push((v, m, p))), 1);
+        assert_eq!(aged, [(20, mac(2), 4)]);
+        assert_eq!(f.counters.aged.load(Relaxed), 2);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::port::Port;
 use crate::reaper::Reaper;
 use crate::shared::Shared;
 use crate::sys::{Epoll, EventFd};
+use crate::wire::MacAddr;
 use crate::worker;
 use crate::Snapshot;
 
@@ -241,8 +242,13 @@ impl Switch {
     /// Removes FDB entries older than the configured aging time; returns how many. Call about
     /// once a second from the control side.
     pub fn age(&self) -> usize {
+        self.age_with(|_, _, _| {})
+    }
+
+    /// [`Switch::age`], calling `aged(vlan, mac, port)` for each entry aged out.
+    pub fn age_with(&self, aged: impl FnMut(u16, MacAddr, PortId)) -> usize {
         let aging = self.shared.snapshot.load().aging_secs;
-        self.shared.fdb.age(self.now(), aging)
+        self.shared.fdb.age_with(self.now(), aging, aged)
     }
 
     /// Traffic counters of `vlan`, summed over the workers.

@@ -793,13 +793,15 @@ fn mirror_to<'a>(
     }
 }
 
-/// Counts what learning the source of `frame` did on the ingress port, and records moves,
-/// flaps, damping and limits as events for the control side to log.
+/// Counts what learning the source of `frame` did on the ingress port, and records new MACs,
+/// moves, flaps, damping and limits as events for the control side to log and stream (a push
+/// into the worker's ring: no lock, no allocation, no syscall).
 #[inline]
 fn learned(ctx: &Ctx<'_>, frame: &EthernetFrame<'_>, vlan: u16, l: Learned) {
     let counters = &ctx.entry.port.counters;
     let (kind, other) = match l {
-        Learned::New | Learned::Refreshed | Learned::StaticConflict => return,
+        Learned::Refreshed | Learned::StaticConflict => return,
+        Learned::New => (EventKind::Learned, ctx.id),
         Learned::NoRoom => {
             counters.count_event(MacEvent::NoRoom);
             return;

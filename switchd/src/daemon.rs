@@ -313,8 +313,9 @@ fn reload(ctl: &Mutex<Controller>, topology: Option<&std::path::Path>) {
 }
 
 /// Blocks until the stop flag is set (by SIGINT or SIGTERM). Meanwhile follows link events
-/// (netdev ports re-attach as interfaces come and go), ages the FDB once a second, and
-/// re-reads `topology` on SIGHUP.
+/// (netdev ports re-attach as interfaces come and go), reads the workers' events, the links
+/// and the drop counters five times a second (logged, and published to the event streams:
+/// `Controller::observe`), ages the FDB once a second, and re-reads `topology` on SIGHUP.
 pub fn wait_for_stop(
     ctl: &Mutex<Controller>,
     signals: &Signals,
@@ -336,10 +337,10 @@ pub fn wait_for_stop(
         if !events.is_empty() {
             lock().on_link_events(&events);
         }
-        lock().log_events(Instant::now());
+        lock().observe(Instant::now());
         if last_age.elapsed() >= Duration::from_secs(1) {
             last_age = Instant::now();
-            let n = lock().switch().age();
+            let n = lock().age();
             if n > 0 {
                 tracing::debug!(entries = n, "aged out FDB entries");
             }

@@ -131,6 +131,8 @@ pub struct Server {
     stop: Option<watch::Sender<bool>>,
     thread: Option<JoinHandle<()>>,
     socket: Option<PathBuf>,
+    /// Closed first when stopping: an event stream never ends on its own.
+    events: control_api::events::EventHub,
 }
 
 /// Serves the API on `listener` in its own thread.
@@ -144,10 +146,8 @@ pub fn spawn(
         Listener::Unix(_, p) => Some(p.clone()),
         Listener::Tcp(_) => None,
     };
-    let state = AppState {
-        ctl,
-        token: token.map(Arc::from),
-    };
+    let state = AppState::new(ctl, token.map(Arc::from));
+    let events = state.events.clone();
     let app = router(state);
     let thread = std::thread::Builder::new()
         .name("api".into())
@@ -192,13 +192,15 @@ pub fn spawn(
         stop: Some(tx),
         thread: Some(thread),
         socket,
+        events,
     })
 }
 
 impl Server {
-    /// Stops accepting connections, lets running requests finish (for at most
-    /// [`SHUTDOWN_GRACE`]), and joins the thread.
+    /// Ends the event streams, stops accepting connections, lets running requests finish (for
+    /// at most [`SHUTDOWN_GRACE`]), and joins the thread.
     pub fn stop(mut self) {
+        self.events.close();
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(true);
         }
@@ -240,7 +242,9 @@ struct Conn {
     idle_since: Mutex<Instant>,
 }
 
-/// Marks a connection busy while a request on it is being answered.
+/// Marks a connection busy while a request on it is being answered: from the request until
+/// the answer's body is sent or dropped (a streamed answer, such as `/api/v1/events`, keeps
+/// its connection busy, so it is never closed as idle).
 struct Busy(Arc<Conn>);
 
 impl Busy {
@@ -254,6 +258,32 @@ impl Drop for Busy {
     fn drop(&mut self) {
         *self.0.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         self.0.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An answer's body that keeps its connection [`Busy`] until it is sent (or dropped).
+struct BusyBody {
+    body: axum::body::Body,
+    _busy: Busy,
+}
+
+impl hyper::body::Body for BusyBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -396,9 +426,10 @@ async fn serve<L: Accept>(listener: L, app: axum::Router, mut stop: watch::Recei
             let busy = Busy::new(&conn);
             let answer = hyper::service::Service::call(&service, req);
             async move {
-                let r = answer.await;
-                drop(busy);
-                r
+                let r = answer.await?;
+                Ok::<_, std::convert::Infallible>(
+                    r.map(|body| axum::body::Body::new(BusyBody { body, _busy: busy })),
+                )
             }
         });
         let connection = http.serve_connection(TokioIo::new(io), svc);

@@ -12,6 +12,7 @@ mod api;
 mod api_limits;
 mod churn;
 mod cli;
+mod events;
 mod guests;
 mod hooks;
 mod hostile;

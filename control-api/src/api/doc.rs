@@ -13,7 +13,8 @@ use utoipa::{Modify, OpenApi};
 use super::error::{Problem, PROBLEM_JSON};
 use super::views::FdbType;
 use super::{
-    fdb, mirrors, page, ports, stats, topology, trace, vlans, watch, BODY_LIMIT, REQUEST_TIMEOUT,
+    events, fdb, mirrors, page, ports, stats, topology, trace, vlans, watch, BODY_LIMIT,
+    REQUEST_TIMEOUT,
 };
 use crate::topology::{FieldError, PortKind};
 
@@ -33,7 +34,8 @@ pub const BEARER: &str = "bearer";
         fdb::list_fdb, fdb::add_static_mac, fdb::flush_fdb, fdb::delete_mac,
         topology::get_topology, topology::put_topology, stats::stats, stats::metrics,
         mirrors::list_mirrors, mirrors::add_mirror, mirrors::delete_mirror,
-        trace::trace, watch::capture, watch::arm_trace, watch::read_trace, watch::delete_trace
+        trace::trace, watch::capture, watch::arm_trace, watch::read_trace, watch::delete_trace,
+        events::events
     ),
     components(schemas(Problem, FieldError, PortKind, FdbType)),
     modifiers(&Shared),
@@ -47,6 +49,7 @@ pub const BEARER: &str = "bearer";
         (name = "topology", description = "The whole configuration"),
         (name = "stats", description = "Counters"),
         (name = "troubleshooting", description = "Why a frame goes where it goes, what a port sees"),
+        (name = "events", description = "What the switch does, as it happens"),
     )
 )]
 pub struct ApiDoc;

@@ -8,7 +8,7 @@
 //!
 //! One module per resource, each with the handlers of its routes: `ports.rs`, `vlans.rs`,
 //! `fdb.rs`, `mirrors.rs`, `topology.rs`, `stats.rs` (with `/metrics`), `trace.rs`, `watch.rs` (capture and
-//! live trace), and `page.rs` the page at `/` (which reads only the public routes, as any
+//! live trace), `events.rs` (the event stream), and `page.rs` the page at `/` (which reads only the public routes, as any
 //! client); [`router`] lists every route. `doc.rs`
 //! holds the OpenAPI document ([`ApiDoc`]) and what it says of every route at once (the bearer
 //! token, the middleware's and extractors' problems), `error.rs` the problem document and how
@@ -31,6 +31,7 @@ use crate::controller::Controller;
 
 mod doc;
 mod error;
+mod events;
 mod extract;
 mod fdb;
 mod mirrors;
@@ -46,8 +47,10 @@ mod watch;
 pub use crate::edit::PortPatch;
 pub use doc::{ApiDoc, BEARER};
 pub use error::{ApiError, Problem, PROBLEM_JSON};
+pub use events::EventsQuery;
 pub use extract::{Payload, ACCEPTED_BODY_TYPES, Q};
 pub use fdb::FdbQuery;
+pub(crate) use ports::link_of;
 pub use topology::ApplyQuery;
 pub use trace::{FrameFields, TraceRequest};
 pub use views::*;
@@ -68,9 +71,22 @@ pub struct AppState {
     /// When set, every request but `/healthz` and `/` (the page, whose own API calls need
     /// it) needs `Authorization: Bearer <token>`.
     pub token: Option<Arc<str>>,
+    /// The controller's event hub, which `GET /api/v1/events` subscribes to without taking
+    /// the controller's lock.
+    pub events: crate::events::EventHub,
 }
 
 impl AppState {
+    /// The state for `ctl`, with its event hub.
+    pub fn new(ctl: Arc<Mutex<Controller>>, token: Option<Arc<str>>) -> AppState {
+        let events = ctl
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .events()
+            .clone();
+        AppState { ctl, token, events }
+    }
+
     /// Runs `f` with the controller locked, on tokio's blocking pool. A long change (say, a
     /// topology that removes 1000 taps), or a wait for the lock behind one, then never stalls
     /// the API thread: `/healthz`, the request timeout and other connections are served
@@ -140,6 +156,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/stats", get(stats::stats))
         .route("/api/v1/trace", post(trace::trace))
+        .route("/api/v1/events", get(events::events))
         .route("/api/v1/openapi.json", get(doc::openapi))
         .route("/metrics", get(stats::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
@@ -203,6 +220,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Answers 408 when the handler has not answered in [`REQUEST_TIMEOUT`]. It bounds the time to
+/// the answer's head: a streamed body (`/api/v1/events`) goes on after it, for as long as the
+/// client reads.
 async fn timeout(req: Request, next: Next) -> Response {
     match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
         Ok(r) => r,

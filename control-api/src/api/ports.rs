@@ -28,7 +28,7 @@ fn macs_per_port(ctl: &Controller) -> BTreeMap<dataplane::PortId, usize> {
 /// A port's link as the API shows it, and why it is down: down while it has no interface
 /// (or no frontend), or while port security has shut it down. One rule for the port views and
 /// `/metrics`' `port_up`.
-pub(super) fn link_of(port: Option<&dataplane::Port>) -> (Link, Option<String>) {
+pub(crate) fn link_of(port: Option<&dataplane::Port>) -> (Link, Option<String>) {
     match port {
         None => (Link::Down, Some("not attached".to_string())),
         Some(p) if p.is_disabled() => (

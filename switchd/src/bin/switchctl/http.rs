@@ -85,15 +85,17 @@ pub fn request(
 
 /// Sends a `GET` for a stream (a capture, events) and hands its body to `on_data` piece by
 /// piece as it arrives, until the server ends it or `on_data` says stop (`false`). An answer
-/// that is not 2xx is returned whole instead.
+/// that is not 2xx is returned whole instead. `quiet`: longest the stream may be silent.
 pub fn stream(
     server: &str,
     token: Option<&str>,
     path: &str,
     accept: &str,
+    quiet: Option<Duration>,
     mut on_data: impl FnMut(&[u8]) -> Result<bool>,
 ) -> Result<Option<Response>> {
     let mut s = open(server, token, "GET", path, None, accept)?;
+    s.set_timeout(quiet)?;
     let mut raw = Vec::new();
     let mut buf = vec![0u8; 64 << 10];
     let split = loop {
@@ -182,6 +184,88 @@ fn open(
         s.write_all(b)?;
     }
     Ok(s)
+}
+
+/// One server-sent event: its `id`, `event` and `data` fields (several `data` lines joined by
+/// newlines).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    pub id: String,
+    pub event: String,
+    pub data: String,
+}
+
+/// Reads server-sent events, one line at a time ([`SseParser::line`]).
+#[derive(Debug, Default)]
+pub struct SseParser {
+    event: SseEvent,
+    has_data: bool,
+}
+
+impl SseParser {
+    /// Takes one line (without its end); returns the event a blank line completes. Comment
+    /// lines (`: keepalive`) and unknown fields are skipped.
+    pub fn line(&mut self, line: &str) -> Option<SseEvent> {
+        if line.is_empty() {
+            let e = std::mem::take(&mut self.event);
+            return std::mem::take(&mut self.has_data).then_some(e);
+        }
+        if line.starts_with(':') {
+            return None;
+        }
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "id" => self.event.id = value.to_string(),
+            "event" => self.event.event = value.to_string(),
+            "data" => {
+                if self.has_data {
+                    self.event.data.push('\n');
+                }
+                self.event.data.push_str(value);
+                self.has_data = true;
+            }
+            _ => {}
+        }
+        None
+    }
+}
+
+/// `GET path` as a stream of server-sent events, each handed to `on_event` until it returns
+/// `false` or the server ends the stream. An answer other than 2xx is returned whole, for the
+/// caller to report.
+pub fn follow(
+    server: &str,
+    token: Option<&str>,
+    path: &str,
+    mut on_event: impl FnMut(SseEvent) -> Result<bool>,
+) -> Result<Option<Response>> {
+    let (mut sse, mut pending) = (SseParser::default(), Vec::new());
+    // The server says `: keepalive` every 15 s: a minute of silence is a dead connection.
+    let quiet = Some(Duration::from_secs(60));
+    stream(server, token, path, "text/event-stream", quiet, |data| {
+        pending.extend_from_slice(data);
+        events_in(&mut pending, &mut sse, &mut on_event)
+    })
+}
+
+/// Hands every complete line in `pending` to `sse`, and each event it completes to
+/// `on_event`; false when `on_event` says stop.
+fn events_in(
+    pending: &mut Vec<u8>,
+    sse: &mut SseParser,
+    on_event: &mut impl FnMut(SseEvent) -> Result<bool>,
+) -> Result<bool> {
+    while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+        let line: Vec<u8> = pending.drain(..=end).collect();
+        let line = String::from_utf8_lossy(&line);
+        if let Some(e) = sse.line(line.trim_end_matches(['\r', '\n'])) {
+            if !on_event(e)? {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// The status and whether the body is chunked, from a response head.
@@ -342,6 +426,38 @@ mod tests {
             assert_eq!(out, b"abc0123456789abcdefde", "step {step}");
         }
         assert!(Dechunk::default().feed(b"zz\r\n").is_err());
+    }
+
+    #[test]
+    fn server_sent_events_split_anywhere() {
+        let body = b": keepalive\n\nid: 1\nevent: link\ndata: {\"port\":\"a\",\"up\":true}\n\nid: 2\nevent: x\ndata: a\ndata: b\n\n";
+        for step in 1..body.len() {
+            let (mut sse, mut pending, mut seen) = (SseParser::default(), Vec::new(), Vec::new());
+            for piece in body.chunks(step) {
+                pending.extend_from_slice(piece);
+                events_in(&mut pending, &mut sse, &mut |e| {
+                    seen.push(e);
+                    Ok(true)
+                })
+                .unwrap();
+            }
+            assert_eq!(
+                seen,
+                [
+                    SseEvent {
+                        id: "1".into(),
+                        event: "link".into(),
+                        data: r#"{"port":"a","up":true}"#.into()
+                    },
+                    SseEvent {
+                        id: "2".into(),
+                        event: "x".into(),
+                        data: "a\nb".into()
+                    }
+                ],
+                "step {step}"
+            );
+        }
     }
 
     #[test]

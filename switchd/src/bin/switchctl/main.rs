@@ -4,6 +4,7 @@
 
 #[path = "../../docs.rs"]
 mod docs;
+mod events;
 mod hook;
 mod http;
 mod table;
@@ -66,6 +67,16 @@ enum Cmd {
     /// Why a frame goes where it goes: the switch's decision for a frame arriving on PORT, step
     /// by step (nothing is learned or counted unless --learn).
     Trace(TraceArgs),
+    /// Follow the switch's events (MACs learned, moved and aged, links, changes, port errors,
+    /// drops) as they happen: one line each, or one JSON object a line with --json.
+    Events {
+        /// Only these types (comma-separated), e.g. mac_moved,link.
+        #[arg(long, value_name = "TYPES")]
+        types: Option<String>,
+        /// Stop after this many events.
+        #[arg(long, short = 'n', value_name = "N")]
+        count: Option<u64>,
+    },
     /// VM plug-in hooks for QEMU (`script=`/`downscript=`) and libvirt (`hooks/qemu`).
     #[command(subcommand)]
     Hook(HookCmd),
@@ -468,7 +479,14 @@ impl Client {
         accept: &str,
         on_data: impl FnMut(&[u8]) -> Result<bool>,
     ) -> Result<()> {
-        match http::stream(&self.server, self.token.as_deref(), path, accept, on_data)? {
+        match http::stream(
+            &self.server,
+            self.token.as_deref(),
+            path,
+            accept,
+            None,
+            on_data,
+        )? {
             None => Ok(()),
             Some(r) => Err(Problem::of(r).into()),
         }
@@ -1128,6 +1146,7 @@ fn run(cli: Cli) -> Result<()> {
             let v = ctx.client.call("GET", "/api/v1/mirrors", None)?;
             ctx.show(v, |m: Vec<control_api::Mirror>| table::mirrors(&m))
         }
+        Cmd::Events { types, count } => events::follow(&ctx, types, count),
         Cmd::Hook(HookCmd::QemuIfup { ifname }) => {
             let env = |k: &str| std::env::var(k).ok();
             let m = hook::Membership::from_settings(
