@@ -132,20 +132,22 @@ mod tests {
     use super::*;
     use dataplane::wire::EgressTag;
 
+    /// The snapshot of `t` with every port detached (no interface needed).
+    fn detached(t: &Topology) -> Snapshot {
+        build_snapshot(t, |p| {
+            let port = dataplane::Port::detached(&p.name, "test", Arc::default());
+            Ok::<_, ()>(Arc::new(port))
+        })
+        .unwrap()
+    }
+
     #[test]
     fn modes_follow_the_file() {
         let t = Topology::from_yaml(
             "vlans: [{id: 10}, {id: 20}]\nports:\n  - {name: a, kind: tap, mode: access, vlan: 10}\n  - {name: up, kind: netdev, mode: trunk, vlans: [10, 20], native_vlan: 1}\n",
         )
         .unwrap();
-        let s = build_snapshot(&t, |p| {
-            Ok::<_, ()>(Arc::new(dataplane::Port::detached(
-                &p.name,
-                "test",
-                Arc::default(),
-            )))
-        })
-        .unwrap();
+        let s = detached(&t);
         assert_eq!(s.egress(0, 10), Some(EgressTag::Untagged));
         assert_eq!(s.egress(0, 20), None);
         assert_eq!(s.egress(1, 20), Some(EgressTag::Tagged));
@@ -160,14 +162,7 @@ mod tests {
             "vlans: [{id: 10}]\nports:\n  - {name: a, kind: tap, mode: access, vlan: 10}\n  - {name: b, kind: tap, mode: access, vlan: 10}\n  - {name: mon, kind: tap, mode: access, vlan: 10}\nmirrors:\n  - {name: m, output: mon, ports: [b], vlans: [10], direction: rx, vlan: 99}\n",
         )
         .unwrap();
-        let s = build_snapshot(&t, |p| {
-            Ok::<_, ()>(Arc::new(dataplane::Port::detached(
-                &p.name,
-                "test",
-                Arc::default(),
-            )))
-        })
-        .unwrap();
+        let s = detached(&t);
         assert_eq!(s.members(10), &[0, 1], "the output is in no VLAN");
         assert_eq!(s.egress(2, 10), None);
         let m = &s.mirrors[0];
