@@ -12,7 +12,7 @@ use dataplane::Switch;
 pub const MAX_COUNT: usize = 1000;
 
 /// A frame a live trace recorded: when, and what the worker did with it.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Recorded {
     /// When the worker read the receive batch it came in, in nanoseconds since the Unix epoch.
     pub at_unix_ns: u64,

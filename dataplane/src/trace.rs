@@ -12,6 +12,8 @@
 //! [`Trace`] is plain data; the REST API and `switchctl trace` render it.
 #![forbid(unsafe_code)]
 
+use std::borrow::Cow;
+
 use crate::config::{LimitAction, PortId, PortMode, Snapshot};
 use crate::counters::DropReason;
 use crate::fdb::{Fdb, Learned};
@@ -33,7 +35,7 @@ impl PortState for () {
 
 /// The stage of the decision a step belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Stage {
@@ -56,20 +58,20 @@ pub enum Stage {
 /// One step: its stage, the rule that applied (a stable snake_case name), and what it found, in
 /// words.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Step {
     /// The stage.
     pub stage: Stage,
     /// The rule, e.g. `access_untagged`, `trunk_vid_not_allowed`, `dst_hit`.
-    pub rule: &'static str,
+    pub rule: Cow<'static, str>,
     /// What happened, for people.
     pub detail: String,
 }
 
 /// What happens to the frame's tag on one egress port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum TagAction {
@@ -100,7 +102,7 @@ impl TagAction {
 
 /// One copy of the frame that would be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Egress {
     /// The egress port.
@@ -111,7 +113,7 @@ pub struct Egress {
 
 /// The outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Verdict {
@@ -126,7 +128,7 @@ pub enum Verdict {
 
 /// A frame's decision, step by step.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Trace {
     /// The ingress port.
@@ -138,7 +140,7 @@ pub struct Trace {
     /// The frame's VLAN; absent when it was dropped before it had one.
     pub vlan: Option<u16>,
     /// For a drop: the ingress port's drop counter that moves (e.g. `tagged_on_access`).
-    pub drop_reason: Option<&'static str>,
+    pub drop_reason: Option<Cow<'static, str>>,
     /// Flooded to the VLAN's members (unknown unicast, broadcast, multicast), rather than sent
     /// to one known port.
     pub flooded: bool,
@@ -153,7 +155,7 @@ impl Trace {
     fn step(&mut self, stage: Stage, rule: &'static str, detail: String) {
         self.steps.push(Step {
             stage,
-            rule,
+            rule: Cow::Borrowed(rule),
             detail,
         });
     }
@@ -251,7 +253,7 @@ pub fn explain<H>(
         steps: Vec::new(),
         verdict: Verdict::Dropped,
         vlan: decision.as_ref().ok().map(|d| d.vlan),
-        drop_reason: decision.as_ref().err().map(|r| r.name()),
+        drop_reason: decision.as_ref().err().map(|r| Cow::Borrowed(r.name())),
         flooded: false,
         egress: Vec::new(),
         learned: true,
@@ -679,8 +681,8 @@ mod tests {
         Snapshot::new(ports.into_iter().map(Some).collect(), 300)
     }
 
-    fn rules(t: &Trace) -> Vec<&'static str> {
-        t.steps.iter().map(|s| s.rule).collect()
+    fn rules(t: &Trace) -> Vec<&str> {
+        t.steps.iter().map(|s| s.rule.as_ref()).collect()
     }
 
     /// For each rule of classification, port security, learning and lookup that one frame can
@@ -753,7 +755,7 @@ mod tests {
                 });
             match (t.verdict, worker) {
                 (Verdict::Dropped, Err(r)) => {
-                    assert_eq!(t.drop_reason, Some(r.name()), "{}", case.rule)
+                    assert_eq!(t.drop_reason.as_deref(), Some(r.name()), "{}", case.rule)
                 }
                 (Verdict::Filtered, Ok((d, e))) => {
                     assert!(e.is_empty(), "{}", case.rule);
@@ -811,7 +813,7 @@ mod tests {
                 .steps
                 .iter()
                 .find(|s| s.stage == Stage::Learn)
-                .map(|s| s.rule);
+                .map(|s| s.rule.to_string());
             (r, t)
         };
         // mac(1) on a, then b (a move), then a again (a flap), then b (damped).
@@ -823,26 +825,35 @@ mod tests {
         ] {
             let (dry, _) = rule(&s, &fdb, ingress, false, 1);
             let (did, _) = rule(&s, &fdb, ingress, true, 1);
-            assert_eq!((dry, did), (Some(want), Some(want)));
+            assert_eq!((dry.as_deref(), did.as_deref()), (Some(want), Some(want)));
         }
         fdb.add_static(10, MacAddr(mac(2)), 0);
-        assert_eq!(rule(&s, &fdb, 1, false, 2).0, Some("learn_static_conflict"));
+        assert_eq!(
+            rule(&s, &fdb, 1, false, 2).0.as_deref(),
+            Some("learn_static_conflict")
+        );
         let full = Fdb::new(1);
         full.learn(10, MacAddr(mac(3)), 0, 1, 300);
-        assert_eq!(rule(&s, &full, 1, false, 4).0, Some("learn_no_room"));
+        assert_eq!(
+            rule(&s, &full, 1, false, 4).0.as_deref(),
+            Some("learn_no_room")
+        );
         let limited = snap([false; 3], 1);
-        assert_eq!(rule(&limited, &full, 1, false, 4).0, Some("learn_no_room"));
+        assert_eq!(
+            rule(&limited, &full, 1, false, 4).0.as_deref(),
+            Some("learn_no_room")
+        );
         let one = Fdb::new(64);
         one.learn(10, MacAddr(mac(3)), 0, 1, 300);
         assert_eq!(
-            rule(&limited, &one, 1, false, 4).0,
+            rule(&limited, &one, 1, false, 4).0.as_deref(),
             Some("learn_vlan_limit")
         );
         // A shut-down ingress port drops; a shut-down egress port's copy is dropped there.
         let shut = snap([true, false, true], 100);
         let (_, t) = rule(&shut, &fdb, 0, false, 5);
         assert_eq!(rules(&t), ["port_disabled"]);
-        assert_eq!(t.drop_reason, Some("port_disabled"));
+        assert_eq!(t.drop_reason.as_deref(), Some("port_disabled"));
         let (_, t) = rule(&shut, &fdb, 1, false, 5);
         assert!(rules(&t).contains(&"egress_disabled"), "{t:#?}");
         assert_eq!(t.verdict, Verdict::Forwarded);

@@ -253,7 +253,7 @@ pub struct ReadQuery {
 }
 
 /// A port's live trace.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LiveTraceView {
     /// The port.
     pub port: String,

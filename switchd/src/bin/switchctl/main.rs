@@ -925,12 +925,7 @@ fn trace(ctx: &Ctx, t: TraceArgs) -> Result<()> {
         }),
     };
     let v = ctx.client.json("POST", "/api/v1/trace", &body)?;
-    if ctx.json {
-        print_json(&v);
-    } else {
-        table::trace(&v);
-    }
-    Ok(())
+    ctx.show(v, |t: dataplane::trace::Trace| table::trace(&t))
 }
 
 /// Arms a live trace, waits for its frames (or `--wait`), disarms it and prints them.
@@ -960,22 +955,22 @@ fn live_trace(ctx: &Ctx, t: TraceArgs) -> Result<()> {
         }
     }
     let v = ctx.client.call("DELETE", &path, None)?;
-    if ctx.json {
-        print_json(&v);
-        return Ok(());
-    }
-    let records = v["records"].as_array().cloned().unwrap_or_default();
-    for (i, r) in records.iter().enumerate() {
-        let ns = r["at_unix_ns"].as_u64().unwrap_or_default();
-        let (s, n) = (ns / 1_000_000_000 % 86_400, ns % 1_000_000_000);
-        let at = format!("{:02}:{:02}:{:02}.{n:09}", s / 3600, s / 60 % 60, s % 60);
-        println!("frame {} at {at} UTC", i + 1);
-        table::trace(&r["trace"]);
-        println!();
-    }
-    let asked = v["count"].as_u64().unwrap_or_default();
-    println!("{} of {asked} frames recorded on {}", records.len(), t.port);
-    Ok(())
+    ctx.show(v, |l: control_api::api::LiveTraceView| {
+        for (i, r) in l.records.iter().enumerate() {
+            let ns = r.at_unix_ns;
+            let (s, n) = (ns / 1_000_000_000 % 86_400, ns % 1_000_000_000);
+            let at = format!("{:02}:{:02}:{:02}.{n:09}", s / 3600, s / 60 % 60, s % 60);
+            println!("frame {} at {at} UTC", i + 1);
+            table::trace(&r.trace);
+            println!();
+        }
+        println!(
+            "{} of {} frames recorded on {}",
+            l.records.len(),
+            l.count,
+            l.port
+        );
+    })
 }
 
 /// Streams a capture to standard output (or `--write`), then says on standard error how many

@@ -222,48 +222,40 @@ pub fn switch(server: &str, vlans: &[VlanView], ports: &[PortView], stats: &Stat
 }
 
 /// A trace (`POST /api/v1/trace`): each step as stage, rule and words, then the verdict.
-pub fn trace(v: &serde_json::Value) {
-    let text = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
-    let steps = v["steps"].as_array().cloned().unwrap_or_default();
+pub fn trace(t: &dataplane::trace::Trace) {
+    use dataplane::trace::{TagAction, Verdict};
+    let stage = |s: &dataplane::trace::Step| format!("{:?}", s.stage).to_lowercase();
     print(
         &["STAGE", "RULE", "WHAT"],
-        steps
+        t.steps
             .iter()
-            .map(|s| vec![text(s, "stage"), text(s, "rule"), text(s, "detail")])
+            .map(|s| vec![stage(s), s.rule.to_string(), s.detail.clone()])
             .collect(),
     );
-    let vlan = v["vlan"]
-        .as_u64()
-        .map(|n| format!(" in VLAN {n}"))
-        .unwrap_or_default();
-    let verdict = match v["verdict"].as_str().unwrap_or_default() {
-        "dropped" => format!(
+    let vlan = t.vlan.map(|n| format!(" in VLAN {n}")).unwrap_or_default();
+    let verdict = match t.verdict {
+        Verdict::Dropped => format!(
             "dropped{vlan}: counted as drops {} on {}",
-            text(v, "drop_reason"),
-            text(v, "ingress")
+            t.drop_reason.as_deref().unwrap_or("-"),
+            t.ingress
         ),
-        "filtered" => format!("filtered{vlan}: sent nowhere"),
-        _ => {
-            let copies: Vec<String> = v["egress"]
-                .as_array()
-                .into_iter()
-                .flatten()
+        Verdict::Filtered => format!("filtered{vlan}: sent nowhere"),
+        Verdict::Forwarded => {
+            let copies: Vec<String> = t
+                .egress
+                .iter()
                 .map(|e| {
-                    let tag = match e["tag"].as_str().unwrap_or_default() {
-                        "none" => "untagged",
-                        "push" => "tag pushed",
-                        "pop" => "tag popped",
-                        "keep" => "tagged",
-                        _ => "tag rewritten",
+                    let tag = match e.tag {
+                        TagAction::None => "untagged",
+                        TagAction::Push => "tag pushed",
+                        TagAction::Pop => "tag popped",
+                        TagAction::Keep => "tagged",
+                        TagAction::Rewrite => "tag rewritten",
                     };
-                    format!("{} ({tag})", text(e, "port"))
+                    format!("{} ({tag})", e.port)
                 })
                 .collect();
-            let how = if v["flooded"].as_bool() == Some(true) {
-                "flooded"
-            } else {
-                "forwarded"
-            };
+            let how = if t.flooded { "flooded" } else { "forwarded" };
             if copies.is_empty() {
                 format!("{how}{vlan}, but every copy was dropped (see the egress steps)")
             } else {
@@ -271,11 +263,7 @@ pub fn trace(v: &serde_json::Value) {
             }
         }
     };
-    let learned = if v["learned"].as_bool() == Some(true) {
-        ""
-    } else {
-        " (nothing learned)"
-    };
+    let learned = if t.learned { "" } else { " (nothing learned)" };
     println!("verdict: {verdict}{learned}");
 }
 
