@@ -37,7 +37,7 @@ pub const BEARER: &str = "bearer";
         trace::trace, watch::capture, watch::arm_trace, watch::read_trace, watch::delete_trace,
         events::events
     ),
-    components(schemas(Problem, FieldError, PortKind, FdbType)),
+    components(schemas(Problem, FieldError, PortKind, FdbType, watch::CaptureDirection)),
     modifiers(&Shared),
     security(("bearer" = [])),
     tags(
