@@ -504,7 +504,7 @@ impl Fdb {
     }
 
     /// What [`Fdb::learn_with`] would do now, without changing the table or its counters: for
-    /// tracing a frame's decision. The entry's rules are [`Fdb::step`], shared with learning;
+    /// tracing a frame's decision. The entry's rules are `Fdb::step`, shared with learning;
     /// a new entry is checked against the same limits in the same order as an insert.
     pub fn would_learn(
         &self,
