@@ -3,8 +3,9 @@
 //! check, and the table of results.
 //!
 //! The switch itself never uses these sections: a topology's `hosts` and `expect` change
-//! nothing it forwards, [`crate::diff`] does not look at them, and they are not serialized
-//! (the exported running topology and the state file leave them out). They are validated with
+//! nothing it forwards, [`crate::diff`] does not look at them, the controller drops them from
+//! the running configuration once they are validated ([`Topology::without_lab`]), and they are
+//! not serialized (the exported running topology and the state file leave them out). They are validated with
 //! the rest of the file, with the same field paths ([`crate::Topology::validate`]), so that
 //! `switchd check`, `switchd --topology` and `switchd lab` agree on what a valid file is.
 //!
@@ -744,6 +745,12 @@ expect:
         assert!(bare.hosts.is_empty() && bare.expect.is_empty());
         assert_eq!(crate::diff::diff(&bare, &t), []);
         assert_eq!(crate::diff::diff(&t, &bare), []);
+        // What the controller keeps: the lab sections dropped, nothing else.
+        assert_eq!(t.clone().without_lab(), bare);
+        // Without them, a port a host was on can go.
+        let mut rest = t.without_lab();
+        rest.ports.retain(|p| p.name != "vm1");
+        assert_eq!(rest.validate().ok(), Some(()));
     }
 
     #[test]

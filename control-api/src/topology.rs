@@ -548,6 +548,15 @@ impl Topology {
         problems.into_result()
     }
 
+    /// The topology without its lab sections (`hosts`, `expect`): what the switch runs. The
+    /// controller keeps only this, so that a host never makes a later change (a port removed
+    /// through the API) invalid.
+    pub fn without_lab(mut self) -> Topology {
+        self.hosts.clear();
+        self.expect.clear();
+        self
+    }
+
     /// The VLANs that exist: VLAN 1 and every declared id, sorted.
     pub fn vlan_ids(&self) -> Vec<u16> {
         let ids: BTreeSet<u16> = self

@@ -185,6 +185,34 @@ fn a_killed_labs_namespaces_are_removed_by_the_next_run() {
         link.contains("mtu 1400") && link.contains("02:00:00:00:05:01"),
         "{link}"
     );
+    // The API is on, and the running configuration has no hosts: the port of host b can go
+    // (a host would otherwise make the change invalid), and the export has no lab sections.
+    let api = text
+        .split("REST API on ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .map(|a| a.trim_end_matches('.').to_string())
+        .unwrap_or_else(|| panic!("no API address in {text}"));
+    let ctl = |args: &[&str]| {
+        Command::new(crate::harness::SWITCHCTL)
+            .args(["--server", &api])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let b_port = format!("{}lb", &l.id[1..]);
+    let del = ctl(&["port", "del", &b_port]);
+    assert!(
+        del.status.success(),
+        "{}",
+        String::from_utf8_lossy(&del.stderr)
+    );
+    let export = ctl(&["topology", "export"]);
+    let export = String::from_utf8_lossy(&export.stdout);
+    assert!(
+        export.contains("ports:") && !export.contains("hosts") && !export.contains("expect"),
+        "{export}"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     let mut left = namespaces_of(&l.id);
