@@ -263,3 +263,37 @@ fn a_second_lab_of_the_same_name_is_refused() {
     assert!(status.success(), "the first lab: {status:?}");
     assert_eq!(namespaces_of(&l.id), Vec::<String>::new(), "left behind");
 }
+
+#[test]
+fn two_labs_run_side_by_side() {
+    require_privileges();
+    let _turn = lab_turn();
+    let files = lab_files();
+    let file = |name: &str| {
+        files
+            .iter()
+            .map(|(p, _)| p.clone())
+            .find(|p| p.ends_with(name))
+            .unwrap_or_else(|| panic!("no lab file {name}"))
+    };
+    let (a, b) = (file("two-tenants.yaml"), file("lab-dual-stack.yaml"));
+    let (out_a, out_b) = std::thread::scope(|s| {
+        let a = s.spawn(|| lab(&a, &["--check"]));
+        let b = s.spawn(|| lab(&b, &["--check"]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    for (out, id) in [(out_a, "two_tenants"), (out_b, "lab_dual_stack")] {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{id}: {:?}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !stdout.contains("left over"),
+            "one lab removed the other's namespaces:\n{stdout}"
+        );
+        assert_eq!(namespaces_of(id), Vec::<String>::new(), "left behind");
+    }
+}
