@@ -155,7 +155,11 @@ fn initial_topology(o: &RunOptions) -> Result<Topology, Failure> {
         return Ok(t);
     }
     if let Some(t) = &o.initial {
-        tracing::info!(topology = %o.topology.as_deref().map_or("(built in)".into(), |p| p.display().to_string()), "configuration loaded from the topology file");
+        let source = o
+            .topology
+            .as_deref()
+            .map_or_else(|| "(built in)".to_string(), |p| p.display().to_string());
+        tracing::info!(topology = %source, "configuration loaded from the topology file");
         return Ok(t.clone());
     }
     if let Some(path) = &o.topology {
