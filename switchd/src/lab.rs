@@ -332,8 +332,11 @@ fn receive(l: &TcpListener) -> Result<(usize, [u8; 32])> {
 }
 
 /// A lab's lock: held (`flock`) while the lab runs; released by the kernel when the process
-/// ends, however it ends.
+/// ends, however it ends. A lab that stops cleanly also removes the file; a killed lab's stays
+/// until the next lab of its id takes it over.
 struct Lock {
+    path: PathBuf,
+    // Closed after `drop` removed the file: the lock is held until then.
     _file: File,
 }
 
@@ -348,24 +351,47 @@ impl Lock {
             .with_context(|| format!("creating {LOCK_DIR}"))
             .or_exit(Exit::OsError)?;
         let path = Lock::path(id);
-        let f = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))
-            .or_exit(Exit::OsError)?;
-        if !try_lock(&f).or_exit(Exit::OsError)? {
-            return Err(Failure::new(
-                Exit::Unavailable,
-                anyhow::anyhow!(
-                    "lab {id} is already running (it holds {}); stop it, or give this one \
-                     another --name (its port names must differ too)",
-                    path.display()
-                ),
-            ));
+        loop {
+            let f = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("opening {}", path.display()))
+                .or_exit(Exit::OsError)?;
+            if !try_lock(&f).or_exit(Exit::OsError)? {
+                return Err(Failure::new(
+                    Exit::Unavailable,
+                    anyhow::anyhow!(
+                        "lab {id} is already running (it holds {}); stop it, or give this one \
+                         another --name (its port names must differ too)",
+                        path.display()
+                    ),
+                ));
+            }
+            // A lab of this id that stopped between our open and our lock removed the file
+            // we hold: a lock on it would keep no one out. Take the new file's instead.
+            if same_file(&f, &path) {
+                return Ok(Lock { path, _file: f });
+            }
         }
-        Ok(Lock { _file: f })
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        // Removed while still held (the file closes after this), so that a lab that opens it
+        // after we let go finds it gone and makes a new one.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Whether the open file `f` is the one at `path` now.
+fn same_file(f: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (f.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
     }
 }
 
@@ -405,8 +431,14 @@ fn remove_leftovers(id: &str) -> Result<()> {
                 Ok(f) => try_lock(&f)?,
             };
         if gone {
-            ip(&["netns", "del", &ns])?;
-            println!("lab {id}: removed namespace {ns}, left over from lab {owner}, which is not running");
+            match ip(&["netns", "del", &ns]) {
+                Ok(()) => println!(
+                    "lab {id}: removed namespace {ns}, left over from lab {owner}, which is not running"
+                ),
+                // Its lab was stopping just then, and removed it itself.
+                Err(_) if !Path::new(NETNS_DIR).join(&ns).exists() => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(())
