@@ -99,6 +99,9 @@ impl Controller {
         state: Option<PathBuf>,
     ) -> Result<Controller> {
         topo.validate()?;
+        // The lab sections are checked with the rest and then left out: the running
+        // configuration has none, so an API change is never refused for a host's sake.
+        let topo = topo.without_lab();
         // With a state file the switch will be back: the taps it makes outlive it, and the
         // ones an earlier run left (kill -9 included) are found where their hosts moved them.
         let taps = if state.is_some() {
@@ -178,6 +181,7 @@ impl Controller {
     /// the changes. With `dry_run`, only computes them.
     pub fn apply(&mut self, desired: Topology, dry_run: bool) -> Result<Vec<Change>> {
         desired.validate()?;
+        let desired = desired.without_lab();
         let changes = diff(&self.topo, &desired);
         if let Some(Change::SetFdbMaxEntries { from, to }) = changes
             .iter()

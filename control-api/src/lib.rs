@@ -9,6 +9,9 @@
 //!   Unknown fields are rejected, never ignored; every problem is reported at once, each as a
 //!   [`FieldError`] naming the field (`ports[2].vlan`) and the reason. [`Topology::to_yaml`]
 //!   reads back to an equal topology.
+//! - [`lab`]: the lab sections of a topology file (`hosts:`, `expect:`), which the switch
+//!   ignores but validates, and the pure part of `switchd lab`: namespace names, the plan of
+//!   hosts and checks, the table of results.
 //! - [`diff`]: the changes between two topologies (pure).
 //! - [`edit`]: what the API's requests do to the desired topology (add a port, PATCH one,
 //!   remove a VLAN, ...), as pure functions; the handlers then apply the result.
@@ -39,6 +42,7 @@ pub mod droplog;
 pub mod edit;
 pub mod eventlog;
 pub mod events;
+pub mod lab;
 pub mod pcapng;
 pub mod plan;
 pub mod snapshot;

@@ -3,7 +3,8 @@
 //!
 //! [`Topology::from_yaml`] and [`Topology::from_path`] return only topologies that passed
 //! [`Topology::validate`]; a value built in code can be checked with the same function.
-//! The file format is described in `topologies/README.md`.
+//! The file format is described in `topologies/README.md`. The lab sections (`hosts:`,
+//! `expect:`) are [`crate::lab`]'s; they are validated here with the rest.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -69,6 +70,14 @@ pub struct Topology {
     /// Port mirrors (SPAN): copies of frames of some ports or VLANs sent to an output port.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mirrors: Vec<Mirror>,
+    /// Lab hosts (`switchd lab`): network namespaces on tap ports. The switch ignores them,
+    /// and they are never written out (export, state file): see [`crate::lab`].
+    #[serde(skip_serializing)]
+    pub hosts: Vec<crate::lab::Host>,
+    /// Lab expectations (`switchd lab --check`). Ignored by the switch and never written out,
+    /// like `hosts`.
+    #[serde(skip_serializing)]
+    pub expect: Vec<crate::lab::Expect>,
 }
 
 /// A port mirror: copies of the frames its sources carry go to its output port.
@@ -127,6 +136,8 @@ impl Default for Topology {
             vlan_max_macs: None,
             mac_flap: None,
             mirrors: Vec::new(),
+            hosts: Vec::new(),
+            expect: Vec::new(),
         }
     }
 }
@@ -533,7 +544,17 @@ impl Topology {
         }
 
         problems.check_mirrors(self);
+        crate::lab::check(self, &mut problems);
         problems.into_result()
+    }
+
+    /// The topology without its lab sections (`hosts`, `expect`): what the switch runs. The
+    /// controller keeps only this, so that a host never makes a later change (a port removed
+    /// through the API) invalid.
+    pub fn without_lab(mut self) -> Topology {
+        self.hosts.clear();
+        self.expect.clear();
+        self
     }
 
     /// The VLANs that exist: VLAN 1 and every declared id, sorted.
@@ -644,7 +665,7 @@ fn interface_name_problem(name: &str) -> Option<String> {
 
 /// The problems found so far.
 #[derive(Default)]
-struct Problems(Vec<FieldError>);
+pub(crate) struct Problems(Vec<FieldError>);
 
 impl Problems {
     /// Each mirror: a unique name; an output port that exists, is no source of any mirror and
@@ -717,7 +738,7 @@ impl Problems {
         }
     }
 
-    fn push(&mut self, path: impl Into<String>, reason: impl Into<String>) {
+    pub(crate) fn push(&mut self, path: impl Into<String>, reason: impl Into<String>) {
         self.0.push(FieldError {
             path: path.into(),
             reason: reason.into(),

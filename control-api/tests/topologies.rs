@@ -52,4 +52,8 @@ fn demo_topology_needs_only_taps() {
     };
     assert_eq!(members(10), ["vm1", "vm2"]);
     assert_eq!(members(20), ["vm3", "vm4"]);
+    // The demo is the lab of this file: a host on each port.
+    let hosts: Vec<&str> = t.hosts.iter().map(|h| h.port.as_str()).collect();
+    assert_eq!(hosts, ["vm1", "vm2", "vm3", "vm4"]);
+    assert!(!t.expect.is_empty());
 }

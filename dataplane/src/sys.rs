@@ -1,10 +1,12 @@
 //! The dataplane's system layer: thin, safe wrappers over the syscalls and CPU hints the rest
 //! of the crate needs but must not make itself: epoll and eventfd (the workers' waiting),
-//! huge-page table memory and cache prefetch (the FDB).
+//! huge-page table memory and cache prefetch (the FDB), and running code inside another
+//! network namespace ([`in_netns`]; the taps' re-attach, and `switchd lab`'s hosts).
 //!
 //! With [`crate::port`] (the ports' own syscalls), this is the only place in the dataplane
 //! where `unsafe` may appear; the pure modules forbid it (`#![forbid(unsafe_code)]`).
 
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -15,6 +17,27 @@ pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     } else {
         Ok(ret)
     }
+}
+
+/// Runs `f` on a new thread that has entered the network namespace `ns` (an open namespace
+/// file: `/run/netns/NAME`, `/proc/PID/ns/net`) and returns what `f` returned. Sockets `f`
+/// opens and interfaces it looks up are the namespace's, and stay so after the thread ends
+/// (a socket keeps the namespace it was made in). The calling thread never leaves its own
+/// namespace: the thread that entered `ns` ends with `f`.
+///
+/// An error if the namespace cannot be entered, or if `f` panicked (the panic message has
+/// then been printed by the panic hook).
+pub fn in_netns<T: Send>(ns: &File, f: impl FnOnce() -> T + Send) -> io::Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns takes an open namespace fd and no pointers; it changes only this
+            // thread's network namespace, and this scoped thread ends with `f`.
+            cvt(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) })?;
+            Ok(f())
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the thread in the namespace panicked")))
+    })
 }
 
 /// An epoll instance; level-triggered registrations keyed by a `u64` token.

@@ -64,12 +64,43 @@ pub enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
-    /// Bring up the two-tenant demo: one network namespace per VM tap, addressed, until Ctrl-C.
-    Demo {
-        /// Worker threads [default: number of cores].
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
-        workers: Option<u16>,
+    /// Bring up a lab from a topology file: the switch, and a network namespace for each host
+    /// of its `hosts:` section, until Ctrl-C or SIGTERM; then remove everything it made. With
+    /// --check, run the file's `expect:` list instead, print the results and tear down.
+    Lab {
+        /// The topology file, with `hosts:` (and for --check, `expect:`).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        #[command(flatten)]
+        lab: LabArgs,
     },
+    /// Bring up the two-tenant demo: the lab of the built-in topologies/two-tenants.yaml.
+    Demo {
+        #[command(flatten)]
+        lab: LabArgs,
+    },
+}
+
+/// The options of `switchd lab` and `switchd demo`.
+#[derive(Debug, clap::Args)]
+pub struct LabArgs {
+    /// Build the lab, run the file's `expect:` list, print a table of the results, tear down;
+    /// exits 65 if an expectation does not hold.
+    #[arg(long)]
+    pub check: bool,
+    /// The lab's id, in its namespaces' names (`vslab-ID-HOST`): 1-24 of a-z, 0-9 and _
+    /// [default: the file's name; the demo: demo].
+    #[arg(long, value_name = "ID")]
+    pub name: Option<String>,
+    /// Where the REST API listens: HOST:PORT, or unix:/PATH. Loopback only.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7380")]
+    pub listen: String,
+    /// State file, as for the daemon (the hosts come from the file all the same).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Worker threads [default: number of cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: Option<u16>,
 }
 
 /// The switch's default polling window, in microseconds.

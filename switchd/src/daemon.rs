@@ -91,12 +91,23 @@ pub fn check(files: &[PathBuf]) -> Result<ExitCode, Failure> {
         match Topology::from_path(f) {
             // The VLANs the file declares; VLAN 1 exists in every switch and is not counted
             // unless the file declares it.
-            Ok(t) => println!(
-                "{}: ok ({} VLANs, {} ports)",
-                f.display(),
-                t.vlans.len(),
-                t.ports.len()
-            ),
+            Ok(t) => {
+                let lab = if t.hosts.is_empty() && t.expect.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", a lab of {} hosts and {} expectations",
+                        t.hosts.len(),
+                        t.expect.len()
+                    )
+                };
+                println!(
+                    "{}: ok ({} VLANs, {} ports{lab})",
+                    f.display(),
+                    t.vlans.len(),
+                    t.ports.len()
+                )
+            }
             Err(e) => {
                 ok = false;
                 println!("{}: {e}", f.display());
@@ -112,7 +123,11 @@ pub fn check(files: &[PathBuf]) -> Result<ExitCode, Failure> {
 
 /// What `switchd` runs with.
 pub struct RunOptions {
+    /// The topology file: read at start (unless `initial` is given) and on SIGHUP.
     pub topology: Option<PathBuf>,
+    /// The configuration to start from without a state file, already read (a lab's file, the
+    /// demo's embedded one); `None`: read `topology`.
+    pub initial: Option<Topology>,
     pub state: Option<PathBuf>,
     pub workers: Workers,
     pub listen: String,
@@ -139,6 +154,14 @@ fn initial_topology(o: &RunOptions) -> Result<Topology, Failure> {
         }
         return Ok(t);
     }
+    if let Some(t) = &o.initial {
+        let source = o
+            .topology
+            .as_deref()
+            .map_or_else(|| "(built in)".to_string(), |p| p.display().to_string());
+        tracing::info!(topology = %source, "configuration loaded from the topology file");
+        return Ok(t.clone());
+    }
     if let Some(path) = &o.topology {
         let t = read_topology(path)?;
         tracing::info!(topology = %path.display(), "configuration loaded from the topology file");
@@ -150,7 +173,7 @@ fn initial_topology(o: &RunOptions) -> Result<Topology, Failure> {
 
 /// The topology file at `path`: [`Exit::NoInput`] if it cannot be read, [`Exit::Config`] if
 /// it is not a valid topology.
-fn read_topology(path: &std::path::Path) -> Result<Topology, Failure> {
+pub fn read_topology(path: &std::path::Path) -> Result<Topology, Failure> {
     Topology::from_path(path).map_err(|e| {
         let code = match e {
             control_api::TopologyError::Read { .. } => Exit::NoInput,
@@ -163,8 +186,22 @@ fn read_topology(path: &std::path::Path) -> Result<Topology, Failure> {
     })
 }
 
+/// What runs beside the switch once it is up: a lab's hosts and checks.
+pub trait Beside {
+    /// The switch is ready and its API listens on `api`. `Ok(None)`: run until SIGINT or
+    /// SIGTERM; `Ok(Some(code))`: stop now and exit with `code`. On an error the switch stops
+    /// and `switchd` exits with it.
+    fn ready(&mut self, api: &str) -> Result<Option<ExitCode>, Failure>;
+}
+
 /// `switchd [--topology FILE] [--state FILE] [--listen ADDR] ...`
 pub fn run(o: RunOptions) -> Result<ExitCode, Failure> {
+    run_with(o, None)
+}
+
+/// [`run`], with `beside` told when the switch is ready (`switchd lab`, `switchd demo`).
+/// Everything else is the daemon's own path: the state file, the API, SIGHUP, the shutdown.
+pub fn run_with(o: RunOptions, beside: Option<&mut dyn Beside>) -> Result<ExitCode, Failure> {
     let token = match &o.token_file {
         Some(p) => {
             let t = std::fs::read_to_string(p)
@@ -218,7 +255,14 @@ pub fn run(o: RunOptions) -> Result<ExitCode, Failure> {
     log_ready(&ctl.lock().unwrap_or_else(|e| e.into_inner()), &api_addr);
     let notifier = Notifier::from_env();
     notifier.ready(&format!("{}; API on {api_addr}", status(&ctl)));
-    let waited = wait_for_stop(&ctl, &signals, o.topology.as_deref(), &notifier);
+    let verdict = match beside {
+        Some(b) => b.ready(&api_addr),
+        None => Ok(None),
+    };
+    let waited = match verdict {
+        Ok(None) => wait_for_stop(&ctl, &signals, o.topology.as_deref(), &notifier),
+        _ => Ok(()),
+    };
     notifier.stopping();
     api.stop();
     let ctl = Arc::try_unwrap(ctl)
@@ -226,8 +270,9 @@ pub fn run(o: RunOptions) -> Result<ExitCode, Failure> {
         .into_inner()
         .unwrap_or_else(|e| e.into_inner());
     shutdown(ctl);
+    let code = verdict?;
     waited.or_exit(Exit::OsError)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(code.unwrap_or(ExitCode::SUCCESS))
 }
 
 /// The one-line status systemd shows (`systemctl status`).
@@ -254,13 +299,6 @@ fn log_ready(ctl: &Controller, api: &str) {
     );
 }
 
-/// Starts a controller for `topo` without API or state (the demo).
-pub fn start(topo: Topology, workers: u16) -> Result<Controller> {
-    let ctl = Controller::start(topo, usize::from(workers), None)?;
-    log_ready(&ctl, "none");
-    Ok(ctl)
-}
-
 /// The signals `switchd` handles, as flags its main loop looks at.
 #[derive(Default)]
 pub struct Signals {
@@ -273,7 +311,7 @@ pub struct Signals {
 /// Makes SIGINT and SIGTERM set the stop flag, and SIGHUP the reload flag, instead of killing
 /// the process. Installed before any port exists, so that a signal never leaves a
 /// half-started switch behind.
-pub fn install_signal_handlers() -> Result<Signals> {
+fn install_signal_handlers() -> Result<Signals> {
     let s = Signals::default();
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, s.stop.clone()).context("installing signal handlers")?;
@@ -316,7 +354,7 @@ fn reload(ctl: &Mutex<Controller>, topology: Option<&std::path::Path>) {
 /// (netdev ports re-attach as interfaces come and go), reads the workers' events, the links
 /// and the drop counters five times a second (logged, and published to the event streams:
 /// `Controller::observe`), ages the FDB once a second, and re-reads `topology` on SIGHUP.
-pub fn wait_for_stop(
+fn wait_for_stop(
     ctl: &Mutex<Controller>,
     signals: &Signals,
     topology: Option<&std::path::Path>,

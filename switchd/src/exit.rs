@@ -11,6 +11,9 @@ pub enum Exit {
     /// The command line is wrong: an unknown option, a value out of range, a `--listen`
     /// address that does not parse (64, `EX_USAGE`).
     Usage = 64,
+    /// `switchd lab --check`: the lab ran, but an expectation of its file does not hold
+    /// (65, `EX_DATAERR`).
+    DataErr = 65,
     /// A file named on the command line does not exist or cannot be read (66, `EX_NOINPUT`).
     NoInput = 66,
     /// The host cannot run the switch as configured: a port cannot be made or opened, the API
@@ -101,6 +104,7 @@ mod tests {
     fn codes_are_sysexits() {
         let codes = [
             (Exit::Usage, 64),
+            (Exit::DataErr, 65),
             (Exit::NoInput, 66),
             (Exit::Unavailable, 69),
             (Exit::Software, 70),

@@ -1,10 +1,12 @@
-//! `switchd`: the vlanswitch daemon. Parses arguments and hands over to [`daemon`] or [`demo`].
+//! `switchd`: the vlanswitch daemon. Parses arguments and hands over to [`daemon`], [`lab`] or
+//! [`demo`].
 
 mod cli;
 mod daemon;
 mod demo;
 mod docs;
 mod exit;
+mod lab;
 mod notify;
 mod server;
 
@@ -27,6 +29,17 @@ fn main() -> ExitCode {
     };
     daemon::init_logging(args.log_format);
     let workers = |w: Option<u16>| w.unwrap_or_else(cli::default_workers);
+    let poll_window = std::time::Duration::from_micros(args.poll_us.into());
+    let lab_options = |a: cli::LabArgs| lab::Options {
+        check: a.check,
+        name: a.name,
+        listen: a.listen,
+        state: a.state,
+        workers: dataplane::switch::Workers {
+            count: workers(a.workers).into(),
+            poll_window,
+        },
+    };
     let result = match args.command {
         Some(cli::Command::Check { files }) => daemon::check(&files),
         Some(cli::Command::GenerateDocs { dir }) => {
@@ -40,13 +53,17 @@ fn main() -> ExitCode {
                     )
                 })
         }
-        Some(cli::Command::Demo { workers: w }) => demo::run(workers(w)).map_err(Into::into),
+        Some(cli::Command::Lab { file, lab: a }) => {
+            lab::run(lab::Source::File(file), lab_options(a))
+        }
+        Some(cli::Command::Demo { lab: a }) => demo::run(lab_options(a)),
         None => daemon::run(daemon::RunOptions {
             topology: args.topology,
+            initial: None,
             state: args.state,
             workers: dataplane::switch::Workers {
                 count: workers(args.workers).into(),
-                poll_window: std::time::Duration::from_micros(args.poll_us.into()),
+                poll_window,
             },
             listen: args.listen,
             token_file: args.token_file,

@@ -89,8 +89,9 @@ fn sigterm_stops_cleanly_and_removes_the_taps() {
 #[test]
 fn demo_isolates_its_tenants_and_cleans_up() {
     crate::harness::require_privileges();
+    let _turn = crate::harness::lab_turn();
     let mut child = Command::new(SWITCHD)
-        .args(["demo", "--workers", "2"])
+        .args(["demo", "--workers", "2", "--listen", "127.0.0.1:0"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -106,10 +107,14 @@ fn demo_isolates_its_tenants_and_cleans_up() {
         }
         line.clear();
     }
-    assert!(text.contains("ip netns exec vm1 ping"), "{text}");
-    let ping = |ns: &str, addr: &str| {
+    assert!(
+        text.contains("ip netns exec vslab-demo-vm1 ping -c 3 198.18.0.2"),
+        "{text}"
+    );
+    let ping = |host: &str, addr: &str| {
         Command::new("ip")
-            .args(["netns", "exec", ns, "ping", "-c", "2", "-W", "1", addr])
+            .args(["netns", "exec", &format!("vslab-demo-{host}")])
+            .args(["ping", "-c", "2", "-W", "1", addr])
             .output()
             .unwrap()
             .status
@@ -121,14 +126,22 @@ fn demo_isolates_its_tenants_and_cleans_up() {
     // SAFETY: kill with the pid of a child we spawned and have not reaped.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
     let status = child.wait().unwrap();
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut out, &mut rest);
     assert!(same_vlan, "demo hosts in one VLAN must reach each other");
     assert!(!across, "demo hosts reached across VLANs");
     assert!(status.success(), "demo exit: {status:?}");
-    for ns in ["vm1", "vm2", "vm3", "vm4"] {
+    assert!(
+        rest.contains("lab demo: removed the namespaces vslab-demo-vm1, vslab-demo-vm2"),
+        "{rest}"
+    );
+    for host in ["vm1", "vm2", "vm3", "vm4"] {
+        let ns = format!("vslab-demo-{host}");
         assert!(
-            !std::path::Path::new("/run/netns").join(ns).exists(),
+            !std::path::Path::new("/run/netns").join(&ns).exists(),
             "namespace {ns} left behind"
         );
+        assert!(!link_exists(host), "tap {host} left behind");
     }
 }
 

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -100,26 +99,12 @@ impl Netns {
             .success()
     }
 
-    /// Runs `f` on a thread that has entered this namespace: sockets it opens live there.
+    /// Runs `f` on a thread that has entered this namespace: sockets it opens live there
+    /// (`dataplane::sys::in_netns`, which switchd's own namespace code uses too).
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         let path = format!("/run/netns/{}", self.name);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let ns = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-                // SAFETY: setns on a valid namespace fd; it changes only this thread's network
-                // namespace, and this scoped thread ends with `f`.
-                let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(
-                    r,
-                    0,
-                    "setns into {path}: {}",
-                    std::io::Error::last_os_error()
-                );
-                f()
-            })
-            .join()
-            .expect("thread in namespace panicked")
-        })
+        let ns = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+        dataplane::sys::in_netns(&ns, f).unwrap_or_else(|e| panic!("in {path}: {e}"))
     }
 }
 
@@ -137,6 +122,14 @@ impl Drop for Netns {
 /// first burst, though the switch had published them all (tests/README.md, "testpmd under
 /// load"). Taken poisoned or not: a failed test must not fail the next.
 pub fn testpmd_turn() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Held by every test that runs a lab of a file in `topologies/` (`switchd lab`, `switchd
+/// demo`): those labs' port names and tap names come from the files (`vm1` ... `vm4`), not
+/// from [`unique_id`], so two at once would fight over the same taps. Taken poisoned or not.
+pub fn lab_turn() -> std::sync::MutexGuard<'static, ()> {
     static TURN: Mutex<()> = Mutex::new(());
     TURN.lock().unwrap_or_else(|e| e.into_inner())
 }

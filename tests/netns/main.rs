@@ -17,6 +17,7 @@ mod guests;
 mod hooks;
 mod hostile;
 mod isolation;
+mod lab_files;
 mod netdev;
 mod page;
 mod restart;

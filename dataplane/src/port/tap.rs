@@ -125,41 +125,34 @@ impl Tap {
         })?;
         // The thread that enters the namespace ends right after: the switch's own threads
         // never leave theirs. The tap's fd works from any namespace.
-        let mut tap = std::thread::scope(|s| {
-            s.spawn(|| {
-                // SAFETY: setns on an open namespace fd; it changes only this thread's
-                // network namespace.
-                if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } < 0 {
-                    return Err(PortError::Ioctl {
-                        port: port.to_string(),
-                        op: "entering the network namespace",
-                        source: io::Error::last_os_error(),
-                    });
-                }
-                let tap = Self::attach(port, ifname, false)?;
-                // The host's kernel dropped its neighbour entries with the carrier; the ones
-                // it was resolving meanwhile would wait for their next retry.
-                let c = std::ffi::CString::new(ifname).map_err(|_| PortError::BadName(ifname.to_string()))?;
-                // SAFETY: a NUL-terminated name; the call reads it only.
-                let ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) };
-                if ifindex != 0 {
-                    match super::netlink::flush_unresolved_neighbours(ifindex) {
-                        Ok(n) if n > 0 => tracing::debug!(port, removed = n, "removed the host's unresolved neighbour entries"),
-                        Ok(_) => {}
-                        Err(e) => tracing::debug!(port, error = %e, "cannot read the host's neighbour entries"),
+        let entered = crate::sys::in_netns(&ns, || {
+            let tap = Self::attach(port, ifname, false)?;
+            // The host's kernel dropped its neighbour entries with the carrier; the ones
+            // it was resolving meanwhile would wait for their next retry.
+            let c = std::ffi::CString::new(ifname)
+                .map_err(|_| PortError::BadName(ifname.to_string()))?;
+            // SAFETY: a NUL-terminated name; the call reads it only.
+            let ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) };
+            if ifindex != 0 {
+                match super::netlink::flush_unresolved_neighbours(ifindex) {
+                    Ok(n) if n > 0 => tracing::debug!(
+                        port,
+                        removed = n,
+                        "removed the host's unresolved neighbour entries"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(port, error = %e, "cannot read the host's neighbour entries")
                     }
                 }
-                Ok(tap)
-            })
-            .join()
-            .unwrap_or_else(|_| {
-                Err(PortError::Ioctl {
-                    port: port.to_string(),
-                    op: "entering the network namespace",
-                    source: io::Error::other("the thread panicked"),
-                })
-            })
-        })?;
+            }
+            Ok(tap)
+        });
+        let mut tap = entered.map_err(|source| PortError::Ioctl {
+            port: port.to_string(),
+            op: "entering the network namespace",
+            source,
+        })??;
         tap.name = port.to_string();
         tap.set_persist(true)?;
         Ok(tap)
@@ -353,18 +346,9 @@ pub fn find_kept() -> std::collections::HashMap<String, (std::path::PathBuf, Str
         if !owned_by_our_user_namespace(&file) {
             continue;
         }
-        let links = std::thread::scope(|s| {
-            s.spawn(|| {
-                // SAFETY: setns on an open namespace fd; it changes only this thread's
-                // network namespace, and the thread ends right after.
-                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } < 0 {
-                    return Vec::new();
-                }
-                super::netlink::dump_links().unwrap_or_default()
-            })
-            .join()
-            .unwrap_or_default()
-        });
+        let links =
+            crate::sys::in_netns(&file, || super::netlink::dump_links().unwrap_or_default())
+                .unwrap_or_default();
         for l in links {
             if let Some(port) = l
                 .alias
