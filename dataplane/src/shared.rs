@@ -3,7 +3,6 @@
 //! [`crate::worker`] reads it; neither module depends on the other for it.
 #![forbid(unsafe_code)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -28,7 +27,7 @@ pub(crate) struct Shared {
     /// sleeps at once).
     pub(crate) poll_window: Duration,
     /// How many captures and live traces are armed (read once per receive batch).
-    pub(crate) watching: Arc<Watching>,
+    pub(crate) watching: Watching,
 }
 
 impl Shared {

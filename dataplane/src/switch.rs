@@ -20,6 +20,7 @@ use crate::port::Port;
 use crate::reaper::Reaper;
 use crate::shared::Shared;
 use crate::sys::{Epoll, EventFd};
+use crate::watch::Watching;
 use crate::wire::MacAddr;
 use crate::worker;
 use crate::Snapshot;
@@ -116,7 +117,7 @@ impl Switch {
                 .map(|_| EventRing::default())
                 .collect(),
             poll_window: opts.workers.poll_window,
-            watching: Arc::default(),
+            watching: Watching::default(),
         });
         let stop = EventFd::new().map_err(SwitchError::Wakeup)?;
         let reaper = Reaper::start().map_err(SwitchError::Spawn)?;
@@ -279,11 +280,7 @@ impl Switch {
     pub fn arm(&self, name: &str, watch: crate::watch::Watch) -> Option<crate::watch::Armed> {
         let snap = self.shared.snapshot.load();
         let port = &snap.port(snap.port_id(name)?)?.port;
-        Some(crate::watch::Armed::new(
-            port,
-            watch,
-            self.shared.watching.clone(),
-        ))
+        Some(crate::watch::Armed::new(port, watch, self.shared.clone()))
     }
 
     /// The id of port `name`, if configured.

@@ -361,24 +361,37 @@ pub enum Watch {
 /// A watch armed on a port ([`crate::Switch::arm`]); dropping it disarms it. It does not keep
 /// the port open: a port removed (or re-attached as a new port) while watched ends the watch
 /// ([`Armed::is_gone`]).
-#[derive(Debug)]
 pub struct Armed {
     port: std::sync::Weak<crate::Port>,
     watch: Watch,
-    watching: Arc<Watching>,
+    /// The switch's shared state, whose `watching` count this watch is in.
+    shared: Arc<crate::shared::Shared>,
+}
+
+impl std::fmt::Debug for Armed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Armed")
+            .field("port", &self.port)
+            .field("watch", &self.watch)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Armed {
-    pub(crate) fn new(port: &Arc<crate::Port>, watch: Watch, watching: Arc<Watching>) -> Armed {
+    pub(crate) fn new(
+        port: &Arc<crate::Port>,
+        watch: Watch,
+        shared: Arc<crate::shared::Shared>,
+    ) -> Armed {
         port.watches.update(|w| match &watch {
             Watch::Capture(c) => w.captures.push(c.clone()),
             Watch::Trace(t) => w.traces.push(t.clone()),
         });
-        watching.add();
+        shared.watching.add();
         Armed {
             port: Arc::downgrade(port),
             watch,
-            watching,
+            shared,
         }
     }
 
@@ -401,7 +414,7 @@ impl Drop for Armed {
                 Watch::Trace(t) => w.traces.retain(|x| !Arc::ptr_eq(x, t)),
             });
         }
-        self.watching.remove();
+        self.shared.watching.remove();
     }
 }
 
