@@ -79,6 +79,9 @@ impl LiveTraces {
     /// (explained against the running configuration); disarmed once complete.
     pub fn read(&mut self, sw: &Switch, name: &str) -> Option<&Live> {
         let live = self.0.get_mut(name)?;
+        // Asked before draining: once complete, every record is queued, so this drain reads
+        // the last of them.
+        let done = live.trace.is_complete() || live.armed.as_ref().is_some_and(|a| a.is_gone());
         let snap = sw.snapshot();
         let now = sw.now();
         while let Some(r) = live.trace.next() {
@@ -90,8 +93,7 @@ impl LiveTraces {
                 trace: explain(sw, &snap, &r, id, now),
             });
         }
-        let gone = live.armed.as_ref().is_some_and(|a| a.is_gone());
-        if live.trace.remaining() == 0 || gone {
+        if done {
             live.armed = None;
         }
         Some(live)

@@ -13,7 +13,10 @@
 //! full speed.
 #![forbid(unsafe_code)]
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64, AtomicUsize,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
@@ -76,8 +79,8 @@ pub struct Capture {
     free: ArrayQueue<Vec<u8>>,
     /// Filled buffers for the reader.
     full: ArrayQueue<Captured>,
-    /// Frames still to capture (`u64::MAX`: no limit).
-    remaining: AtomicU64,
+    /// Frames still to capture.
+    countdown: Countdown,
     /// Frames not captured for want of a free buffer, received and sent.
     lost: [AtomicU64; 2],
 }
@@ -97,7 +100,7 @@ impl Capture {
             snaplen,
             free,
             full: ArrayQueue::new(depth),
-            remaining: AtomicU64::new(count.unwrap_or(u64::MAX)),
+            countdown: Countdown::new(count.unwrap_or(u64::MAX)),
             lost: Default::default(),
         }
     }
@@ -114,11 +117,12 @@ impl Capture {
     /// Records a frame of `len` bytes given as `pieces` (a worker). Never waits and never
     /// allocates: without a free buffer the frame is counted as lost.
     pub fn record(&self, dir: Direction, at_ns: u64, len: usize, pieces: &[&[u8]]) {
-        if !self.wants(dir) || !take_one(&self.remaining) {
+        if !self.wants(dir) || !self.countdown.take() {
             return;
         }
         let Some(mut data) = self.free.pop() else {
             self.lost[dir as usize].fetch_add(1, Relaxed);
+            self.countdown.settle();
             return;
         };
         data.clear();
@@ -136,6 +140,7 @@ impl Capture {
         if self.full.push(c).is_err() {
             self.lost[dir as usize].fetch_add(1, Relaxed);
         }
+        self.countdown.settle();
     }
 
     /// The next captured frame, if any (the reader). Give its buffer back with
@@ -154,9 +159,10 @@ impl Capture {
         self.lost[dir as usize].load(Relaxed)
     }
 
-    /// The frame count asked for has been captured (and maybe not read yet).
+    /// The frame count asked for has been captured (or lost): every captured frame is in the
+    /// queue for [`Capture::next`], maybe not read yet.
     pub fn is_complete(&self) -> bool {
-        self.remaining.load(Relaxed) == 0
+        self.countdown.is_complete()
     }
 
     /// The bytes kept of each frame.
@@ -165,15 +171,57 @@ impl Capture {
     }
 }
 
-/// Takes one from a countdown; false when it is at zero. `u64::MAX` counts as endless.
-#[inline]
-fn take_one(n: &AtomicU64) -> bool {
-    n.fetch_update(Relaxed, Relaxed, |v| match v {
-        u64::MAX => Some(v),
-        0 => None,
-        v => Some(v - 1),
-    })
-    .is_ok()
+/// A count of frames to watch, shared by the workers (who take places and settle them once
+/// the frame is queued or lost) and the reader (who asks whether all are settled, so that
+/// nothing taken is still on its way when it stops reading).
+#[derive(Debug)]
+struct Countdown {
+    /// The count asked for; `u64::MAX` counts as endless.
+    count: u64,
+    /// Places not taken yet.
+    left: AtomicU64,
+    /// Places taken whose frame is queued (or lost).
+    settled: AtomicU64,
+}
+
+impl Countdown {
+    fn new(count: u64) -> Self {
+        Countdown {
+            count,
+            left: AtomicU64::new(count),
+            settled: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes a place; false when none is left.
+    #[inline]
+    fn take(&self) -> bool {
+        self.left
+            .fetch_update(Relaxed, Relaxed, |v| match v {
+                u64::MAX => Some(v),
+                0 => None,
+                v => Some(v - 1),
+            })
+            .is_ok()
+    }
+
+    /// A taken place's frame is queued (or lost); its queueing happens before this.
+    #[inline]
+    fn settle(&self) {
+        if self.count != u64::MAX {
+            self.settled.fetch_add(1, Release);
+        }
+    }
+
+    /// Places still to take.
+    fn left(&self) -> u64 {
+        self.left.load(Relaxed)
+    }
+
+    /// Every place is taken and settled: whatever was queued can be read.
+    fn is_complete(&self) -> bool {
+        self.count != u64::MAX && self.settled.load(Acquire) == self.count
+    }
 }
 
 /// Which frames a live trace records; `None` fields match every frame.
@@ -267,7 +315,7 @@ impl Record {
 #[derive(Debug)]
 pub struct LiveTrace {
     filter: Filter,
-    remaining: AtomicU64,
+    countdown: Countdown,
     records: ArrayQueue<Record>,
 }
 
@@ -277,7 +325,7 @@ impl LiveTrace {
         let count = count.max(1);
         LiveTrace {
             filter,
-            remaining: AtomicU64::new(count as u64),
+            countdown: Countdown::new(count as u64),
             records: ArrayQueue::new(count),
         }
     }
@@ -290,8 +338,10 @@ impl LiveTrace {
     /// Keeps `r` if it matches and the count is not reached (a worker).
     pub fn record(&self, r: &Record, src: MacAddr, dst: MacAddr) {
         let vlan = r.decision.as_ref().ok().map(|d| d.vlan);
-        if self.filter.matches(src, dst, vlan) && take_one(&self.remaining) {
+        if self.filter.matches(src, dst, vlan) && self.countdown.take() {
+            // There are `count` places in the queue and at most `count` are taken.
             let _ = self.records.push(*r);
+            self.countdown.settle();
         }
     }
 
@@ -302,7 +352,12 @@ impl LiveTrace {
 
     /// Frames still to record.
     pub fn remaining(&self) -> u64 {
-        self.remaining.load(Relaxed)
+        self.countdown.left()
+    }
+
+    /// Every frame asked for is recorded: all are in the queue for [`LiveTrace::next`].
+    pub fn is_complete(&self) -> bool {
+        self.countdown.is_complete()
     }
 }
 

@@ -193,8 +193,11 @@ impl CaptureStream {
             }
             let timed_out = self.deadline.is_some_and(|d| Instant::now() >= d);
             if self.cap.is_complete() || timed_out || self.armed.is_gone() {
-                // A worker may have taken the last frame's place and not filled it yet.
-                tokio::time::sleep(CAPTURE_POLL).await;
+                // Complete means every captured frame is queued; a timeout or a port gone
+                // may leave a worker halfway through one, given a moment here.
+                if !self.cap.is_complete() {
+                    tokio::time::sleep(CAPTURE_POLL).await;
+                }
                 self.drain(&mut out);
                 self.finish(&mut out);
                 return Some((Ok(out.into()), self));
