@@ -69,7 +69,10 @@ const NAME_FREE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Controller {
     switch: Switch,
+    /// The configuration as declared (what is exported and persisted).
     topo: Topology,
+    /// What runs: `topo` with its tunnel ports ([`Topology::running`]).
+    running: Topology,
     state: Option<PathBuf>,
     /// Whether the taps the switch makes outlive it (with a state file) or not.
     taps: Lifetime,
@@ -102,6 +105,7 @@ impl Controller {
         // The lab sections are checked with the rest and then left out: the running
         // configuration has none, so an API change is never refused for a host's sake.
         let topo = topo.without_lab();
+        let running = topo.running();
         // With a state file the switch will be back: the taps it makes outlive it, and the
         // ones an earlier run left (kill -9 included) are found where their hosts moved them.
         let taps = if state.is_some() {
@@ -118,8 +122,8 @@ impl Controller {
         // than removing them as it drops the ports.
         let mut attached: Vec<Arc<Port>> = Vec::new();
         let started = (|| {
-            let snapshot = crate::build_snapshot(&topo, |p| {
-                let port = attach(p, Arc::default(), taps, kept.get(&p.name))?;
+            let snapshot = crate::build_snapshot(&running, |p| {
+                let port = attach(&running, p, Arc::default(), taps, kept.get(&p.name))?;
                 attached.push(Arc::clone(&port));
                 Ok::<_, ControlError>(port)
             })?;
@@ -144,6 +148,7 @@ impl Controller {
         let ctl = Controller {
             switch,
             topo,
+            running,
             state,
             taps,
             event_cursors: Vec::new(),
@@ -154,6 +159,7 @@ impl Controller {
             drops: DropWatch::default(),
         };
         ctl.sync_static_macs(&[]);
+        ctl.sync_tunnels();
         Ok(ctl)
     }
 
@@ -167,9 +173,58 @@ impl Controller {
         &self.switch
     }
 
-    /// The topology being run.
+    /// The topology being run, as declared.
     pub fn topology(&self) -> &Topology {
         &self.topo
+    }
+
+    /// What runs: the topology with its tunnel ports ([`Topology::running`]).
+    pub fn running(&self) -> &Topology {
+        &self.running
+    }
+
+    /// Gives each tunnel its flood list and static remote MACs (adding before removing, so a
+    /// remote that stays never misses a frame), and warns about ports of its VLAN whose MTU
+    /// is bigger than the tunnel's: their big frames cannot cross.
+    fn sync_tunnels(&self) {
+        for p in self
+            .running
+            .ports
+            .iter()
+            .filter(|p| p.kind == PortKind::Vxlan)
+        {
+            let Some(vlan) = p.vlan else { continue };
+            let want = crate::tunnels::flood_and_static(&self.running, vlan);
+            match dataplane::port::vxlan::sync_fdb(&p.name, &want) {
+                Ok(done) => {
+                    for (what, list) in [("added", &done.added), ("removed", &done.removed)] {
+                        for e in list {
+                            let entry = if e.is_flood() {
+                                "flood list".to_string()
+                            } else {
+                                format!("static MAC {}", e.mac)
+                            };
+                            tracing::info!(port = %p.name, vlan, remote = %e.remote, "{what}: {entry}");
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(
+                    port = %p.name, vlan, error = %e,
+                    "cannot set the tunnel's flood list and static MACs"
+                ),
+            }
+            let Ok(mtu) = dataplane::port::vxlan::mtu(&p.name) else {
+                continue;
+            };
+            for (name, port_mtu) in crate::tunnels::too_big(&self.running, vlan, mtu) {
+                tracing::warn!(
+                    port = %name, vlan, mtu = port_mtu, tunnel = %p.name, tunnel_mtu = mtu,
+                    "the port's MTU is bigger than its VLAN's tunnel's: frames over {mtu} bytes \
+                     will not reach other hosts; give the guest an MTU of {mtu} or raise the \
+                     underlay's MTU by {}", port_mtu - mtu
+                );
+            }
+        }
     }
 
     /// The hub the controller publishes its events to (`GET /api/v1/events` subscribes).
@@ -181,8 +236,9 @@ impl Controller {
     /// the changes. With `dry_run`, only computes them.
     pub fn apply(&mut self, desired: Topology, dry_run: bool) -> Result<Vec<Change>> {
         desired.validate()?;
-        let desired = desired.without_lab();
-        let changes = diff(&self.topo, &desired);
+        let declared = desired.without_lab();
+        let desired = declared.running();
+        let changes = diff(&self.running, &desired);
         if let Some(Change::SetFdbMaxEntries { from, to }) = changes
             .iter()
             .find(|c| matches!(c, Change::SetFdbMaxEntries { .. }))
@@ -201,7 +257,7 @@ impl Controller {
             .iter()
             .map(|e| e.as_ref().map(|e| e.name.as_str()))
             .collect();
-        let plan = plan(&changes, &self.topo, &desired, &names);
+        let plan = plan(&changes, &self.running, &desired, &names);
         // The running port table, kept whole so that a failure can put it back. Only ports
         // whose kind changes must let go of their interface first (see below); all others
         // stay open in `before` until this change is done.
@@ -219,7 +275,7 @@ impl Controller {
             // A port whose kind changes must let go of its interface before it is attached
             // anew under the same name: publish the table without it first. If anything
             // below fails, `restore` attaches it again and puts `before` back.
-            let without = crate::snapshot::snapshot(&self.topo, before.clone());
+            let without = crate::snapshot::snapshot(&self.running, before.clone());
             if let Err(e) = self.switch.update(|_| without) {
                 self.restore(before, &plan.replaced);
                 return Err(e.into());
@@ -229,7 +285,7 @@ impl Controller {
             .attach_planned(&plan.attach, &desired, slots)
             .and_then(|slots| {
                 if let Some(path) = &self.state {
-                    persist(path, &desired)?;
+                    persist(path, &declared)?;
                 }
                 Ok(slots)
             });
@@ -264,11 +320,13 @@ impl Controller {
                 }
             }
         }
-        let old_topo = std::mem::replace(&mut self.topo, desired);
+        self.topo = declared;
+        let old_topo = std::mem::replace(&mut self.running, desired);
         self.sync_static_macs(&old_topo.fdb);
+        self.sync_tunnels();
         let touched: Vec<Touched> = changes
             .iter()
-            .flat_map(|c| crate::diff::touched(c, &old_topo, &self.topo))
+            .flat_map(|c| crate::diff::touched(c, &old_topo, &self.running))
             .collect();
         for t in &touched {
             tracing::info!(
@@ -293,7 +351,7 @@ impl Controller {
     ) -> Result<Vec<Option<PortEntry>>> {
         for (name, slot) in attach {
             let p = desired.port(name).expect("the plan names ports of desired");
-            let port = self.attach(p, Arc::default())?;
+            let port = self.attach(desired, p, Arc::default())?;
             if *slot >= slots.len() {
                 slots.resize_with(slot + 1, || None);
             }
@@ -310,17 +368,17 @@ impl Controller {
             return;
         }
         for (name, id) in replaced {
-            let Some(p) = self.topo.port(name) else {
+            let Some(p) = self.running.port(name) else {
                 continue;
             };
-            match self.attach(p, Arc::default()) {
-                Ok(port) => before[*id as usize] = Some(crate::port_entry(&self.topo, p, port)),
+            match self.attach(&self.running, p, Arc::default()) {
+                Ok(port) => before[*id as usize] = Some(crate::port_entry(&self.running, p, port)),
                 Err(e) => {
                     tracing::error!(port = %name, error = %ErrorChain(&e), "cannot restore port")
                 }
             }
         }
-        let snapshot = crate::snapshot::snapshot(&self.topo, before);
+        let snapshot = crate::snapshot::snapshot(&self.running, before);
         if let Err(e) = self.switch.update(|_| snapshot) {
             tracing::error!(error = %e, "cannot restore the previous configuration");
         }
@@ -346,7 +404,12 @@ impl Controller {
     /// Attaches `p` (see [`attach`]) once every removed port of the same name is closed: a tap
     /// that was just removed still exists until the reaper closes it, and creating one of the
     /// same name meanwhile would fail with `EBUSY`. So the old one is closed here first.
-    fn attach(&self, p: &topology::Port, counters: Arc<PortCounters>) -> Result<Arc<Port>> {
+    fn attach(
+        &self,
+        t: &Topology,
+        p: &topology::Port,
+        counters: Arc<PortCounters>,
+    ) -> Result<Arc<Port>> {
         if !self.switch.reaper().reap_now(&p.name, NAME_FREE_WAIT) {
             return Err(ControlError::Conflict(format!(
                 "port {}: a removed port of that name is still in use by a worker after {:?}; \
@@ -354,7 +417,7 @@ impl Controller {
                 p.name, NAME_FREE_WAIT
             )));
         }
-        attach(p, counters, self.taps, None)
+        attach(t, p, counters, self.taps, None)
     }
 
     /// Removes static MAC entries that are in `old` but no longer configured and installs
@@ -363,11 +426,11 @@ impl Controller {
         let snap = self.switch.snapshot();
         let fdb = self.switch.fdb();
         for m in old {
-            if !self.topo.fdb.contains(m) {
+            if !self.running.fdb.contains(m) {
                 fdb.remove(m.vlan, m.mac);
             }
         }
-        for m in &self.topo.fdb {
+        for m in &self.running.fdb {
             let Some(id) = snap.port_id(&m.port) else {
                 continue;
             };
@@ -411,7 +474,7 @@ impl Controller {
             return;
         }
         let new = if present.is_some() {
-            self.attach(p, current.counters.clone())
+            self.attach(&self.running, p, current.counters.clone())
                 .unwrap_or_else(|e| {
                     let reason = ErrorChain(&e).to_string();
                     tracing::warn!(port = %p.name, error = %reason, "cannot attach");
@@ -479,7 +542,7 @@ impl Controller {
         let lost = self
             .switch
             .read_events(&mut self.event_cursors, |e| events.push(e));
-        self.event_log.log(&events, lost, now, &snap, &self.topo);
+        self.event_log.log(&events, lost, now, &snap, &self.running);
         if self.events.has_streams() {
             let name = |id: PortId| {
                 snap.port(id)
@@ -609,6 +672,7 @@ impl std::fmt::Display for ErrorChain<'_> {
 /// with `taps` as its lifetime, or, if `kept` says where an earlier run's tap for it is now
 /// (another namespace, maybe another name), re-attached there.
 fn attach(
+    t: &Topology,
     p: &topology::Port,
     counters: Arc<PortCounters>,
     taps: Lifetime,
@@ -670,6 +734,18 @@ fn attach(
             };
             tracing::info!(port = %p.name, kind = "vhost-user", %mode, socket = %socket, "{how} its socket");
             port
+        }
+        PortKind::Vxlan => {
+            let spec = crate::tunnels::spec(t, p).map_err(|e| ControlError::Port {
+                port: p.name.clone(),
+                source: e,
+            })?;
+            let port = Port::vxlan(&spec, counters).map_err(err)?;
+            tracing::info!(
+                port = %p.name, kind = "vxlan", %mode, vni = spec.vni, local = %spec.local,
+                dstport = spec.dstport, mtu = spec.mtu, "made the tunnel interface"
+            );
+            return Ok(Arc::new(port));
         }
         PortKind::Netdev => match Port::netdev(&p.name, counters.clone()) {
             Ok(port) => {

@@ -45,6 +45,15 @@ pub enum Change {
         /// VLAN id.
         id: u16,
     },
+    /// A VLAN's VXLAN settings (`vni`, `remotes`) changed.
+    SetVlanTunnel {
+        /// VLAN id.
+        id: u16,
+    },
+    /// The VTEP settings (the `vxlan` section) changed. A new `local`, `dstport` or
+    /// `underlay` replaces every tunnel port; new remotes or static remote MACs are given to
+    /// the running tunnels.
+    SetVxlan,
     /// A switch-wide learning setting changed: `port_max_macs`, `vlan_max_macs` or
     /// `mac_flap`.
     SetLearning {
@@ -174,6 +183,9 @@ pub fn diff(old: &Topology, new: &Topology) -> Vec<Change> {
                 if o.max_macs != v.max_macs {
                     out.push(Change::SetVlanMaxMacs { id: v.id });
                 }
+                if (o.vni, &o.remotes) != (v.vni, &v.remotes) {
+                    out.push(Change::SetVlanTunnel { id: v.id });
+                }
             }
         }
     }
@@ -182,6 +194,16 @@ pub fn diff(old: &Topology, new: &Topology) -> Vec<Change> {
             out.push(Change::RemoveVlan { id: o.id });
         }
     }
+    if old.vxlan != new.vxlan {
+        out.push(Change::SetVxlan);
+    }
+    // Where tunnels start and end: a tunnel made for other ones is made anew.
+    let endpoint = |t: &Topology| {
+        t.vxlan
+            .as_ref()
+            .map(|x| (x.local, x.dstport(), x.underlay.clone()))
+    };
+    let new_endpoint = endpoint(old) != endpoint(new);
     for o in &old.ports {
         if new.port(&o.name).is_none() {
             out.push(Change::RemovePort {
@@ -197,6 +219,7 @@ pub fn diff(old: &Topology, new: &Topology) -> Vec<Change> {
             // A new kind, or a vhost-user port's new socket: detached and attached anew.
             Some(o)
                 if o.kind != p.kind
+                    || (p.kind == crate::topology::PortKind::Vxlan && new_endpoint)
                     || o.socket != p.socket
                     || o.socket_mode.unwrap_or_default() != p.socket_mode.unwrap_or_default() =>
             {
@@ -367,6 +390,34 @@ pub fn touched(c: &Change, old: &Topology, new: &Topology) -> Vec<Touched> {
             field_of(&vlan(old, *id), "max_macs"),
             field_of(&vlan(new, *id), "max_macs"),
         ),
+        Change::SetVlanTunnel { id } => {
+            let (o, n) = (vlan(old, *id), vlan(new, *id));
+            ["vni", "remotes"]
+                .iter()
+                .filter(|f| field_of(&o, f) != field_of(&n, f))
+                .flat_map(|f| one(None, Some(*id), f, field_of(&o, f), field_of(&n, f)))
+                .collect()
+        }
+        Change::SetVxlan => {
+            let (o, n) = (json(old), json(new));
+            let (o, n) = (
+                o.get("vxlan").cloned().unwrap_or_default(),
+                n.get("vxlan").cloned().unwrap_or_default(),
+            );
+            ["local", "dstport", "remotes", "underlay", "fdb"]
+                .iter()
+                .filter(|f| field_of(&o, f) != field_of(&n, f))
+                .flat_map(|f| {
+                    one(
+                        None,
+                        None,
+                        &format!("vxlan.{f}"),
+                        field_of(&o, f),
+                        field_of(&n, f),
+                    )
+                })
+                .collect()
+        }
         Change::SetLearning { fields } => {
             let (o, n) = (json(old), json(new));
             fields

@@ -19,6 +19,12 @@ pub enum EditError {
     /// No port of that name.
     #[error("no port named {0:?}")]
     NoSuchPort(String),
+    /// The port is a VLAN's tunnel: the switch makes it from the VLAN's `vni`.
+    #[error(
+        "port {0:?} is VLAN {1}'s VXLAN tunnel, made from the VLAN's vni: \
+         change or remove the vni (PATCH /api/v1/vlans/{1}) instead"
+    )]
+    TunnelPort(String, u16),
     /// The VLAN is declared already.
     #[error("VLAN {0} is already declared")]
     VlanExists(u16),
@@ -131,7 +137,10 @@ pub fn port_index(t: &Topology, name: &str) -> Result<usize> {
     t.ports
         .iter()
         .position(|p| p.name == name)
-        .ok_or_else(|| EditError::NoSuchPort(name.to_string()))
+        .ok_or_else(|| match t.running().port(name) {
+            Some(p) => EditError::TunnelPort(name.to_string(), p.vlan.unwrap_or_default()),
+            None => EditError::NoSuchPort(name.to_string()),
+        })
 }
 
 /// Adds port `p` at the end; returns the topology and the new port's index.
@@ -408,6 +417,8 @@ mod tests {
             id: 15,
             name: None,
             max_macs: None,
+            vni: None,
+            remotes: None,
         };
         let (t, at) = add_vlan(&base(), v.clone()).unwrap();
         assert_eq!(at, 2);

@@ -49,6 +49,7 @@ pub mod snapshot;
 pub mod state;
 pub mod strict;
 pub mod topology;
+pub mod tunnels;
 pub mod watch;
 
 pub use controller::{ControlError, Controller};

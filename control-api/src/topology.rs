@@ -9,6 +9,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::io;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -70,6 +71,10 @@ pub struct Topology {
     /// Port mirrors (SPAN): copies of frames of some ports or VLANs sent to an output port.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mirrors: Vec<Mirror>,
+    /// This switch as a VXLAN tunnel endpoint (VTEP): the VLANs that name a `vni` reach
+    /// other hosts through it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vxlan: Option<Vxlan>,
     /// Lab hosts (`switchd lab`): network namespaces on tap ports. The switch ignores them,
     /// and they are never written out (export, state file): see [`crate::lab`].
     #[serde(skip_serializing)]
@@ -104,6 +109,60 @@ pub struct Mirror {
     pub vlan: Option<u16>,
 }
 
+/// The switch as a VXLAN tunnel endpoint (RFC 7348). Each VLAN with a `vni` gets a tunnel
+/// port of kind `vxlan` named `vxlan<vni>`, made by the switch as a kernel VXLAN interface
+/// and removed when the VLAN loses its VNI or the switch stops.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Vxlan {
+    /// This host's tunnel address (IPv4 or IPv6): the outer source address.
+    #[schema(value_type = String, example = "192.0.2.1")]
+    pub local: IpAddr,
+    /// The UDP port tunnels use, on both ends. Absent: 4789.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dstport: Option<u16>,
+    /// The remote VTEPs every VNI floods to (broadcast, multicast and unknown unicast are
+    /// sent to each: head-end replication), unless its VLAN lists its own `remotes`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<String>)]
+    pub remotes: Vec<IpAddr>,
+    /// The underlay interface. Absent: the one that holds `local`. The tunnels' MTU is its
+    /// MTU less 50 bytes (IPv4) or 70 (IPv6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub underlay: Option<String>,
+    /// Static remote MACs: frames for `mac` in `vlan` go to VTEP `remote`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fdb: Vec<RemoteMac>,
+}
+
+impl Vxlan {
+    /// The UDP port in force.
+    pub fn dstport(&self) -> u16 {
+        self.dstport
+            .unwrap_or(dataplane::port::vxlan::DEFAULT_DSTPORT)
+    }
+}
+
+/// A static remote MAC: frames for `mac` in `vlan` go through the VLAN's tunnel to VTEP
+/// `remote`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteMac {
+    /// The VLAN; it must have a `vni`.
+    pub vlan: u16,
+    /// A unicast MAC address.
+    #[schema(value_type = String, example = "02:00:00:00:00:01")]
+    pub mac: MacAddr,
+    /// The VTEP the MAC is behind.
+    #[schema(value_type = String, example = "192.0.2.2")]
+    pub remote: IpAddr,
+}
+
+/// The name of the tunnel port (and kernel interface) of VNI `vni`.
+pub fn tunnel_name(vni: u32) -> String {
+    format!("vxlan{vni}")
+}
+
 /// Which frames of a mirror's source ports it copies.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -136,6 +195,7 @@ impl Default for Topology {
             vlan_max_macs: None,
             mac_flap: None,
             mirrors: Vec::new(),
+            vxlan: None,
             hosts: Vec::new(),
             expect: Vec::new(),
         }
@@ -221,6 +281,14 @@ pub struct Vlan {
     /// `vlan_max_macs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_macs: Option<u32>,
+    /// The VXLAN network identifier (1-16777215) that carries this VLAN to other hosts
+    /// (needs the `vxlan` section).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
+    /// This VLAN's flood list, in place of `vxlan.remotes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub remotes: Option<Vec<IpAddr>>,
 }
 
 /// A switch port.
@@ -301,6 +369,8 @@ pub enum PortKind {
     /// vhost-user unix socket: the switch serves its virtio rings itself.
     #[serde(rename = "vhost-user")]
     VhostUser,
+    /// A VXLAN tunnel the switch makes for a VLAN with a `vni` (never declared in `ports`).
+    Vxlan,
 }
 
 /// How VLANs are carried on a port.
@@ -320,6 +390,7 @@ impl PortKind {
             Self::Tap => "tap",
             Self::Netdev => "netdev",
             Self::VhostUser => "vhost-user",
+            Self::Vxlan => "vxlan",
         }
     }
 }
@@ -422,7 +493,14 @@ impl Topology {
     /// [`TopologyError::Invalid`].
     pub fn validate(&self) -> Result<(), TopologyError> {
         let mut problems = Problems::default();
+        problems.check_vxlan(self);
+        // The rest is checked on the ports the switch runs, tunnels included, so that a
+        // mirror or a static MAC may name a tunnel port.
+        self.with_tunnel_ports().check(problems)
+    }
 
+    /// Every rule but the VXLAN ones, added to `problems`.
+    fn check(&self, mut problems: Problems) -> Result<(), TopologyError> {
         if self.mac_aging_secs == 0 {
             problems.push("mac_aging_secs", "must be at least 1");
         } else if self.mac_aging_secs > MAX_MAC_AGING_SECS {
@@ -557,6 +635,65 @@ impl Topology {
         self
     }
 
+    /// What the switch runs: this topology with a tunnel port (kind `vxlan`, access, set up)
+    /// for every VLAN with a `vni`, after the declared ports, and the static remote MACs
+    /// (`vxlan.fdb`) as static MAC entries on those ports.
+    pub fn running(&self) -> Topology {
+        let mut t = self.with_tunnel_ports();
+        for m in self.vxlan.iter().flat_map(|x| &x.fdb) {
+            if let Some(vni) = self.vni_of(m.vlan) {
+                t.fdb.push(StaticMac {
+                    vlan: m.vlan,
+                    mac: m.mac,
+                    port: tunnel_name(vni),
+                });
+            }
+        }
+        t
+    }
+
+    /// This topology with the tunnel ports of its VLANs' VNIs added.
+    fn with_tunnel_ports(&self) -> Topology {
+        let mut t = self.clone();
+        if self.vxlan.is_some() {
+            for v in &self.vlans {
+                if let Some(vni) = v.vni {
+                    t.ports.push(Port {
+                        name: tunnel_name(vni),
+                        kind: PortKind::Vxlan,
+                        mode: PortMode::Access,
+                        vlan: Some(v.id),
+                        vlans: None,
+                        native_vlan: None,
+                        admin_up: Some(true),
+                        max_macs: None,
+                        mac_limit_action: None,
+                        allowed_macs: None,
+                        socket: None,
+                        socket_mode: None,
+                    });
+                }
+            }
+        }
+        t
+    }
+
+    /// The VNI of VLAN `vid`, if it has one.
+    pub fn vni_of(&self, vid: u16) -> Option<u32> {
+        self.vlans.iter().find(|v| v.id == vid).and_then(|v| v.vni)
+    }
+
+    /// The flood list of VLAN `vid`'s tunnel: its own `remotes`, else `vxlan.remotes`.
+    pub fn remotes_of(&self, vid: u16) -> Vec<IpAddr> {
+        let own = self
+            .vlans
+            .iter()
+            .find(|v| v.id == vid)
+            .and_then(|v| v.remotes.clone());
+        own.or_else(|| self.vxlan.as_ref().map(|x| x.remotes.clone()))
+            .unwrap_or_default()
+    }
+
     /// The VLANs that exist: VLAN 1 and every declared id, sorted.
     pub fn vlan_ids(&self) -> Vec<u16> {
         let ids: BTreeSet<u16> = self
@@ -655,6 +792,19 @@ fn vid_problem(vid: u16) -> Option<String> {
         .map(|e| e.to_string())
 }
 
+/// Why `a` cannot be a tunnel address (of the family `v4` says, if given), if it cannot.
+fn address_problem(a: IpAddr, v4: Option<bool>) -> Option<String> {
+    if a.is_unspecified() || a.is_multicast() || a.is_loopback() {
+        return Some(format!("{a} is not a unicast address"));
+    }
+    if v4.is_some_and(|v4| v4 != a.is_ipv4()) {
+        return Some(format!(
+            "{a} is not of vxlan.local's family (one underlay: all IPv4 or all IPv6)"
+        ));
+    }
+    None
+}
+
 /// Why `name` cannot be a Linux interface name, if it cannot.
 fn interface_name_problem(name: &str) -> Option<String> {
     // One rule for the whole project: the dataplane's.
@@ -668,6 +818,103 @@ fn interface_name_problem(name: &str) -> Option<String> {
 pub(crate) struct Problems(Vec<FieldError>);
 
 impl Problems {
+    /// The VTEP and the VNIs: a VNI needs the `vxlan` section, is 1-16777215 and used once;
+    /// addresses are unicast and of `local`'s family; no declared port is of kind `vxlan` or
+    /// takes a tunnel's name; static remote MACs are unicast, once each, in VLANs with a VNI.
+    fn check_vxlan(&mut self, t: &Topology) {
+        let family = t.vxlan.as_ref().map(|x| x.local.is_ipv4());
+        let check_remotes = |me: &mut Self, path: String, remotes: &[IpAddr]| {
+            let mut seen = BTreeSet::new();
+            for (j, r) in remotes.iter().enumerate() {
+                let at = format!("{path}[{j}]");
+                if let Some(why) = address_problem(*r, family) {
+                    me.push(at, why);
+                } else if t.vxlan.as_ref().is_some_and(|x| x.local == *r) {
+                    me.push(
+                        at,
+                        format!("{r} is this switch's own address (vxlan.local)"),
+                    );
+                } else if !seen.insert(*r) {
+                    me.push(at, format!("{r} is listed twice"));
+                }
+            }
+        };
+        if let Some(x) = &t.vxlan {
+            if let Some(why) = address_problem(x.local, None) {
+                self.push("vxlan.local", why);
+            }
+            if x.dstport == Some(0) {
+                self.push("vxlan.dstport", "must be between 1 and 65535");
+            }
+            if let Some(reason) = x.underlay.as_deref().and_then(interface_name_problem) {
+                self.push("vxlan.underlay", reason);
+            }
+            check_remotes(self, "vxlan.remotes".into(), &x.remotes);
+            let mut seen = HashMap::new();
+            for (i, m) in x.fdb.iter().enumerate() {
+                let at = |f: &str| format!("vxlan.fdb[{i}].{f}");
+                if t.vni_of(m.vlan).is_none() {
+                    self.push(at("vlan"), format!("VLAN {} has no vni", m.vlan));
+                }
+                if let Err(why) = check_unicast(m.mac) {
+                    self.push(at("mac"), why);
+                } else if let Some(first) = seen.insert((m.vlan, m.mac), i) {
+                    self.push(
+                        at("mac"),
+                        format!(
+                            "{} in VLAN {} is already listed at [{first}]",
+                            m.mac, m.vlan
+                        ),
+                    );
+                } else if t.fdb.iter().any(|f| f.vlan == m.vlan && f.mac == m.mac) {
+                    self.push(
+                        at("mac"),
+                        format!("{} in VLAN {} is also in fdb", m.mac, m.vlan),
+                    );
+                }
+                if let Some(why) = address_problem(m.remote, family) {
+                    self.push(at("remote"), why);
+                }
+            }
+        }
+        let mut vnis = HashMap::new();
+        for (i, v) in t.vlans.iter().enumerate() {
+            if let Some(vni) = v.vni {
+                let at = format!("vlans[{i}].vni");
+                let max = dataplane::port::vxlan::VNI_MAX;
+                if t.vxlan.is_none() {
+                    self.push(at, "needs the vxlan section (at least vxlan.local)");
+                } else if !(1..=max).contains(&vni) {
+                    self.push(at, format!("must be between 1 and {max}"));
+                } else if let Some(first) = vnis.insert(vni, i) {
+                    self.push(at, format!("{vni} is already the VNI of vlans[{first}]"));
+                }
+            }
+            if let Some(r) = &v.remotes {
+                if v.vni.is_none() {
+                    self.push(
+                        format!("vlans[{i}].remotes"),
+                        "only a VLAN with a vni has remotes",
+                    );
+                }
+                check_remotes(self, format!("vlans[{i}].remotes"), r);
+            }
+        }
+        for (i, p) in t.ports.iter().enumerate() {
+            if p.kind == PortKind::Vxlan {
+                self.push(
+                    format!("ports[{i}].kind"),
+                    "vxlan ports are made by the switch: give the VLAN a vni instead",
+                );
+            } else if let Some(vni) = vnis.keys().find(|v| tunnel_name(**v) == p.name) {
+                self.push(
+                    format!("ports[{i}].name"),
+                    format!("{:?} is the name of VNI {vni}'s tunnel port", p.name),
+                );
+            }
+        }
+    }
+
     /// Each mirror: a unique name; an output port that exists, is no source of any mirror and
     /// the output of this mirror only; source ports that exist (at least one source); VLANs
     /// and the copies' tag 1-4094.
@@ -928,6 +1175,8 @@ ports:
             id,
             name: None,
             max_macs: None,
+            vni: None,
+            remotes: None,
         }
     }
 

@@ -42,6 +42,8 @@ pub struct MacAddr(pub [u8; 6]);
 impl MacAddr {
     /// The broadcast address ff:ff:ff:ff:ff:ff.
     pub const BROADCAST: MacAddr = MacAddr([0xff; 6]);
+    /// The all-zero address (a VXLAN interface's flood list entry).
+    pub const ZERO: MacAddr = MacAddr([0; 6]);
 
     /// True for group (multicast and broadcast) addresses: the I/G bit is set.
     pub fn is_multicast(&self) -> bool {

@@ -278,7 +278,7 @@ pub fn run_with(o: RunOptions, beside: Option<&mut dyn Beside>) -> Result<ExitCo
 /// The one-line status systemd shows (`systemctl status`).
 fn status(ctl: &Mutex<Controller>) -> String {
     let ctl = ctl.lock().unwrap_or_else(|e| e.into_inner());
-    let t = ctl.topology();
+    let t = ctl.running();
     format!(
         "switching: {} ports, {} VLANs",
         t.ports.len(),
@@ -287,7 +287,7 @@ fn status(ctl: &Mutex<Controller>) -> String {
 }
 
 fn log_ready(ctl: &Controller, api: &str) {
-    let t = ctl.topology();
+    let t = ctl.running();
     tracing::info!(
         ports = t.ports.len(),
         workers = ctl.switch().workers(),

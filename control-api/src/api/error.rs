@@ -109,6 +109,7 @@ impl From<EditError> for ApiError {
         let (status, field) = match &e {
             EditError::PortExists(_) => (StatusCode::CONFLICT, "name"),
             EditError::NoSuchPort(_) => (StatusCode::NOT_FOUND, "name"),
+            EditError::TunnelPort(..) => (StatusCode::CONFLICT, "name"),
             EditError::VlanExists(_) | EditError::DefaultVlan(_) | EditError::VlanInUse { .. } => {
                 (StatusCode::CONFLICT, "id")
             }

@@ -82,7 +82,7 @@ pub(super) async fn list_ports(State(st): State<AppState>) -> ApiResult<Json<Vec
     st.with_ctl(|ctl| {
         let macs = macs_per_port(ctl);
         Ok(ctl
-            .topology()
+            .running()
             .ports
             .iter()
             .map(|p| port_view_with(ctl, p, &macs))
@@ -104,8 +104,8 @@ pub(super) async fn get_port(
     Path(name): Path<String>,
 ) -> ApiResult<Json<PortView>> {
     st.with_ctl(move |ctl| {
-        let i = edit::port_index(ctl.topology(), &name)?;
-        Ok(port_view(ctl, &ctl.topology().ports[i]))
+        let i = edit::port_index(ctl.running(), &name)?;
+        Ok(port_view(ctl, &ctl.running().ports[i]))
     })
     .await
     .map(Json)
@@ -172,9 +172,9 @@ pub(super) async fn enable_port(
     Path(name): Path<String>,
 ) -> ApiResult<Json<PortView>> {
     st.with_ctl(move |ctl| {
-        let i = edit::port_index(ctl.topology(), &name)?;
+        let i = edit::port_index(ctl.running(), &name)?;
         ctl.enable_port(&name);
-        let p = ctl.topology().ports[i].clone();
+        let p = ctl.running().ports[i].clone();
         Ok(port_view(ctl, &p))
     })
     .await

@@ -28,7 +28,7 @@ fn collect_stats(ctl: &Controller) -> Stats {
             .map(|(n, v)| (n, v.into()))
             .collect(),
         links: ctl
-            .topology()
+            .running()
             .ports
             .iter()
             .map(|p| {

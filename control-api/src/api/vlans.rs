@@ -29,7 +29,7 @@ fn vlan_view(topo: &Topology, id: u16) -> VlanView {
     responses((status = 200, body = [VlanView])))]
 pub(super) async fn list_vlans(State(st): State<AppState>) -> ApiResult<Json<Vec<VlanView>>> {
     st.with_ctl(|ctl| {
-        let t = ctl.topology();
+        let t = ctl.running();
         Ok(t.vlan_ids()
             .into_iter()
             .map(|id| vlan_view(t, id))
@@ -71,7 +71,7 @@ pub(super) async fn get_vlan(
         if !ctl.topology().vlan_ids().contains(&id) {
             return Err(EditError::NoSuchVlan(id).into());
         }
-        Ok(vlan_view(ctl.topology(), id))
+        Ok(vlan_view(ctl.running(), id))
     })
     .await
     .map(Json)
@@ -95,7 +95,7 @@ pub(super) async fn add_vlan(
             let (t, at) = edit::add_vlan(ctl.topology(), v)?;
             ctl.apply(t, false)
                 .map_err(|e| scoped(e.into(), &format!("vlans[{at}]")))?;
-            Ok(vlan_view(ctl.topology(), id))
+            Ok(vlan_view(ctl.running(), id))
         })
         .await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())

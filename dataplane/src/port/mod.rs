@@ -6,6 +6,8 @@
 //!   receive ring.
 //! - [`vhost::VhostUser`]: a VM's virtio rings over vhost-user, served from guest memory.
 //! - [`batch`]: the per-worker receive and transmit batches.
+//! - [`vxlan`]: the VXLAN tunnel interfaces the switch makes (a tunnel port is a netdev port
+//!   on one of them, removed with the port).
 //! - [`PortIo::Detached`]: configured, but no interface behind it right now (a netdev whose
 //!   interface does not exist yet or vanished).
 
@@ -14,6 +16,7 @@ pub mod netlink;
 pub mod packet;
 pub mod tap;
 pub mod vhost;
+pub mod vxlan;
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -62,6 +65,17 @@ pub enum PortError {
         #[source]
         source: vhost_port::DeviceError,
     },
+    /// A VXLAN tunnel port's interface could not be made or set up.
+    #[error("port {port}: cannot {op} the VXLAN interface")]
+    Tunnel {
+        /// The port name.
+        port: String,
+        /// What failed.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
     /// An ioctl on the port failed.
     #[error("port {port}: {op} failed")]
     Ioctl {
@@ -109,6 +123,9 @@ pub struct Port {
     disabled: AtomicBool,
     /// Captures and live traces armed on this port ([`crate::watch`]).
     pub watches: crate::watch::PortWatches,
+    /// A tunnel port's interface, removed when the port closes (after `io`, declared before
+    /// it, let go of it).
+    tunnel: Option<vxlan::Tunnel>,
 }
 
 impl Port {
@@ -139,6 +156,7 @@ impl Port {
             rx_failed: AtomicI32::new(0),
             disabled: AtomicBool::new(false),
             watches: Default::default(),
+            tunnel: None,
         }
     }
 
@@ -153,6 +171,30 @@ impl Port {
     pub fn netdev(name: &str, counters: Arc<PortCounters>) -> Result<Port> {
         let io = PortIo::Packet(packet::PacketSocket::open(name)?);
         Ok(Self::with_io(name, io, counters))
+    }
+
+    /// Makes the VXLAN interface `spec` describes (replacing one an earlier run left), sets it
+    /// up and attaches to it as a netdev port, keeping `counters`. The interface is removed
+    /// when the port closes.
+    pub fn vxlan(spec: &vxlan::TunnelSpec, counters: Arc<PortCounters>) -> Result<Port> {
+        let err = |op| {
+            move |source| PortError::Tunnel {
+                port: spec.name.clone(),
+                op,
+                source,
+            }
+        };
+        let tunnel = vxlan::Tunnel::create(spec).map_err(err("make"))?;
+        packet::set_link_up(&spec.name)?;
+        let io = PortIo::Packet(packet::PacketSocket::open(&spec.name)?);
+        let mut port = Self::with_io(&spec.name, io, counters);
+        port.tunnel = Some(tunnel);
+        Ok(port)
+    }
+
+    /// Whether this port is a tunnel the switch made.
+    pub fn is_tunnel(&self) -> bool {
+        self.tunnel.is_some()
     }
 
     /// Starts a vhost-user port on `socket` (server: created now; client: connected in the

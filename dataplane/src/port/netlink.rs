@@ -7,15 +7,15 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use crate::sys::cvt;
 
 const RTMGRP_LINK: u32 = 1;
-const RTM_NEWLINK: u16 = 16;
-const RTM_DELLINK: u16 = 17;
-const IFLA_IFNAME: u16 = 3;
+pub(crate) const RTM_NEWLINK: u16 = 16;
+pub(crate) const RTM_DELLINK: u16 = 17;
+pub(crate) const IFLA_IFNAME: u16 = 3;
 const IFLA_IFALIAS: u16 = 20;
 const RTM_GETLINK: u16 = 18;
 const NLMSG_DONE: u16 = 3;
 const NLMSG_ERROR: u16 = 2;
-const NLMSG_HDRLEN: usize = 16;
-const IFINFOMSG_LEN: usize = 16;
+pub(crate) const NLMSG_HDRLEN: usize = 16;
+pub(crate) const IFINFOMSG_LEN: usize = 16;
 
 /// One link change. The default value (empty name) means "events were lost; recheck all".
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -133,15 +133,19 @@ pub fn dump_links() -> io::Result<Vec<LinkEvent>> {
 /// Sends a dump request of `kind` (its family header `header_len` zero bytes: every family,
 /// every interface) on a new socket in the calling thread's namespace, and hands each reply
 /// datagram to `each` until the dump is done.
-fn dump(kind: u16, header_len: usize, mut each: impl FnMut(&[u8])) -> io::Result<OwnedFd> {
+fn dump(kind: u16, header_len: usize, each: impl FnMut(&[u8])) -> io::Result<OwnedFd> {
+    dump_with(kind, &vec![0u8; header_len], each)
+}
+
+/// [`dump`] with the family header `header` (e.g. an `ndmsg` naming `AF_BRIDGE`).
+pub(crate) fn dump_with(
+    kind: u16,
+    header: &[u8],
+    mut each: impl FnMut(&[u8]),
+) -> io::Result<OwnedFd> {
     let fd = route_socket()?;
-    let mut req = vec![0u8; NLMSG_HDRLEN + header_len];
-    req[0..4].copy_from_slice(&((NLMSG_HDRLEN + header_len) as u32).to_ne_bytes());
-    req[4..6].copy_from_slice(&kind.to_ne_bytes());
     let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
-    req[6..8].copy_from_slice(&flags.to_ne_bytes());
-    req[8..12].copy_from_slice(&1u32.to_ne_bytes());
-    send_all(&fd, &req)?;
+    send_all(&fd, &Request::new(kind, flags, header).finish(1))?;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let b = recv_some(&fd, &mut buf)?;
@@ -154,11 +158,11 @@ fn dump(kind: u16, header_len: usize, mut each: impl FnMut(&[u8])) -> io::Result
     }
 }
 
-const RTM_NEWNEIGH: u16 = 28;
-const RTM_DELNEIGH: u16 = 29;
-const RTM_GETNEIGH: u16 = 30;
-const NDMSG_LEN: usize = 12;
-const NDA_DST: u16 = 1;
+pub(crate) const RTM_NEWNEIGH: u16 = 28;
+pub(crate) const RTM_DELNEIGH: u16 = 29;
+pub(crate) const RTM_GETNEIGH: u16 = 30;
+pub(crate) const NDMSG_LEN: usize = 12;
+pub(crate) const NDA_DST: u16 = 1;
 const NUD_INCOMPLETE: u16 = 0x01;
 const NUD_FAILED: u16 = 0x20;
 
@@ -173,20 +177,12 @@ pub fn flush_unresolved_neighbours(ifindex: u32) -> io::Result<usize> {
         unresolved(b, ifindex, &mut doomed)
     })?;
     for (i, (family, dst)) in doomed.iter().enumerate() {
-        let alen = 4 + dst.len();
-        let len = NLMSG_HDRLEN + NDMSG_LEN + ((alen + 3) & !3);
-        let mut m = vec![0u8; len];
-        m[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
-        m[4..6].copy_from_slice(&RTM_DELNEIGH.to_ne_bytes());
-        m[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
-        m[8..12].copy_from_slice(&(i as u32 + 2).to_ne_bytes());
-        let nd = NLMSG_HDRLEN;
-        m[nd] = *family;
-        m[nd + 4..nd + 8].copy_from_slice(&ifindex.to_ne_bytes());
-        let at = nd + NDMSG_LEN;
-        m[at..at + 2].copy_from_slice(&(alen as u16).to_ne_bytes());
-        m[at + 2..at + 4].copy_from_slice(&NDA_DST.to_ne_bytes());
-        m[at + 4..at + 4 + dst.len()].copy_from_slice(dst);
+        let mut nd = [0u8; NDMSG_LEN];
+        nd[0] = *family;
+        nd[4..8].copy_from_slice(&ifindex.to_ne_bytes());
+        let m = Request::new(RTM_DELNEIGH, 0, &nd)
+            .attr(NDA_DST, dst)
+            .finish(i as u32 + 2);
         send_all(&fd, &m)?;
     }
     Ok(doomed.len())
@@ -210,6 +206,96 @@ fn unresolved(b: &[u8], ifindex: u32, out: &mut Vec<(u8, Vec<u8>)>) {
                 .map(|(_, dst)| (family, dst.to_vec())),
         );
     }
+}
+
+/// A netlink request being built: header, family header, attributes (nested ones with
+/// [`Request::begin`] and [`Request::end`]). Pure; its bytes are tested below.
+#[derive(Debug)]
+pub(crate) struct Request {
+    buf: Vec<u8>,
+    open: Vec<usize>,
+}
+
+impl Request {
+    /// A request of type `kind` with `flags` (`NLM_F_REQUEST` is added) and the family
+    /// header `header`.
+    pub(crate) fn new(kind: u16, flags: u16, header: &[u8]) -> Request {
+        let mut buf = vec![0u8; NLMSG_HDRLEN];
+        buf[4..6].copy_from_slice(&kind.to_ne_bytes());
+        buf[6..8].copy_from_slice(&(flags | libc::NLM_F_REQUEST as u16).to_ne_bytes());
+        buf.extend_from_slice(header);
+        pad(&mut buf);
+        Request {
+            buf,
+            open: Vec::new(),
+        }
+    }
+
+    /// Adds attribute `ty` with value `v`.
+    pub(crate) fn attr(&mut self, ty: u16, v: &[u8]) -> &mut Self {
+        self.buf
+            .extend_from_slice(&((4 + v.len()) as u16).to_ne_bytes());
+        self.buf.extend_from_slice(&ty.to_ne_bytes());
+        self.buf.extend_from_slice(v);
+        pad(&mut self.buf);
+        self
+    }
+
+    /// Opens nested attribute `ty`; its members follow until [`Request::end`].
+    pub(crate) fn begin(&mut self, ty: u16) -> &mut Self {
+        self.open.push(self.buf.len());
+        self.attr(ty, &[])
+    }
+
+    /// Closes the innermost nested attribute.
+    pub(crate) fn end(&mut self) -> &mut Self {
+        if let Some(at) = self.open.pop() {
+            let len = (self.buf.len() - at) as u16;
+            self.buf[at..at + 2].copy_from_slice(&len.to_ne_bytes());
+        }
+        self
+    }
+
+    /// The message's bytes, with sequence number `seq`.
+    pub(crate) fn finish(&mut self, seq: u32) -> Vec<u8> {
+        while !self.open.is_empty() {
+            self.end();
+        }
+        let len = self.buf.len() as u32;
+        self.buf[0..4].copy_from_slice(&len.to_ne_bytes());
+        self.buf[8..12].copy_from_slice(&seq.to_ne_bytes());
+        self.buf.clone()
+    }
+
+    /// Sends the request with `NLM_F_ACK` on a new socket in the calling thread's namespace
+    /// and waits for the kernel's answer: `Ok` or the errno it refused with.
+    pub(crate) fn run(&mut self) -> io::Result<()> {
+        let flags = u16_at(&self.buf, 6) | libc::NLM_F_ACK as u16;
+        self.buf[6..8].copy_from_slice(&flags.to_ne_bytes());
+        let fd = route_socket()?;
+        send_all(&fd, &self.finish(1))?;
+        let mut buf = vec![0u8; 8 * 1024];
+        loop {
+            let b = recv_some(&fd, &mut buf)?;
+            for (ty, msg) in messages(b) {
+                if ty == NLMSG_ERROR && msg.len() >= NLMSG_HDRLEN + 4 {
+                    let errno = -(u32_at(msg, NLMSG_HDRLEN) as i32);
+                    return match errno {
+                        0 => Ok(()),
+                        e => Err(io::Error::from_raw_os_error(e)),
+                    };
+                }
+            }
+            if b.is_empty() {
+                return Err(io::Error::other("netlink socket closed without an answer"));
+            }
+        }
+    }
+}
+
+/// Pads `b` to the 4-byte boundary netlink aligns messages and attributes on.
+fn pad(b: &mut Vec<u8>) {
+    b.resize((b.len() + 3) & !3, 0);
 }
 
 /// A blocking `NETLINK_ROUTE` socket.
@@ -255,17 +341,17 @@ fn last_type(b: &[u8]) -> Option<u16> {
     messages(b).last().map(|(ty, _)| ty)
 }
 
-fn u16_at(b: &[u8], i: usize) -> u16 {
+pub(crate) fn u16_at(b: &[u8], i: usize) -> u16 {
     u16::from_ne_bytes([b[i], b[i + 1]])
 }
 
-fn u32_at(b: &[u8], i: usize) -> u32 {
+pub(crate) fn u32_at(b: &[u8], i: usize) -> u32 {
     u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
 }
 
 /// The netlink messages of a datagram, as (type, whole message with its header); stops at
 /// the first one whose length does not fit.
-fn messages(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+pub(crate) fn messages(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     std::iter::from_fn(move || {
         if b.len() < NLMSG_HDRLEN {
             return None;
@@ -281,7 +367,7 @@ fn messages(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
 }
 
 /// The attributes (rtattr) in `b`, as (type, value); stops at the first malformed one.
-fn attributes(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+pub(crate) fn attributes(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     std::iter::from_fn(move || {
         if b.len() < 4 {
             return None;

@@ -746,6 +746,8 @@ fn vlan_add(ctx: &Ctx, id: u16, name: Option<String>) -> Result<()> {
         id,
         name,
         max_macs: None,
+        vni: None,
+        remotes: None,
     };
     let v = ctx
         .client
