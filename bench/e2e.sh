@@ -758,4 +758,5 @@ main() {
     return "$FAILED"
 }
 
-main "$@"
+# run only when executed: bench/vxlan.sh sources this file for its helpers
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then main "$@"; fi
