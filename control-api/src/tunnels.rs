@@ -18,28 +18,32 @@ pub fn spec(t: &Topology, p: &topology::Port) -> Result<TunnelSpec, PortError> {
         source,
     };
     let other = |op, why: String| err(op, std::io::Error::other(why));
-    let x = t
-        .vxlan
-        .as_ref()
-        .ok_or_else(|| other("configure", "the topology has no vxlan section".into()))?;
-    let vni = p
-        .vlan
-        .and_then(|v| t.vni_of(v))
-        .ok_or_else(|| other("configure", format!("VLAN {:?} has no vni", p.vlan)))?;
+    let x = t.vxlan.as_ref().ok_or_else(|| {
+        other(
+            "cannot configure the tunnel",
+            "the topology has no vxlan section".into(),
+        )
+    })?;
+    let vni = p.vlan.and_then(|v| t.vni_of(v)).ok_or_else(|| {
+        other(
+            "cannot configure the tunnel",
+            format!("VLAN {:?} has no vni", p.vlan),
+        )
+    })?;
     let underlay = match &x.underlay {
         Some(name) => dataplane::port::packet::ifindex(name)
             .map(|i| (i, name.clone()))
             .ok_or_else(|| {
                 other(
-                    "find the underlay of",
+                    "cannot find the underlay",
                     format!("vxlan.underlay {name} does not exist"),
                 )
             })?,
         None => vxlan::interface_with(x.local)
-            .map_err(|e| err("find the underlay of", e))?
+            .map_err(|e| err("cannot find the underlay", e))?
             .ok_or_else(|| {
                 other(
-                    "find the underlay of",
+                    "cannot find the underlay",
                     format!(
                         "no interface holds vxlan.local {}: add that address to the underlay \
                          interface (tunnels are sent from it)",
@@ -48,7 +52,8 @@ pub fn spec(t: &Topology, p: &topology::Port) -> Result<TunnelSpec, PortError> {
                 )
             })?,
     };
-    let underlay_mtu = vxlan::mtu(&underlay.1).map_err(|e| err("read the underlay MTU of", e))?;
+    let underlay_mtu =
+        vxlan::mtu(&underlay.1).map_err(|e| err("cannot read the underlay's MTU", e))?;
     let mtu = underlay_mtu
         .saturating_sub(vxlan::overhead(x.local))
         .max(68);

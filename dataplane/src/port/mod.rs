@@ -66,7 +66,7 @@ pub enum PortError {
         source: vhost_port::DeviceError,
     },
     /// A VXLAN tunnel port's interface could not be made or set up.
-    #[error("port {port}: cannot {op} the VXLAN interface")]
+    #[error("{op}")]
     Tunnel {
         /// The port name.
         port: String,
@@ -184,7 +184,7 @@ impl Port {
                 source,
             }
         };
-        let tunnel = vxlan::Tunnel::create(spec).map_err(err("make"))?;
+        let tunnel = vxlan::Tunnel::create(spec).map_err(err("cannot make the VXLAN interface"))?;
         packet::set_link_up(&spec.name)?;
         let io = PortIo::Packet(packet::PacketSocket::open(&spec.name)?);
         let mut port = Self::with_io(&spec.name, io, counters);

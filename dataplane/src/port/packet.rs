@@ -79,6 +79,29 @@ pub fn ifindex(name: &str) -> Option<u32> {
     (i != 0).then_some(i)
 }
 
+/// Interface `name`'s MTU (`SIOCGIFMTU`, in the calling thread's namespace).
+pub fn mtu(name: &str) -> io::Result<u32> {
+    crate::config::check_ifname(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: socket takes no pointers; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data; all-zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name.as_bytes()) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFMTU fills `ifr_ifru.ifru_mtu` of the ifreq we own.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut ifr) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the union member was just written by SIOCGIFMTU.
+    Ok(unsafe { ifr.ifr_ifru.ifru_mtu } as u32)
+}
+
 /// Sets `IFF_UP` on interface `name` (other flags unchanged).
 pub fn set_link_up(name: &str) -> Result<()> {
     let err = |op: &'static str| PortError::Ioctl {

@@ -13,7 +13,8 @@ use std::net::IpAddr;
 
 use super::netlink::{
     attributes, dump_with, messages, u16_at, u32_at, Request, IFINFOMSG_LEN, IFLA_IFNAME, NDA_DST,
-    NDMSG_LEN, NLMSG_HDRLEN, RTM_DELLINK, RTM_DELNEIGH, RTM_GETNEIGH, RTM_NEWLINK, RTM_NEWNEIGH,
+    NDMSG_LEN, NLMSG_HDRLEN, RTM_DELLINK, RTM_DELNEIGH, RTM_GETLINK, RTM_GETNEIGH, RTM_NEWLINK,
+    RTM_NEWNEIGH,
 };
 use crate::wire::MacAddr;
 
@@ -159,10 +160,29 @@ fn ifinfomsg(ifindex: u32) -> [u8; IFINFOMSG_LEN] {
     h
 }
 
-/// Whether interface `name` exists and is a VXLAN interface.
+/// Whether interface `name` exists and is a VXLAN interface (its `IFLA_INFO_KIND`, from one
+/// `RTM_GETLINK` dump: sysfs may show another namespace than the calling thread's).
 pub fn is_vxlan(name: &str) -> bool {
-    std::fs::read_to_string(format!("/sys/class/net/{name}/uevent"))
-        .is_ok_and(|u| u.lines().any(|l| l == "DEVTYPE=vxlan"))
+    let mut found = false;
+    let _ = dump_with(RTM_GETLINK, &[0u8; IFINFOMSG_LEN], |b| {
+        found |= link_kind_is(b, name, b"vxlan");
+    });
+    found
+}
+
+/// Whether a datagram of `RTM_NEWLINK` messages has interface `name` of kind `kind` (pure).
+fn link_kind_is(b: &[u8], name: &str, kind: &[u8]) -> bool {
+    let strip = |v: &[u8]| v.split(|c| *c == 0).next().unwrap_or(v).to_vec();
+    messages(b)
+        .filter(|(ty, msg)| *ty == RTM_NEWLINK && msg.len() >= NLMSG_HDRLEN + IFINFOMSG_LEN)
+        .any(|(_, msg)| {
+            let attrs = || attributes(&msg[NLMSG_HDRLEN + IFINFOMSG_LEN..]);
+            attrs().any(|(t, v)| t == IFLA_IFNAME && strip(v) == name.as_bytes())
+                && attrs().any(|(t, v)| {
+                    t == IFLA_LINKINFO
+                        && attributes(v).any(|(t, v)| t == IFLA_INFO_KIND && strip(v) == kind)
+                })
+        })
 }
 
 /// Removes interface `name` (by name, as `ip link del` does).
@@ -338,10 +358,7 @@ fn parse_addr(b: &[u8], local: IpAddr) -> Option<u32> {
 
 /// Interface `name`'s MTU.
 pub fn mtu(name: &str) -> io::Result<u32> {
-    let text = std::fs::read_to_string(format!("/sys/class/net/{name}/mtu"))?;
-    text.trim()
-        .parse()
-        .map_err(|_| io::Error::other(format!("{name}: unreadable MTU {text:?}")))
+    super::packet::mtu(name)
 }
 
 #[cfg(test)]
@@ -490,6 +507,23 @@ mod tests {
         let mut out = Vec::new();
         parse_fdb(&dump, 5, &mut out);
         assert_eq!(out, [e(0, "192.0.2.2", true), e(7, "192.0.2.2", false)]);
+    }
+
+    #[test]
+    fn a_leftover_is_taken_for_a_tunnel_only_if_its_kind_is_vxlan() {
+        let link = |name: &str, kind: &[u8]| {
+            Request::new(RTM_NEWLINK, 0, &[0u8; IFINFOMSG_LEN])
+                .attr(IFLA_IFNAME, &nul_terminated(name))
+                .begin(IFLA_LINKINFO)
+                .attr(IFLA_INFO_KIND, kind)
+                .end()
+                .finish(1)
+        };
+        let mut dump = link("vxlan1010", b"vxlan");
+        dump.extend(link("vxlan1020", b"veth"));
+        assert!(link_kind_is(&dump, "vxlan1010", b"vxlan"));
+        assert!(!link_kind_is(&dump, "vxlan1020", b"vxlan"));
+        assert!(!link_kind_is(&dump, "vxlan1030", b"vxlan"));
     }
 
     #[test]
