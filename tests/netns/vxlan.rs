@@ -347,3 +347,136 @@ fn a_kernel_bridge_vtep_interoperates_and_a_third_is_added_live_without_loss() {
         .contains("00:00:00:00:00:00 dst 192.0.2.3"));
     assert!(a2.reaches(&a1.addr), "host 2 after host 3 left");
 }
+
+/// Open vSwitch as a remote VTEP (its userspace datapath with a `vxlan` port, the tunnel
+/// address on its `br-phy` bridge, as in its userspace-tunneling how-to), run by
+/// `tests/netns/ovs-vtep.sh` in host 2 with a VM behind it.
+struct OvsVtep {
+    script: std::path::PathBuf,
+    ns: String,
+    dir: String,
+}
+
+impl OvsVtep {
+    fn up(h: &Vtep, remote: &str, vni: u32, vm: &Netns, vm_addr: &str, id: &str) -> OvsVtep {
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/netns/ovs-vtep.sh");
+        let dir = std::env::temp_dir()
+            .join(format!("vlanswitch-ovs-{id}"))
+            .display()
+            .to_string();
+        let ovs = OvsVtep {
+            script,
+            ns: h.ns.name.clone(),
+            dir,
+        };
+        let out = ovs
+            .cmd(&[
+                "up",
+                &h.ns.name,
+                &h.addr,
+                remote,
+                &vni.to_string(),
+                &vm.name,
+                &format!("{vm_addr}/24"),
+                "ul",
+            ])
+            .output()
+            .expect("run ovs-vtep.sh");
+        assert!(
+            out.status.success(),
+            "ovs-vtep.sh up: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ovs
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("bash");
+        c.arg(&self.script)
+            .args(args)
+            .env("OVS_VTEP_DIR", &self.dir);
+        c
+    }
+
+    /// `ovs-appctl fdb/show br-int`.
+    fn fdb(&self) -> String {
+        let out = self
+            .cmd(&["ctl", &self.ns, "ovs-appctl", "fdb/show", "br-int"])
+            .output()
+            .expect("ovs-appctl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for OvsVtep {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["down", &self.ns]).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// switchd against Open vSwitch as the remote VTEP: ping and TCP both ways, and each side
+/// learns the other's VM behind the other's VTEP.
+#[test]
+fn open_vswitch_as_the_remote_vtep_interoperates_both_ways() {
+    let id = unique_id();
+    let mut ul = underlay(&id, 2, false);
+    let yaml = format!(
+        "vxlan: {{ local: 192.0.2.1, remotes: [192.0.2.2] }}\n\
+         vlans: [{{ id: 10, vni: 1010 }}]\n\
+         ports: [{{ name: {id}a1, kind: tap, mode: access, vlan: 10 }}]\n"
+    );
+    ul.hosts[0].start(&id, &yaml);
+    let [h1, h2] = &ul.hosts[..] else {
+        unreachable!()
+    };
+    // Open vSwitch reads its underlay with AF_PACKET and drops tunnel packets whose UDP
+    // checksum the sending veth left for an offload to fill: the switch's host sends them
+    // complete (docs/multi-host.md).
+    assert!(
+        h1.ns.exec_ok(&["ethtool", "-K", "ul", "tx", "off"]),
+        "ethtool -K ul tx off"
+    );
+    let vm2 = Netns::new(&format!("vs-{id}ovsvm"));
+    let ovs = OvsVtep::up(h2, "192.0.2.1", 1010, &vm2, "198.18.7.2", &id);
+    let a2 = Host {
+        ns: vm2,
+        ifname: "eth0".into(),
+        addr: "198.18.7.2".into(),
+    };
+    let a1 = h1.vm(&format!("{id}a1"), "198.18.7.1", 1450);
+    assert!(
+        eventually(Duration::from_secs(10), || a1.reaches(&a2.addr)),
+        "switchd -> Open vSwitch; switchd's log:\n{}",
+        h1.sw().log()
+    );
+    assert!(a2.reaches(&a1.addr), "Open vSwitch -> switchd");
+    let (sent, got) = crate::lab::tcp_transfer(&a1, &a2, 8 << 20);
+    assert_eq!(
+        sent, got,
+        "TCP from switchd's VM to the one behind Open vSwitch"
+    );
+    let (sent, got) = crate::lab::tcp_transfer(&a2, &a1, 8 << 20);
+    assert_eq!(
+        sent, got,
+        "TCP from the VM behind Open vSwitch to switchd's"
+    );
+    let a1_mac = mac_string(a1.mac());
+    assert!(
+        ovs.fdb().contains(&a1_mac),
+        "Open vSwitch did not learn {a1_mac}:\n{}",
+        ovs.fdb()
+    );
+    let a2_mac = mac_string(a2.mac());
+    assert!(
+        h1.kernel_fdb("vxlan1010")
+            .contains(&format!("{a2_mac} dst 192.0.2.2")),
+        "{}",
+        h1.kernel_fdb("vxlan1010")
+    );
+    let fdb = h1.sw().ctl_ok(&["fdb", "show", "--vlan", "10"]);
+    assert!(fdb.contains(&a2_mac) && fdb.contains("vxlan1010"), "{fdb}");
+    drop(ovs);
+}
