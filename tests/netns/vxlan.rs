@@ -202,7 +202,11 @@ fn two_switchds_carry_each_vlan_over_its_own_vni(v6: bool) {
         h1.kernel_fdb("vxlan1010")
     );
 
-    // Stopping switchd removes the tunnels it made.
+    // A switchd killed with -9 leaves its tunnels; the next one replaces them, and stopping
+    // it removes them.
+    ul.hosts[0].sw.take().unwrap().kill9();
+    assert!(ul.hosts[0].has_link("vxlan1010"));
+    ul.hosts[0].start(&id, &two_vlans(&id, &addrs, 0));
     ul.hosts[0].sw.take().unwrap().stop();
     assert!(
         !ul.hosts[0].has_link("vxlan1010") && !ul.hosts[0].has_link("vxlan1020"),

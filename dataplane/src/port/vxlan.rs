@@ -42,6 +42,7 @@ const NDA_LLADDR: u16 = 2;
 const NUD_NOARP: u16 = 0x40;
 const NUD_PERMANENT: u16 = 0x80;
 const NTF_SELF: u8 = 0x02;
+const NTF_EXT_LEARNED: u8 = 0x10;
 const AF_BRIDGE: u8 = libc::AF_BRIDGE as u8;
 const RTM_GETADDR: u16 = 22;
 const RTM_NEWADDR: u16 = 20;
@@ -199,7 +200,9 @@ pub struct FdbEntry {
     pub mac: MacAddr,
     /// The remote VTEP frames to `mac` go to.
     pub remote: IpAddr,
-    /// Configured (`NUD_PERMANENT` or `NUD_NOARP`), not learned.
+    /// Configured (`NUD_PERMANENT` or `NUD_NOARP`) by the switch: not learned by the
+    /// kernel, and not installed by another control plane (such as FRR's EVPN, which marks
+    /// its entries `extern_learn`), whose entries the switch leaves alone.
     pub fixed: bool,
 }
 
@@ -232,7 +235,7 @@ fn parse_fdb(b: &[u8], ifindex: u32, out: &mut Vec<FdbEntry>) {
         if nd[0] != AF_BRIDGE || u32_at(nd, 4) != ifindex {
             continue;
         }
-        let state = u16_at(nd, 8);
+        let (state, flags) = (u16_at(nd, 8), nd[10]);
         let (mut mac, mut remote) = (None, None);
         for (aty, v) in attributes(&nd[NDMSG_LEN..]) {
             match (aty, v.len()) {
@@ -246,7 +249,7 @@ fn parse_fdb(b: &[u8], ifindex: u32, out: &mut Vec<FdbEntry>) {
             out.push(FdbEntry {
                 mac,
                 remote,
-                fixed: state & (NUD_PERMANENT | NUD_NOARP) != 0,
+                fixed: state & (NUD_PERMANENT | NUD_NOARP) != 0 && flags & NTF_EXT_LEARNED == 0,
             });
         }
     }
@@ -482,16 +485,18 @@ mod tests {
     #[test]
     fn dumped_entries_of_other_interfaces_and_families_are_skipped() {
         let mut dump = Vec::new();
-        for (family, ifindex, mac, state) in [
-            (AF_BRIDGE, 5, 0u8, NUD_NOARP | NUD_PERMANENT),
-            (AF_BRIDGE, 5, 7, 0x02),
-            (AF_BRIDGE, 6, 8, NUD_PERMANENT),
-            (libc::AF_INET as u8, 5, 9, NUD_PERMANENT),
+        for (family, ifindex, mac, state, flags) in [
+            (AF_BRIDGE, 5, 0u8, NUD_NOARP | NUD_PERMANENT, NTF_SELF),
+            (AF_BRIDGE, 5, 7, 0x02, NTF_SELF),
+            (AF_BRIDGE, 5, 6, NUD_NOARP, NTF_SELF | NTF_EXT_LEARNED),
+            (AF_BRIDGE, 6, 8, NUD_PERMANENT, NTF_SELF),
+            (libc::AF_INET as u8, 5, 9, NUD_PERMANENT, 0),
         ] {
             let mut nd = [0u8; NDMSG_LEN];
             nd[0] = family;
             nd[4..8].copy_from_slice(&(ifindex as u32).to_ne_bytes());
             nd[8..10].copy_from_slice(&state.to_ne_bytes());
+            nd[10] = flags;
             let mac = if mac == 0 {
                 [0; 6]
             } else {
@@ -506,7 +511,15 @@ mod tests {
         }
         let mut out = Vec::new();
         parse_fdb(&dump, 5, &mut out);
-        assert_eq!(out, [e(0, "192.0.2.2", true), e(7, "192.0.2.2", false)]);
+        // Another control plane's entry (extern_learn) counts as not the switch's.
+        assert_eq!(
+            out,
+            [
+                e(0, "192.0.2.2", true),
+                e(7, "192.0.2.2", false),
+                e(6, "192.0.2.2", false)
+            ]
+        );
     }
 
     #[test]
