@@ -49,7 +49,6 @@ SETUP_NAME=(
 )
 SELECTED=("${ALL_SETUPS[@]}")
 
-VXLAN_MODE=""     # b: "native" (switchd makes vxlan1010) or "fallback" (made by hand)
 SWITCHD_LOGS=()   # b: one log per host
 
 usage() {
@@ -108,34 +107,12 @@ setup_a() { # per host: bridge br0 with vx1010 and a veth vm1 whose peer is the 
     done
 }
 
-# switchd_topology MODE LOCAL REMOTE: the topology of one host's switchd
+# switchd_topology LOCAL REMOTE: the topology of one host's switchd
 switchd_topology() {
-    local mode=$1 lip=$2 rip=$3
-    if [[ $mode == native ]]; then
-        printf '%s\n' "vxlan: { local: $lip, remotes: [$rip] }" \
-            "vlans: [{ id: $VLAN, vni: $VNI }]" \
-            "ports:" \
-            "  - { name: vm1, kind: tap, mode: access, vlan: $VLAN, admin_up: true }"
-    else
-        printf '%s\n' "vlans: [{ id: $VLAN }]" \
-            "ports:" \
-            "  - { name: vm1, kind: tap, mode: access, vlan: $VLAN, admin_up: true }" \
-            "  - { name: vxlan$VNI, kind: netdev, mode: access, vlan: $VLAN, admin_up: true }"
-    fi
-}
-
-# detect_vxlan_mode: "native" if this switchd accepts the `vxlan:` section, else "fallback"
-detect_vxlan_mode() {
-    local f=$RUN/check-native.yaml out
-    switchd_topology native "$UIP1" "$UIP2" >"$f"
-    if out=$("$SWITCHD" check "$f" 2>&1); then VXLAN_MODE=native; return; fi
-    printf '%s\n' "$out" >"$RUN/check-native.log"
-    switchd_topology fallback "$UIP1" "$UIP2" >"$RUN/check-fallback.yaml"
-    out=$("$SWITCHD" check "$RUN/check-fallback.yaml" 2>&1) ||
-        die "switchd check refuses both the vxlan: topology and the fallback one: $out"
-    VXLAN_MODE=fallback
-    log "switchd does not know the vxlan: section yet ($(head -n 1 "$RUN/check-native.log" | sed 's/.*: cannot parse topology: //'));"
-    log "setup b makes vxlan$VNI by hand and attaches it as a netdev port"
+    printf '%s\n' "vxlan: { local: $1, remotes: [$2] }" \
+        "vlans: [{ id: $VLAN, vni: $VNI }]" \
+        "ports:" \
+        "  - { name: vm1, kind: tap, mode: access, vlan: $VLAN, admin_up: true }"
 }
 
 # start_switchd_in SETUP HOST TOPOLOGY_FILE: switchd in the host's namespace, until "switch ready"
@@ -163,17 +140,12 @@ start_switchd_in() {
 setup_b() { # per host: switchd with tap vm1 (moved into the VM as eth0) and VNI 1010
     local h vm lip rip ul addr topo i=0
     SWITCHD_LOGS=()
-    R[b:vxlan_mode]=$VXLAN_MODE
     for h in "$HNS1" "$HNS2"; do
         i=$((i + 1))
         if ((i == 1)); then vm=$NS1 lip=$UIP1 rip=$UIP2 ul=$UL1 addr=$IP1
         else vm=$NS2 lip=$UIP2 rip=$UIP1 ul=$UL2 addr=$IP2; fi
         topo=$RUN/topology-b-$h.yaml
-        switchd_topology "$VXLAN_MODE" "$lip" "$rip" >"$topo"
-        if [[ $VXLAN_MODE == fallback ]]; then
-            vxlan_link "$h" "vxlan$VNI" "$lip" "$rip" "$ul" || {
-                note b "cannot make vxlan$VNI in $h"; return 1; }
-        fi
+        switchd_topology "$lip" "$rip" >"$topo"
         start_switchd_in b "$h" "$topo" || return 1
         if ! in_h "$h" link show "vxlan$VNI" >/dev/null 2>&1; then
             note b "switchd in $h made no vxlan$VNI interface"; return 1
@@ -275,10 +247,7 @@ print_table() {
     printf 'Ratios (in parentheses) are b/a, switchd to the kernel of this run; for ping, lower is better.\n'
     printf 'CPU%%1, CPU%%4: both switchd processes together over the 1- and 4-stream TCP runs (100 = one core);\n'
     printf 'idle%%: over %s s without traffic. RSS: both switchd processes, after the run.\n' "$IDLE_SECS"
-    printf 'Underlay MTU %s, VM MTU %s; duration %s s per TCP test.' "$UNDERLAY_MTU" "$VM_MTU" "$DURATION"
-    if want b; then printf ' b: vxlan%s %s.' "$VNI" \
-        "$([[ $VXLAN_MODE == native ]] && echo "made by switchd" || echo "made by hand, a netdev port (fallback)")"; fi
-    printf '\n'
+    printf 'Underlay MTU %s, VM MTU %s; duration %s s per TCP test.\n' "$UNDERLAY_MTU" "$VM_MTU" "$DURATION"
     local any=0
     for s in "${SELECTED[@]}"; do
         [[ -n ${NOTES[$s]:-} ]] || continue
@@ -304,7 +273,6 @@ write_json() {
             --argjson rss "$(json_num "${R[$s:rss_mb]:-}")" \
             --argjson idle "$(json_num "${R[$s:idle_cpu]:-}")" \
             --argjson load1 "$(json_num "${R[$s:load1]:-}")" \
-            --arg mode "${R[$s:vxlan_mode]:-}" \
             --arg notes "${NOTES[$s]:-}" \
             '{id: $id, name: $name, measured: $measured,
               tcp_1_stream_gbps: $tcp1, tcp_1_stream_broken: $tcp1_broken,
@@ -312,8 +280,7 @@ write_json() {
               ping_rtt_avg_us: $ping,
               switch_cpu_pct_tcp_1_stream: $cpu1, switch_cpu_pct_tcp_4_streams: $cpu4,
               switch_rss_mb: $rss, switch_idle_cpu_pct: $idle, loadavg_1min_before: $load1,
-              vxlan_by: (if $mode == "" then (if $id == "a" then "kernel" else null end)
-                         elif $mode == "native" then "switchd" else "hand (fallback)" end),
+              vxlan_by: (if $id == "a" then "kernel bridge" else "switchd" end),
               notes: $notes}')")
     done
     printf '%s\n' "${rows[@]}" | jq -s \
@@ -367,7 +334,6 @@ main() {
         SWITCHD=$RUN/switchd
         cp "$SWITCHD_SRC" "$SWITCHD"
         SWITCHD_VERSION="$("$SWITCHD" --version 2>/dev/null | head -n 1 || true), built $(date -r "$SWITCHD_SRC" '+%F %T')"
-        detect_vxlan_mode
     fi
 
     START_DATE=$(date -Iseconds)
@@ -379,8 +345,8 @@ main() {
     printf 'cpu:     %s (%s cores)\n' "$CPU_MODEL" "$(nproc)"
     printf 'load:    %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
     printf 'mtu:     underlay %s, VMs %s\n' "$UNDERLAY_MTU" "$VM_MTU"
-    [[ -z $SWITCHD_VERSION ]] || printf 'switchd: %s (repo at %s), workers: %s, options: %s, vxlan: %s\n' \
-        "$SWITCHD_VERSION" "$COMMIT" "${SWITCHD_WORKERS:-default}" "${SWITCHD_ARGS:-none}" "$VXLAN_MODE"
+    [[ -z $SWITCHD_VERSION ]] || printf 'switchd: %s (repo at %s), workers: %s, options: %s\n' \
+        "$SWITCHD_VERSION" "$COMMIT" "${SWITCHD_WORKERS:-default}" "${SWITCHD_ARGS:-none}"
     printf 'tools:   %s\n' "$(iperf3 --version | head -n 1)"
     printf 'duration: %s s per throughput test\n' "$DURATION"
     if awk '{ exit !($1 > 0.5) }' /proc/loadavg; then

@@ -656,8 +656,17 @@ impl Topology {
     fn with_tunnel_ports(&self) -> Topology {
         let mut t = self.clone();
         if self.vxlan.is_some() {
+            // One port per valid VNI, first VLAN wins; a VNI whose name a declared port took
+            // has none (validation names those problems).
+            let mut seen = BTreeSet::new();
             for v in &self.vlans {
-                if let Some(vni) = v.vni {
+                let Some(vni) = v
+                    .vni
+                    .filter(|n| (1..=dataplane::port::vxlan::VNI_MAX).contains(n))
+                else {
+                    continue;
+                };
+                if seen.insert(vni) && self.port(&tunnel_name(vni)).is_none() {
                     t.ports.push(Port {
                         name: tunnel_name(vni),
                         kind: PortKind::Vxlan,
@@ -1195,6 +1204,74 @@ ports:
             Err(TopologyError::Invalid(errors)) => errors.iter().map(ToString::to_string).collect(),
             Err(other) => panic!("validate returned {other:?}"),
         }
+    }
+
+    /// The problems of the YAML `text` (parsed without validation).
+    fn problems_of(text: &str) -> Vec<String> {
+        let t: Topology = serde_yaml_ng::from_str(text).expect("parses");
+        problems(&t)
+    }
+
+    #[test]
+    fn vxlan_rules_name_their_fields() {
+        assert_eq!(
+            problems_of("vlans: [{ id: 10, vni: 1010 }]"),
+            ["vlans[0].vni: needs the vxlan section (at least vxlan.local)"]
+        );
+        let bad = "\
+vxlan:
+  local: 192.0.2.1
+  dstport: 0
+  remotes: [2001:db8::2, 192.0.2.1, 192.0.2.3, 192.0.2.3, 224.0.0.1]
+  fdb:
+    - { vlan: 30, mac: '02:00:00:00:00:01', remote: 192.0.2.2 }
+    - { vlan: 10, mac: '01:00:00:00:00:01', remote: 192.0.2.2 }
+    - { vlan: 10, mac: '02:00:00:00:00:05', remote: 192.0.2.2 }
+vlans:
+  - { id: 10, vni: 1010 }
+  - { id: 20, vni: 1010 }
+  - { id: 30, remotes: [192.0.2.2] }
+  - { id: 40, vni: 16777216 }
+ports:
+  - { name: vxlan1010, kind: tap, mode: access, vlan: 10 }
+  - { name: t, kind: vxlan, mode: access, vlan: 10 }
+fdb:
+  - { vlan: 10, mac: '02:00:00:00:00:05', port: vxlan1010 }
+";
+        assert_eq!(
+            problems_of(bad),
+            [
+                "vxlan.dstport: must be between 1 and 65535",
+                "vxlan.remotes[0]: 2001:db8::2 is not of vxlan.local's family (one underlay: all IPv4 or all IPv6)",
+                "vxlan.remotes[1]: 192.0.2.1 is this switch's own address (vxlan.local)",
+                "vxlan.remotes[3]: 192.0.2.3 is listed twice",
+                "vxlan.remotes[4]: 224.0.0.1 is not a unicast address",
+                "vxlan.fdb[0].vlan: VLAN 30 has no vni",
+                "vxlan.fdb[1].mac: 01:00:00:00:00:01 is not a unicast address",
+                "vxlan.fdb[2].mac: 02:00:00:00:00:05 in VLAN 10 is also in fdb",
+                "vlans[1].vni: 1010 is already the VNI of vlans[0]",
+                "vlans[2].remotes: only a VLAN with a vni has remotes",
+                "vlans[3].vni: must be between 1 and 16777215",
+                "ports[0].name: \"vxlan1010\" is the name of VNI 1010's tunnel port",
+                "ports[1].kind: vxlan ports are made by the switch: give the VLAN a vni instead",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_static_mac_and_a_mirror_may_name_a_tunnel_port() {
+        let t = "\
+vxlan: { local: 192.0.2.1, remotes: [192.0.2.2] }
+vlans: [{ id: 10, vni: 1010 }]
+ports: [{ name: mon, kind: tap, mode: access, vlan: 10 }]
+fdb: [{ vlan: 10, mac: '02:00:00:00:00:05', port: vxlan1010 }]
+mirrors: [{ name: m, output: mon, ports: [vxlan1010] }]
+";
+        assert_eq!(problems_of(t), Vec::<String>::new());
+        assert_eq!(
+            Topology::from_yaml(t).unwrap().to_yaml(),
+            Topology::from_yaml(t).unwrap().to_yaml()
+        );
     }
 
     fn parse_error(text: &str) -> String {
