@@ -39,8 +39,8 @@ const METHODS: [Method; 5] = [
 const UNPROVOKED: [&str; 2] = ["408", "500"];
 /// Answers that need a VXLAN tunnel, which cannot be made in-process (no interface holds
 /// `vxlan.local`, and none is made on the host): a new endpoint that the running tunnels
-/// cannot take, and removing the `vxlan` section while a VLAN has a vni. The network-namespace
-/// tests make tunnels.
+/// cannot take, and removing the `vxlan` section while a VLAN has a vni (the network-namespace
+/// test `vxlan_api` makes a tunnel and sees the second).
 const NEEDS_A_TUNNEL: [(&str, &str, &str); 2] = [
     ("PUT", "/api/v1/vxlan", "409"),
     ("DELETE", "/api/v1/vxlan", "422"),

@@ -25,4 +25,5 @@ mod security;
 mod service;
 mod tcp;
 mod trunk;
+mod vxlan_api;
 mod watch;

@@ -56,7 +56,7 @@ enum Cmd {
     /// Port mirrors (SPAN): add, del, list.
     #[command(subcommand)]
     Mirror(MirrorCmd),
-    /// The switch as a VXLAN tunnel endpoint: show, set, remote add/del.
+    /// The switch as a VXLAN tunnel endpoint: show, set, del, remote add/del.
     #[command(subcommand)]
     Vxlan(vxlan::VxlanCmd),
     /// The whole configuration: apply, export.

@@ -18,6 +18,9 @@ pub enum VxlanCmd {
     /// Make the switch a VXLAN tunnel endpoint, or change its endpoint (the tunnels are made
     /// anew). Writes the whole section from its options; the static remote MACs are kept.
     Set(SetArgs),
+    /// Stop being a VXLAN tunnel endpoint (refused while a VLAN has a VNI: `vlan set ID
+    /// --no-vni` first).
+    Del,
     /// Remote VTEPs that tunnels flood to: add, del.
     #[command(subcommand)]
     Remote(RemoteCmd),
@@ -117,6 +120,10 @@ pub fn run(ctx: &Ctx, cmd: VxlanCmd) -> Result<()> {
                 .client
                 .json("PUT", "/api/v1/vxlan", &serde_json::to_value(&x)?)?;
             ctx.show(v, |x: VxlanView| table::vxlan(&x))
+        }
+        VxlanCmd::Del => {
+            ctx.client.call("DELETE", "/api/v1/vxlan", None)?;
+            Ok(())
         }
         VxlanCmd::Remote(RemoteCmd::Add { address, vlan }) => {
             let r = RemoteRequest {
