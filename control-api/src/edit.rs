@@ -4,11 +4,15 @@
 //! these functions only hold the rules that belong to the request itself (names in use, the
 //! mode-change rule of PATCH, VLAN 1, what goes with a removed port or VLAN).
 
+use std::net::IpAddr;
+
 use dataplane::wire::{MacAddr, MacParseError};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
-use crate::topology::{LimitAction, Port, PortMode, StaticMac, Topology, Vlan, DEFAULT_VLAN};
+use crate::topology::{
+    address_problem, LimitAction, Port, PortMode, StaticMac, Topology, Vlan, Vxlan, DEFAULT_VLAN,
+};
 
 /// Why a change is refused before the new topology is validated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +58,41 @@ pub enum EditError {
     /// No mirror of that name.
     #[error("no mirror named {0:?}")]
     NoSuchMirror(String),
+    /// The topology has no `vxlan` section, so there are no remote VTEPs to change.
+    #[error(
+        "the switch is no VXLAN tunnel endpoint: set the vxlan section first (PUT /api/v1/vxlan)"
+    )]
+    NotVtep,
+    /// The VLAN has no `vni`, so it has no tunnel and no flood list.
+    #[error("VLAN {0} has no vni")]
+    NoVni(u16),
+    /// A remote VTEP address that does not parse, or cannot be a remote.
+    #[error("{0}")]
+    BadAddress(String),
+    /// The remote is in the flood list already.
+    #[error("{address} is already in {}", list_name(*.vlan))]
+    RemoteExists {
+        /// The remote.
+        address: IpAddr,
+        /// The VLAN whose flood list it is; `None`: the switch-wide one.
+        vlan: Option<u16>,
+    },
+    /// The remote is not in the flood list.
+    #[error("{address} is not in {}", list_name(*.vlan))]
+    NoSuchRemote {
+        /// The remote.
+        address: IpAddr,
+        /// The VLAN whose flood list it is; `None`: the switch-wide one.
+        vlan: Option<u16>,
+    },
+}
+
+/// The flood list a remote is added to or removed from, for people.
+fn list_name(vlan: Option<u16>) -> String {
+    match vlan {
+        Some(v) => format!("VLAN {v}'s flood list"),
+        None => "the switch-wide flood list (vxlan.remotes)".to_string(),
+    }
 }
 
 /// Result alias for this module.
@@ -123,6 +162,47 @@ pub struct PortPatch {
     )]
     #[schema(value_type = Option<Vec<String>>)]
     pub allowed_macs: Option<Option<Vec<MacAddr>>>,
+}
+
+/// Fields of a VLAN a PATCH may change; absent fields stay as they are, `null` clears.
+/// Clearing `vni` also clears the VLAN's `remotes` (unless the patch gives them) and its static
+/// remote MACs (`vxlan.fdb`): they belong to its tunnel.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VlanPatch {
+    /// A label for people.
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+    /// The VLAN's MAC limit (`null`: the switch's `vlan_max_macs`).
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<u32>)]
+    pub max_macs: Option<Option<u32>>,
+    /// The VXLAN network identifier, 1-16777215 (`null`: the VLAN stays on this host; its
+    /// tunnel goes).
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<u32>)]
+    pub vni: Option<Option<u32>>,
+    /// The VLAN's own flood list (`null`: the switch-wide `vxlan.remotes`).
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub remotes: Option<Option<Vec<IpAddr>>>,
 }
 
 /// `Some(None)` for an explicit `null`, `None` when absent.
@@ -250,6 +330,140 @@ pub fn delete_vlan(t: &Topology, id: u16) -> Result<Topology> {
         return Err(EditError::NoSuchVlan(id));
     }
     t.fdb.retain(|m| m.vlan != id);
+    Ok(t)
+}
+
+/// Applies `patch` to VLAN `id`; returns the topology and the VLAN's index in `vlans`. VLAN 1
+/// always exists: patching it when it is not declared declares it. Clearing the `vni` also
+/// clears the VLAN's own `remotes` (unless the patch sets them) and its static remote MACs.
+pub fn patch_vlan(t: &Topology, id: u16, patch: VlanPatch) -> Result<(Topology, usize)> {
+    let mut t = t.clone();
+    let i = match t.vlans.iter().position(|v| v.id == id) {
+        Some(i) => i,
+        None if id == DEFAULT_VLAN => {
+            let v = Vlan {
+                id,
+                name: None,
+                max_macs: None,
+                vni: None,
+                remotes: None,
+            };
+            let (with, at) = add_vlan(&t, v)?;
+            t = with;
+            at
+        }
+        None => return Err(EditError::NoSuchVlan(id)),
+    };
+    let v = &mut t.vlans[i];
+    if let Some(name) = patch.name {
+        v.name = name;
+    }
+    if let Some(max) = patch.max_macs {
+        v.max_macs = max;
+    }
+    if let Some(vni) = patch.vni {
+        if vni.is_none() {
+            v.remotes = None;
+        }
+        v.vni = vni;
+    }
+    if let Some(remotes) = patch.remotes {
+        v.remotes = remotes;
+    }
+    if v.vni.is_none() {
+        if let Some(x) = &mut t.vxlan {
+            x.fdb.retain(|m| m.vlan != id);
+        }
+    }
+    Ok((t, i))
+}
+
+/// Makes `x` the `vxlan` section.
+pub fn set_vxlan(t: &Topology, x: Vxlan) -> Topology {
+    let mut t = t.clone();
+    t.vxlan = Some(x);
+    t
+}
+
+/// Removes the `vxlan` section; `None` if there is none. Validation refuses the result while a
+/// VLAN still has a `vni`.
+pub fn remove_vxlan(t: &Topology) -> Option<Topology> {
+    t.vxlan.as_ref()?;
+    let mut t = t.clone();
+    t.vxlan = None;
+    Some(t)
+}
+
+/// Parses a remote VTEP address and checks that it can be one of `t`'s: unicast, of
+/// `vxlan.local`'s family, not `vxlan.local` itself.
+pub fn parse_remote(t: &Topology, address: &str) -> Result<IpAddr> {
+    let x = t.vxlan.as_ref().ok_or(EditError::NotVtep)?;
+    let a: IpAddr = address
+        .trim()
+        .parse()
+        .map_err(|_| EditError::BadAddress(format!("{address:?} is not an IP address")))?;
+    if let Some(why) = address_problem(a, Some(x.local.is_ipv4())) {
+        return Err(EditError::BadAddress(why));
+    }
+    if a == x.local {
+        return Err(EditError::BadAddress(format!(
+            "{a} is this switch's own address (vxlan.local)"
+        )));
+    }
+    Ok(a)
+}
+
+/// The flood list `vlan` asks to change: the VLAN's, which becomes its own list (a VLAN that
+/// had none starts from the switch-wide one), or without a VLAN the switch-wide list.
+fn flood_list(t: &mut Topology, vlan: Option<u16>) -> Result<&mut Vec<IpAddr>> {
+    let Some(id) = vlan else {
+        return Ok(&mut t.vxlan.as_mut().ok_or(EditError::NotVtep)?.remotes);
+    };
+    let switch_wide = t.vxlan.as_ref().ok_or(EditError::NotVtep)?.remotes.clone();
+    let v = t
+        .vlans
+        .iter_mut()
+        .find(|v| v.id == id)
+        .ok_or(EditError::NoSuchVlan(id))?;
+    if v.vni.is_none() {
+        return Err(EditError::NoVni(id));
+    }
+    Ok(v.remotes.get_or_insert(switch_wide))
+}
+
+/// Adds remote VTEP `address` to the switch-wide flood list (`vxlan.remotes`), or with `vlan`
+/// to that VLAN's flood list. A VLAN without a list of its own gets one: the switch-wide list
+/// plus `address` (so it keeps flooding where it did). Refused when the address is in the
+/// list already.
+pub fn add_remote(t: &Topology, address: &str, vlan: Option<u16>) -> Result<(Topology, IpAddr)> {
+    let a = parse_remote(t, address)?;
+    let mut t = t.clone();
+    let list = flood_list(&mut t, vlan)?;
+    if list.contains(&a) {
+        return Err(EditError::RemoteExists { address: a, vlan });
+    }
+    list.push(a);
+    Ok((t, a))
+}
+
+/// Removes remote VTEP `address` from the switch-wide flood list, or with `vlan` from that
+/// VLAN's flood list. A VLAN without a list of its own gets one: the switch-wide list less
+/// `address`. An address that does not parse is [`EditError::BadAddress`].
+pub fn remove_remote(t: &Topology, address: &str, vlan: Option<u16>) -> Result<Topology> {
+    let a: IpAddr = address
+        .trim()
+        .parse()
+        .map_err(|_| EditError::BadAddress(format!("{address:?} is not an IP address")))?;
+    let mut t = t.clone();
+    let list = match flood_list(&mut t, vlan) {
+        Err(EditError::NotVtep) => return Err(EditError::NoSuchRemote { address: a, vlan }),
+        other => other?,
+    };
+    let before = list.len();
+    list.retain(|r| *r != a);
+    if list.len() == before {
+        return Err(EditError::NoSuchRemote { address: a, vlan });
+    }
     Ok(t)
 }
 
@@ -511,5 +725,149 @@ mod tests {
         assert_eq!(flush_static(&base(), Some(10), None).1, 2);
         let (t, n) = flush_static(&base(), Some(10), Some("t"));
         assert_eq!((n, t.fdb.len()), (1, 3));
+    }
+
+    const VTEP: &str = "vxlan: { local: 192.0.2.1, remotes: [192.0.2.2], fdb: [{ vlan: 20, mac: '02:00:00:00:00:09', remote: 192.0.2.4 }] }\nvlans:\n  - { id: 10, vni: 1010 }\n  - { id: 20, vni: 1020, remotes: [192.0.2.4] }\n  - { id: 30 }\n";
+
+    fn vtep() -> Topology {
+        Topology::from_yaml(VTEP).unwrap()
+    }
+
+    fn ips(list: &[IpAddr]) -> Vec<String> {
+        list.iter().map(IpAddr::to_string).collect()
+    }
+
+    #[test]
+    fn set_and_remove_the_vxlan_section() {
+        let x = vtep().vxlan.unwrap();
+        let t = set_vxlan(&base(), x.clone());
+        assert_eq!(t.vxlan, Some(x));
+        assert_eq!(remove_vxlan(&t).unwrap().vxlan, None);
+        assert!(remove_vxlan(&base()).is_none());
+        // removing it while VLANs have a vni is left to validation, which names them
+        let errors = remove_vxlan(&vtep()).unwrap().validate().unwrap_err();
+        assert!(errors.to_string().contains("vlans[0].vni"), "{errors}");
+    }
+
+    #[test]
+    fn add_remote_to_the_switch_wide_list_or_a_vlans() {
+        let (t, a) = add_remote(&vtep(), "192.0.2.3", None).unwrap();
+        assert_eq!(a.to_string(), "192.0.2.3");
+        assert_eq!(
+            ips(&t.vxlan.as_ref().unwrap().remotes),
+            ["192.0.2.2", "192.0.2.3"]
+        );
+        assert_eq!(ips(&t.remotes_of(10)), ["192.0.2.2", "192.0.2.3"]);
+        assert_eq!(ips(&t.remotes_of(20)), ["192.0.2.4"], "its own list stays");
+        // a VLAN without a list of its own gets the switch-wide one plus the address
+        let (t, _) = add_remote(&vtep(), "192.0.2.5", Some(10)).unwrap();
+        assert_eq!(ips(&t.remotes_of(10)), ["192.0.2.2", "192.0.2.5"]);
+        assert_eq!(ips(&t.vxlan.as_ref().unwrap().remotes), ["192.0.2.2"]);
+        let (t, _) = add_remote(&vtep(), "192.0.2.5", Some(20)).unwrap();
+        assert_eq!(ips(&t.remotes_of(20)), ["192.0.2.4", "192.0.2.5"]);
+        assert!(t.validate().is_ok());
+    }
+
+    #[test]
+    fn add_remote_refusals() {
+        let err = |a: &str, v| add_remote(&vtep(), a, v).unwrap_err();
+        assert!(matches!(
+            err("192.0.2.2", None),
+            EditError::RemoteExists { vlan: None, .. }
+        ));
+        assert!(matches!(
+            err("192.0.2.2", Some(10)),
+            EditError::RemoteExists { vlan: Some(10), .. }
+        ));
+        for bad in ["nope", "224.0.0.1", "2001:db8::1", "0.0.0.0", "192.0.2.1"] {
+            assert!(matches!(err(bad, None), EditError::BadAddress(_)), "{bad}");
+        }
+        assert_eq!(err("192.0.2.9", Some(30)), EditError::NoVni(30));
+        assert_eq!(err("192.0.2.9", Some(40)), EditError::NoSuchVlan(40));
+        assert_eq!(
+            add_remote(&base(), "192.0.2.9", None),
+            Err(EditError::NotVtep)
+        );
+    }
+
+    #[test]
+    fn remove_remote_from_the_switch_wide_list_or_a_vlans() {
+        let t = remove_remote(&vtep(), "192.0.2.2", None).unwrap();
+        assert!(t.vxlan.as_ref().unwrap().remotes.is_empty());
+        assert!(t.remotes_of(10).is_empty());
+        // a VLAN without a list of its own gets the switch-wide one less the address
+        let (t, _) = add_remote(&vtep(), "192.0.2.3", None).unwrap();
+        let t = remove_remote(&t, "192.0.2.2", Some(10)).unwrap();
+        assert_eq!(ips(&t.remotes_of(10)), ["192.0.2.3"]);
+        assert_eq!(
+            ips(&t.vxlan.as_ref().unwrap().remotes),
+            ["192.0.2.2", "192.0.2.3"]
+        );
+        let t = remove_remote(&vtep(), "192.0.2.4", Some(20)).unwrap();
+        assert_eq!(t.vlans[1].remotes, Some(vec![]), "floods to no one");
+
+        let gone = |a: &str, v| remove_remote(&vtep(), a, v).unwrap_err();
+        assert!(matches!(
+            gone("192.0.2.4", None),
+            EditError::NoSuchRemote { vlan: None, .. }
+        ));
+        assert!(matches!(
+            gone("192.0.2.2", Some(20)),
+            EditError::NoSuchRemote { vlan: Some(20), .. }
+        ));
+        assert!(matches!(gone("nope", None), EditError::BadAddress(_)));
+        assert_eq!(gone("192.0.2.2", Some(30)), EditError::NoVni(30));
+        assert!(matches!(
+            remove_remote(&base(), "192.0.2.2", None),
+            Err(EditError::NoSuchRemote { .. })
+        ));
+    }
+
+    #[test]
+    fn patch_vlan_sets_and_clears_a_vni() {
+        let patch = VlanPatch {
+            vni: Some(Some(1030)),
+            name: Some(Some("blue".into())),
+            ..Default::default()
+        };
+        let (t, i) = patch_vlan(&vtep(), 30, patch).unwrap();
+        assert_eq!(i, 2);
+        let v = &t.vlans[2];
+        assert_eq!((v.vni, v.name.as_deref()), (Some(1030), Some("blue")));
+        assert!(t.validate().is_ok());
+        // clearing the vni takes the VLAN's own flood list and static remote MACs with it
+        let patch = VlanPatch {
+            vni: Some(None),
+            ..Default::default()
+        };
+        let (t, _) = patch_vlan(&vtep(), 20, patch).unwrap();
+        assert_eq!((t.vlans[1].vni, &t.vlans[1].remotes), (None, &None));
+        assert!(t.vxlan.as_ref().unwrap().fdb.is_empty());
+        assert!(t.validate().is_ok());
+        // absent fields stay; null clears
+        let patch = VlanPatch {
+            remotes: Some(None),
+            ..Default::default()
+        };
+        let (t, _) = patch_vlan(&vtep(), 20, patch).unwrap();
+        assert_eq!((t.vlans[1].vni, &t.vlans[1].remotes), (Some(1020), &None));
+        assert_eq!(t.vxlan, vtep().vxlan);
+        assert_eq!(
+            patch_vlan(&vtep(), 40, VlanPatch::default()),
+            Err(EditError::NoSuchVlan(40))
+        );
+        // VLAN 1 always exists: a patch declares it
+        let patch = VlanPatch {
+            name: Some(Some("default".into())),
+            ..Default::default()
+        };
+        let (t, i) = patch_vlan(&vtep(), 1, patch).unwrap();
+        assert_eq!((i, t.vlans[0].id, t.vlans.len()), (0, 1, 4));
+        // the body: absent, null and a value are three things
+        let p: VlanPatch = serde_json::from_str(r#"{"vni":null,"name":"x"}"#).unwrap();
+        assert_eq!(
+            (p.vni, p.name, p.remotes),
+            (Some(None), Some(Some("x".into())), None)
+        );
     }
 }

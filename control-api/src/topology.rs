@@ -802,7 +802,7 @@ fn vid_problem(vid: u16) -> Option<String> {
 }
 
 /// Why `a` cannot be a tunnel address (of the family `v4` says, if given), if it cannot.
-fn address_problem(a: IpAddr, v4: Option<bool>) -> Option<String> {
+pub(crate) fn address_problem(a: IpAddr, v4: Option<bool>) -> Option<String> {
     if a.is_unspecified() || a.is_multicast() || a.is_loopback() {
         return Some(format!("{a} is not a unicast address"));
     }

@@ -37,6 +37,14 @@ const METHODS: [Method; 5] = [
 /// Statuses that no input can bring about in-process (a request slower than 10 s; a failed
 /// state-file write or a handler that panicked).
 const UNPROVOKED: [&str; 2] = ["408", "500"];
+/// Answers that need a VXLAN tunnel, which cannot be made in-process (no interface holds
+/// `vxlan.local`, and none is made on the host): a new endpoint that the running tunnels
+/// cannot take, and removing the `vxlan` section while a VLAN has a vni (the network-namespace
+/// test `vxlan_api` makes a tunnel and sees the second).
+const NEEDS_A_TUNNEL: [(&str, &str, &str); 2] = [
+    ("PUT", "/api/v1/vxlan", "409"),
+    ("DELETE", "/api/v1/vxlan", "422"),
+];
 
 fn app_with(token: Option<&str>) -> axum::Router {
     app_and_events(token).0
@@ -104,6 +112,7 @@ fn sample(template: &str) -> String {
         .replace("{id}", "10")
         .replace("{vlan}", "10")
         .replace("{mac}", "02:00:00:00:00:01")
+        .replace("{address}", "192.0.2.3")
 }
 
 /// Validates `instance` against `schema`, a schema of `doc` whose `$ref`s point into
@@ -316,7 +325,13 @@ impl Contract {
         for ((method, path), op) in &self.ops {
             for code in op["responses"].as_object().unwrap().keys() {
                 let key = (method.clone(), path.clone(), code.clone());
-                if !UNPROVOKED.contains(&code.as_str()) && !self.seen.contains(&key) {
+                let needs_a_tunnel = NEEDS_A_TUNNEL.iter().any(|(m, p, c)| {
+                    (*m, *p, *c) == (method.as_str(), path.as_str(), code.as_str())
+                });
+                if !UNPROVOKED.contains(&code.as_str())
+                    && !needs_a_tunnel
+                    && !self.seen.contains(&key)
+                {
                     missing.push(format!("{method} {path} {code}"));
                 }
             }
@@ -736,6 +751,247 @@ async fn every_route_answers_as_the_document_says() {
         )
         .await;
     assert_eq!(a.status, S::PAYLOAD_TOO_LARGE);
+
+    // vxlan: the section, the flood lists, a VLAN's vni. No tunnel can be made here (no
+    // interface holds vxlan.local, and none is made on the host), so a vni is refused (409).
+    let vtep = r#"{"local":"192.0.2.1","remotes":["192.0.2.2"]}"#;
+    let remote = r#"{"address":"192.0.2.3"}"#;
+    for (method, uri, body, status, field) in [
+        (M::GET, "/api/v1/vxlan", None, S::OK, None),
+        (M::DELETE, "/api/v1/vxlan", None, S::NOT_FOUND, None),
+        (
+            M::POST,
+            "/api/v1/vxlan/remotes",
+            Some(remote),
+            S::CONFLICT,
+            None,
+        ),
+        (
+            M::DELETE,
+            "/api/v1/vxlan/remotes/192.0.2.3",
+            None,
+            S::NOT_FOUND,
+            Some("address"),
+        ),
+        (M::PUT, "/api/v1/vxlan", Some(vtep), S::OK, None),
+        (
+            M::PUT,
+            "/api/v1/vxlan",
+            Some(r#"{"local":"224.0.0.1"}"#),
+            S::UNPROCESSABLE_ENTITY,
+            Some("local"),
+        ),
+        (
+            M::PUT,
+            "/api/v1/vxlan",
+            Some(r#"{"local":"192.0.2.1","remotes":["2001:db8::2"]}"#),
+            S::UNPROCESSABLE_ENTITY,
+            Some("remotes[0]"),
+        ),
+        (
+            M::PUT,
+            "/api/v1/vxlan",
+            Some(r#"{"local":"nope"}"#),
+            S::BAD_REQUEST,
+            Some("local"),
+        ),
+        (
+            M::POST,
+            "/api/v1/vxlan/remotes",
+            Some(remote),
+            S::CREATED,
+            None,
+        ),
+        (
+            M::POST,
+            "/api/v1/vxlan/remotes",
+            Some(remote),
+            S::CONFLICT,
+            Some("address"),
+        ),
+        (
+            M::POST,
+            "/api/v1/vxlan/remotes",
+            Some(r#"{"address":"nope"}"#),
+            S::UNPROCESSABLE_ENTITY,
+            Some("address"),
+        ),
+        (
+            M::POST,
+            "/api/v1/vxlan/remotes",
+            Some(r#"{"address":"224.0.0.5"}"#),
+            S::UNPROCESSABLE_ENTITY,
+            Some("address"),
+        ),
+        (
+            M::POST,
+            "/api/v1/vxlan/remotes",
+            Some(r#"{"address":"2001:db8::3"}"#),
+            S::UNPROCESSABLE_ENTITY,
+            Some("address"),
+        ),
+        (
+            M::POST,
+            "/api/v1/vxlan/remotes",
+            Some(r#"{"address":"192.0.2.1"}"#),
+            S::UNPROCESSABLE_ENTITY,
+            Some("address"),
+        ),
+        (
+            M::POST,
+            "/api/v1/vxlan/remotes",
+            Some(r#"{"address":"192.0.2.4","vlan":10}"#),
+            S::UNPROCESSABLE_ENTITY,
+            Some("vlan"),
+        ),
+        (
+            M::POST,
+            "/api/v1/vxlan/remotes",
+            Some(r#"{"address":"192.0.2.4","vlan":30}"#),
+            S::NOT_FOUND,
+            Some("vlan"),
+        ),
+        (
+            M::POST,
+            "/api/v1/vxlan/remotes",
+            Some(r#"{"address":1}"#),
+            S::BAD_REQUEST,
+            Some("address"),
+        ),
+        (M::GET, "/api/v1/vxlan", None, S::OK, None),
+        (
+            M::DELETE,
+            "/api/v1/vxlan/remotes/192.0.2.3",
+            None,
+            S::NO_CONTENT,
+            None,
+        ),
+        (
+            M::DELETE,
+            "/api/v1/vxlan/remotes/192.0.2.3",
+            None,
+            S::NOT_FOUND,
+            Some("address"),
+        ),
+        (
+            M::DELETE,
+            "/api/v1/vxlan/remotes/nope",
+            None,
+            S::UNPROCESSABLE_ENTITY,
+            Some("address"),
+        ),
+        (
+            M::DELETE,
+            "/api/v1/vxlan/remotes/192.0.2.2?vlan=10",
+            None,
+            S::UNPROCESSABLE_ENTITY,
+            Some("vlan"),
+        ),
+        (
+            M::DELETE,
+            "/api/v1/vxlan/remotes/192.0.2.2?vlan=x",
+            None,
+            S::BAD_REQUEST,
+            None,
+        ),
+        (
+            M::PATCH,
+            "/api/v1/vlans/10",
+            Some(r#"{"name":"crimson","max_macs":50}"#),
+            S::OK,
+            None,
+        ),
+        (
+            M::PATCH,
+            "/api/v1/vlans/10",
+            Some(r#"{"vni":1010}"#),
+            S::CONFLICT,
+            None,
+        ),
+        (
+            M::PATCH,
+            "/api/v1/vlans/10",
+            Some(r#"{"vni":0}"#),
+            S::UNPROCESSABLE_ENTITY,
+            Some("vni"),
+        ),
+        (
+            M::PATCH,
+            "/api/v1/vlans/10",
+            Some(r#"{"remotes":["192.0.2.9"]}"#),
+            S::UNPROCESSABLE_ENTITY,
+            Some("remotes"),
+        ),
+        (
+            M::PATCH,
+            "/api/v1/vlans/10",
+            Some(r#"{"name":null,"max_macs":null,"vni":null,"remotes":null}"#),
+            S::OK,
+            None,
+        ),
+        (
+            M::PATCH,
+            "/api/v1/vlans/30",
+            Some("{}"),
+            S::NOT_FOUND,
+            Some("id"),
+        ),
+        (
+            M::PATCH,
+            "/api/v1/vlans/x",
+            Some("{}"),
+            S::BAD_REQUEST,
+            Some("id"),
+        ),
+        (
+            M::PATCH,
+            "/api/v1/vlans/4095",
+            Some("{}"),
+            S::UNPROCESSABLE_ENTITY,
+            Some("id"),
+        ),
+        (
+            M::PATCH,
+            "/api/v1/vlans/10",
+            Some(r#"{"colour":"red"}"#),
+            S::BAD_REQUEST,
+            None,
+        ),
+        (M::DELETE, "/api/v1/vxlan", None, S::NO_CONTENT, None),
+        (
+            M::PATCH,
+            "/api/v1/vlans/10",
+            Some(r#"{"vni":1010}"#),
+            S::UNPROCESSABLE_ENTITY,
+            Some("vni"),
+        ),
+    ] {
+        let a = c.call(&app, method.clone(), uri, body).await;
+        assert_eq!(a.status, status, "{method} {uri} {body:?}: {}", a.body);
+        if let Some(field) = field {
+            assert_eq!(
+                a.body["field"], field,
+                "{method} {uri} {body:?}: {}",
+                a.body
+            );
+        }
+    }
+    let a = c.call(&app, M::GET, "/api/v1/vxlan", None).await;
+    assert_eq!(a.body, json!({"vxlan": null, "tunnels": []}));
+    for (method, uri) in [
+        (M::PUT, "/api/v1/vxlan"),
+        (M::POST, "/api/v1/vxlan/remotes"),
+        (M::PATCH, "/api/v1/vlans/10"),
+    ] {
+        let a = c
+            .send(&app, method.clone(), uri, &text, b"{}".to_vec())
+            .await;
+        assert_eq!(a.status, S::UNSUPPORTED_MEDIA_TYPE, "{method} {uri}");
+        let a = c
+            .send(&app, method.clone(), uri, &too_large, huge.clone().into())
+            .await;
+        assert_eq!(a.status, S::PAYLOAD_TOO_LARGE, "{method} {uri}");
+    }
 
     // capture: a second of a port's frames; bad snaplen and count; no such port
     let a = c

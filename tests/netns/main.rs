@@ -26,4 +26,5 @@ mod service;
 mod tcp;
 mod trunk;
 mod vxlan;
+mod vxlan_api;
 mod watch;

@@ -13,7 +13,7 @@ use utoipa::{Modify, OpenApi};
 use super::error::{Problem, PROBLEM_JSON};
 use super::views::FdbType;
 use super::{
-    events, fdb, mirrors, page, ports, stats, topology, trace, vlans, watch, BODY_LIMIT,
+    events, fdb, mirrors, page, ports, stats, topology, trace, vlans, vxlan, watch, BODY_LIMIT,
     REQUEST_TIMEOUT,
 };
 use crate::topology::{FieldError, PortKind};
@@ -30,10 +30,13 @@ pub const BEARER: &str = "bearer";
         super::healthz, openapi, page::page,
         ports::list_ports, ports::get_port, ports::add_port, ports::patch_port,
         ports::enable_port, ports::delete_port,
-        vlans::list_vlans, vlans::get_vlan, vlans::add_vlan, vlans::delete_vlan,
+        vlans::list_vlans, vlans::get_vlan, vlans::add_vlan, vlans::patch_vlan,
+        vlans::delete_vlan,
         fdb::list_fdb, fdb::add_static_mac, fdb::flush_fdb, fdb::delete_mac,
         topology::get_topology, topology::put_topology, stats::stats, stats::metrics,
         mirrors::list_mirrors, mirrors::add_mirror, mirrors::delete_mirror,
+        vxlan::get_vxlan, vxlan::put_vxlan, vxlan::delete_vxlan, vxlan::add_remote,
+        vxlan::delete_remote,
         trace::trace, watch::capture, watch::arm_trace, watch::read_trace, watch::delete_trace,
         events::events
     ),
@@ -46,6 +49,8 @@ pub const BEARER: &str = "bearer";
         (name = "ports", description = "Switch ports"),
         (name = "vlans", description = "VLAN declarations"),
         (name = "fdb", description = "The MAC table"),
+        (name = "vxlan", description = "The switch as a VXLAN tunnel endpoint: its tunnels and \
+            remote VTEPs"),
         (name = "topology", description = "The whole configuration"),
         (name = "stats", description = "Counters"),
         (name = "troubleshooting", description = "Why a frame goes where it goes, what a port sees"),

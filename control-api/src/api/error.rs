@@ -117,6 +117,13 @@ impl From<EditError> for ApiError {
             EditError::BadMac(_) => (StatusCode::UNPROCESSABLE_ENTITY, "mac"),
             EditError::MirrorExists(_) => (StatusCode::CONFLICT, "name"),
             EditError::NoSuchMirror(_) => (StatusCode::NOT_FOUND, "name"),
+            EditError::NotVtep => {
+                return ApiError::new(StatusCode::CONFLICT, e.to_string());
+            }
+            EditError::NoVni(_) => (StatusCode::UNPROCESSABLE_ENTITY, "vlan"),
+            EditError::BadAddress(_) => (StatusCode::UNPROCESSABLE_ENTITY, "address"),
+            EditError::RemoteExists { .. } => (StatusCode::CONFLICT, "address"),
+            EditError::NoSuchRemote { .. } => (StatusCode::NOT_FOUND, "address"),
         };
         ApiError::new(status, e.to_string()).field(field)
     }

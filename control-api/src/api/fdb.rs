@@ -1,5 +1,8 @@
 //! `/api/v1/fdb`: the MAC table: list, add and remove static entries, flush.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -15,7 +18,8 @@ use super::views::{FdbEntryView, FdbType, Removed};
 use super::vlans::parse_vid;
 use super::AppState;
 use crate::edit::{self, EditError};
-use crate::topology::StaticMac;
+use crate::topology::{PortKind, StaticMac};
+use crate::tunnels;
 
 /// Filters of `GET`/`DELETE /api/v1/fdb`, as `bridge fdb` has them.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -43,7 +47,8 @@ fn port_filter(
     .transpose()
 }
 
-/// List MAC table entries.
+/// List MAC table entries. An entry on a VLAN's tunnel port names the remote VTEP the MAC is
+/// behind (`remote_vtep`), from the tunnel interface's kernel FDB.
 #[utoipa::path(get, path = "/api/v1/fdb", tag = "fdb", params(FdbQuery),
     responses(
         (status = 200, body = [FdbEntryView]),
@@ -61,6 +66,20 @@ pub(super) async fn list_fdb(
         let snap = sw.snapshot();
         let port_id = port_filter(q.port.as_deref(), |n| snap.port_id(n))?;
         let now = sw.now();
+        // The remote VTEP behind each MAC of each tunnel: one kernel dump per tunnel.
+        let behind: HashMap<(dataplane::PortId, MacAddr), IpAddr> = ctl
+            .running()
+            .ports
+            .iter()
+            .filter(|p| p.kind == PortKind::Vxlan)
+            .filter_map(|p| Some((snap.port_id(&p.name)?, &p.name)))
+            .filter(|(id, _)| port_id.is_none_or(|p| p == *id))
+            .flat_map(|(id, name)| {
+                tunnels::learned_remotes(name)
+                    .into_iter()
+                    .map(move |(mac, remote)| ((id, mac), remote))
+            })
+            .collect();
         let entries = sw
             .fdb()
             .entries(now, snap.aging_secs)
@@ -88,6 +107,7 @@ pub(super) async fn list_fdb(
                 } else {
                     now.saturating_sub(e.last_seen)
                 },
+                remote_vtep: behind.get(&(e.port, e.mac)).copied(),
             })
             .collect();
         Ok(entries)

@@ -7,8 +7,9 @@
 //! panic on input.
 //!
 //! One module per resource, each with the handlers of its routes: `ports.rs`, `vlans.rs`,
-//! `fdb.rs`, `mirrors.rs`, `topology.rs`, `stats.rs` (with `/metrics`), `trace.rs`, `watch.rs` (capture and
-//! live trace), `events.rs` (the event stream), and `page.rs` the page at `/` (which reads only the public routes, as any
+//! `fdb.rs`, `mirrors.rs`, `vxlan.rs` (the VTEP and its flood lists), `topology.rs`,
+//! `stats.rs` (with `/metrics`), `trace.rs`, `watch.rs` (capture and live trace), `events.rs`
+//! (the event stream), and `page.rs` the page at `/` (which reads only the public routes, as any
 //! client); [`router`] lists every route. `doc.rs`
 //! holds the OpenAPI document ([`ApiDoc`]) and what it says of every route at once (the bearer
 //! token, the middleware's and extractors' problems), `error.rs` the problem document and how
@@ -42,9 +43,10 @@ mod topology;
 mod trace;
 pub mod views;
 mod vlans;
+mod vxlan;
 mod watch;
 
-pub use crate::edit::PortPatch;
+pub use crate::edit::{PortPatch, VlanPatch};
 pub use doc::{ApiDoc, BEARER};
 pub use error::{ApiError, Problem, PROBLEM_JSON};
 pub use events::EventsQuery;
@@ -54,6 +56,7 @@ pub(crate) use ports::link_of;
 pub use topology::ApplyQuery;
 pub use trace::{FrameFields, TraceRequest};
 pub use views::*;
+pub use vxlan::{RemoteQuery, RemoteRequest};
 pub use watch::{CaptureDirection, LiveTraceView, MAX_WAIT_SECS, PCAPNG};
 
 use error::ApiResult;
@@ -136,7 +139,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/api/v1/vlans/{id}",
-            get(vlans::get_vlan).delete(vlans::delete_vlan),
+            get(vlans::get_vlan)
+                .patch(vlans::patch_vlan)
+                .delete(vlans::delete_vlan),
         )
         .route(
             "/api/v1/fdb",
@@ -150,6 +155,17 @@ pub fn router(state: AppState) -> Router {
             get(mirrors::list_mirrors).post(mirrors::add_mirror),
         )
         .route("/api/v1/mirrors/{name}", delete(mirrors::delete_mirror))
+        .route(
+            "/api/v1/vxlan",
+            get(vxlan::get_vxlan)
+                .put(vxlan::put_vxlan)
+                .delete(vxlan::delete_vxlan),
+        )
+        .route("/api/v1/vxlan/remotes", post(vxlan::add_remote))
+        .route(
+            "/api/v1/vxlan/remotes/{address}",
+            delete(vxlan::delete_remote),
+        )
         .route(
             "/api/v1/topology",
             get(topology::get_topology).put(topology::put_topology),

@@ -2,6 +2,7 @@
 //! server's answers into the same types the server writes.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use dataplane::counters::{DropReason, MacEvent};
 use serde::{Deserialize, Serialize};
@@ -10,7 +11,7 @@ use utoipa::openapi::{RefOr, Schema};
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::diff::Change;
-use crate::topology::{LimitAction, MacAddr, Port};
+use crate::topology::{LimitAction, MacAddr, Port, Vxlan};
 
 /// Whether a metric only grows or goes up and down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,6 +268,44 @@ pub struct VlanView {
     pub name: Option<String>,
     /// Ports that carry it.
     pub ports: Vec<String>,
+    /// The VXLAN network identifier that carries it to other hosts, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
+    /// With a `vni`: the remote VTEPs its tunnel floods to (its own list, else the
+    /// switch-wide one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub remotes: Option<Vec<IpAddr>>,
+}
+
+/// The switch as a VXLAN tunnel endpoint: its `vxlan` section and its tunnels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VxlanView {
+    /// The `vxlan` section as configured; `null` when the switch is no VTEP.
+    pub vxlan: Option<Vxlan>,
+    /// One tunnel port per VLAN with a `vni`.
+    pub tunnels: Vec<TunnelView>,
+}
+
+/// A VLAN's tunnel port, as it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TunnelView {
+    /// The port (and kernel interface) name, `vxlan<vni>`.
+    pub port: String,
+    /// The VLAN it carries.
+    pub vlan: u16,
+    /// Its VXLAN network identifier.
+    pub vni: u32,
+    /// The remote VTEPs it floods to: the VLAN's own `remotes`, else `vxlan.remotes`.
+    #[schema(value_type = Vec<String>)]
+    pub remotes: Vec<IpAddr>,
+    /// The tunnel interface's MTU; `null` when it cannot be read (no interface).
+    pub mtu: Option<u32>,
+    /// `up` when the port is attached to its interface.
+    pub link: Link,
+    /// Why the link is down, if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// One MAC table entry.
@@ -284,6 +323,11 @@ pub struct FdbEntryView {
     pub kind: FdbType,
     /// Seconds since last seen (0 for static entries).
     pub age_secs: u32,
+    /// On a tunnel port: the remote VTEP the MAC is behind, as the kernel learned it (or as
+    /// `vxlan.fdb` configures it). Absent on other ports, or when the kernel does not know.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "192.0.2.2")]
+    pub remote_vtep: Option<IpAddr>,
 }
 
 /// A MAC table entry's type (and the `type` filter of `/api/v1/fdb`).

@@ -1,4 +1,4 @@
-//! `/api/v1/vlans`: list, show, declare and remove VLANs.
+//! `/api/v1/vlans`: list, show, declare, change and remove VLANs.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -9,18 +9,18 @@ use super::error::{scoped, ApiError, ApiResult, Problem, PROBLEM_JSON};
 use super::extract::Payload;
 use super::views::VlanView;
 use super::AppState;
-use crate::edit::{self, EditError};
+use crate::edit::{self, EditError, VlanPatch};
 use crate::topology::{Topology, Vlan};
 
 fn vlan_view(topo: &Topology, id: u16) -> VlanView {
+    let declared = topo.vlans.iter().find(|v| v.id == id);
+    let vni = declared.and_then(|v| v.vni);
     VlanView {
         id,
-        name: topo
-            .vlans
-            .iter()
-            .find(|v| v.id == id)
-            .and_then(|v| v.name.clone()),
+        name: declared.and_then(|v| v.name.clone()),
         ports: edit::vlan_users(topo, id),
+        vni,
+        remotes: vni.map(|_| topo.remotes_of(id)),
     }
 }
 
@@ -99,6 +99,40 @@ pub(super) async fn add_vlan(
         })
         .await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// Change a VLAN in place: its name, MAC limit, VNI and flood list. Giving it a `vni` makes
+/// its tunnel port (`vxlan<vni>`); `"vni": null` removes the tunnel, with the VLAN's own
+/// `remotes` and its static remote MACs. VLAN 1, when not declared, is declared by a patch.
+#[utoipa::path(patch, path = "/api/v1/vlans/{id}", tag = "vlans", request_body = VlanPatch,
+    params(("id" = u16, Path, description = "VLAN id")),
+    responses(
+        (status = 200, body = VlanView),
+        (status = 400, body = Problem, content_type = PROBLEM_JSON,
+            description = "the id is not a number, or the body is not a VlanPatch"),
+        (status = 404, body = Problem, content_type = PROBLEM_JSON, description = "no such VLAN"),
+        (status = 409, body = Problem, content_type = PROBLEM_JSON,
+            description = "the VLAN's tunnel cannot be made (no interface holds vxlan.local, \
+                no such underlay)"),
+        (status = 422, body = Problem, content_type = PROBLEM_JSON,
+            description = "the id is 0, 4095 or out of range, or an invalid field: a vni \
+                without the vxlan section, out of 1-16777215 or another VLAN's; a remote that \
+                is not a unicast address of vxlan.local's family"),
+    ))]
+pub(super) async fn patch_vlan(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Payload(patch): Payload<VlanPatch>,
+) -> ApiResult<Json<VlanView>> {
+    let id = parse_vid(&id)?;
+    st.with_ctl(move |ctl| {
+        let (t, i) = edit::patch_vlan(ctl.topology(), id, patch)?;
+        ctl.apply(t, false)
+            .map_err(|e| scoped(e.into(), &format!("vlans[{i}]")))?;
+        Ok(vlan_view(ctl.running(), id))
+    })
+    .await
+    .map(Json)
 }
 
 /// Remove a VLAN declaration; 409 while ports use it. VLAN 1 always exists: removing its

@@ -8,6 +8,7 @@ mod events;
 mod hook;
 mod http;
 mod table;
+mod vxlan;
 
 use std::process::ExitCode;
 
@@ -46,7 +47,7 @@ enum Cmd {
     /// Ports: add, set, del, list, show.
     #[command(subcommand)]
     Port(PortCmd),
-    /// VLANs: add, del, list.
+    /// VLANs: add, set, del, list.
     #[command(subcommand)]
     Vlan(VlanCmd),
     /// The MAC table: show, add, del, flush.
@@ -55,6 +56,9 @@ enum Cmd {
     /// Port mirrors (SPAN): add, del, list.
     #[command(subcommand)]
     Mirror(MirrorCmd),
+    /// The switch as a VXLAN tunnel endpoint: show, set, del, remote add/del.
+    #[command(subcommand)]
+    Vxlan(vxlan::VxlanCmd),
     /// The whole configuration: apply, export.
     #[command(subcommand)]
     Topology(TopoCmd),
@@ -320,6 +324,8 @@ enum VlanCmd {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Change a VLAN: give it a VNI (a tunnel to other hosts) or take it away, rename it.
+    Set(vxlan::VlanSetArgs),
     /// Remove a VLAN (refused while ports use it).
     Del { id: u16 },
     /// List VLANs.
@@ -1084,7 +1090,9 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Port(PortCmd::List) => port_list(&ctx),
         Cmd::Port(PortCmd::Show { name }) => port_show(&ctx, name),
         Cmd::Vlan(VlanCmd::Add { id, name }) => vlan_add(&ctx, id, name),
+        Cmd::Vlan(VlanCmd::Set(a)) => vxlan::vlan_set(&ctx, a),
         Cmd::Vlan(VlanCmd::Del { id }) => vlan_del(&ctx, id),
+        Cmd::Vxlan(cmd) => vxlan::run(&ctx, cmd),
         Cmd::Vlan(VlanCmd::List) => vlan_list(&ctx),
         Cmd::Fdb(FdbCmd::Show {
             vlan,

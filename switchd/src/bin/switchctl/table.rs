@@ -1,6 +1,6 @@
 //! The tables `switchctl` prints, from the API's response types. A missing value is `-`.
 
-use control_api::api::{FdbEntryView, PortView, Stats, VlanView};
+use control_api::api::{FdbEntryView, PortView, Stats, VlanView, VxlanView};
 use control_api::PortMode;
 
 /// Prints rows as aligned columns under `header`.
@@ -71,30 +71,115 @@ pub fn ports(ports: &[PortView]) {
     );
 }
 
-/// `vlan list`.
+/// `vlan list` and the answer of `vlan set`; a VNI column when any VLAN has a VNI.
 pub fn vlans(vlans: &[VlanView]) {
-    let rows = vlans
-        .iter()
-        .map(|v| vec![v.id.to_string(), opt(v.name.as_ref()), list(&v.ports)])
-        .collect();
-    print(&["VLAN", "NAME", "PORTS"], rows);
+    let (header, rows) = vlan_rows(vlans);
+    print(&header, rows);
 }
 
-/// `fdb show`.
+fn vlan_rows(vlans: &[VlanView]) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let tunnels = vlans.iter().any(|v| v.vni.is_some());
+    let rows = vlans
+        .iter()
+        .map(|v| {
+            let mut row = vec![v.id.to_string(), opt(v.name.as_ref()), list(&v.ports)];
+            if tunnels {
+                row.push(opt(v.vni));
+            }
+            row
+        })
+        .collect();
+    let mut header = vec!["VLAN", "NAME", "PORTS"];
+    if tunnels {
+        header.push("VNI");
+    }
+    (header, rows)
+}
+
+/// `fdb show`; a VTEP column (the remote VTEP behind a MAC on a tunnel port) when any entry
+/// has one.
 pub fn fdb(entries: &[FdbEntryView]) {
+    let (header, rows) = fdb_rows(entries);
+    print(&header, rows);
+}
+
+fn fdb_rows(entries: &[FdbEntryView]) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let vteps = entries.iter().any(|e| e.remote_vtep.is_some());
     let rows = entries
         .iter()
         .map(|e| {
-            vec![
+            let mut row = vec![
                 e.vlan.to_string(),
                 e.mac.to_string(),
                 e.port.clone(),
                 e.kind.as_str().to_string(),
                 e.age_secs.to_string(),
+            ];
+            if vteps {
+                row.push(opt(e.remote_vtep));
+            }
+            row
+        })
+        .collect();
+    let mut header = vec!["VLAN", "MAC", "PORT", "TYPE", "AGE"];
+    if vteps {
+        header.push("VTEP");
+    }
+    (header, rows)
+}
+
+/// `vxlan show`: the VTEP line, then one row per tunnel.
+pub fn vxlan(x: &VxlanView) {
+    let (vtep, rows) = vxlan_rows(x);
+    println!("{vtep}");
+    if !rows.is_empty() {
+        print(&["PORT", "VLAN", "VNI", "MTU", "REMOTES", "LINK"], rows);
+    }
+}
+
+fn vxlan_rows(x: &VxlanView) -> (String, Vec<Vec<String>>) {
+    let vtep = match &x.vxlan {
+        None => "not a VXLAN tunnel endpoint (no vxlan section)".to_string(),
+        Some(v) => {
+            let remotes = if v.remotes.is_empty() {
+                "-".to_string()
+            } else {
+                list(&v.remotes)
+            };
+            format!(
+                "VTEP {} dstport {} underlay {} remotes {remotes}",
+                v.local,
+                v.dstport(),
+                v.underlay
+                    .as_deref()
+                    .unwrap_or("(the interface holding it)"),
+            )
+        }
+    };
+    let rows = x
+        .tunnels
+        .iter()
+        .map(|t| {
+            let link = match &t.reason {
+                Some(r) => format!("{} ({r})", t.link.as_str()),
+                None => t.link.as_str().to_string(),
+            };
+            let remotes = if t.remotes.is_empty() {
+                "-".to_string()
+            } else {
+                list(&t.remotes)
+            };
+            vec![
+                t.port.clone(),
+                t.vlan.to_string(),
+                t.vni.to_string(),
+                opt(t.mtu),
+                remotes,
+                link,
             ]
         })
         .collect();
-    print(&["VLAN", "MAC", "PORT", "TYPE", "AGE"], rows);
+    (vtep, rows)
 }
 
 /// `stats`: one table per port, then one per VLAN.
@@ -292,4 +377,74 @@ pub fn mirrors(mirrors: &[control_api::Mirror]) {
             })
             .collect(),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use control_api::api::{FdbType, Link, TunnelView};
+
+    fn entry(remote_vtep: Option<&str>) -> FdbEntryView {
+        FdbEntryView {
+            vlan: 10,
+            mac: "02:00:00:00:00:01".parse().unwrap(),
+            port: "vxlan1010".into(),
+            kind: FdbType::Dynamic,
+            age_secs: 3,
+            remote_vtep: remote_vtep.map(|a| a.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn fdb_has_a_vtep_column_only_when_an_entry_has_a_vtep() {
+        let (header, rows) = fdb_rows(&[entry(None)]);
+        assert_eq!((header.len(), rows[0].len()), (5, 5));
+        let (header, rows) = fdb_rows(&[entry(Some("192.0.2.2")), entry(None)]);
+        assert_eq!(header.last(), Some(&"VTEP"));
+        assert_eq!(
+            (rows[0][5].as_str(), rows[1][5].as_str()),
+            ("192.0.2.2", "-")
+        );
+    }
+
+    #[test]
+    fn vxlan_show_has_the_vtep_line_and_a_row_per_tunnel() {
+        let x = VxlanView {
+            vxlan: Some(
+                serde_json::from_str(r#"{"local":"192.0.2.1","remotes":["192.0.2.2"]}"#).unwrap(),
+            ),
+            tunnels: vec![TunnelView {
+                port: "vxlan1010".into(),
+                vlan: 10,
+                vni: 1010,
+                remotes: vec!["192.0.2.2".parse().unwrap(), "192.0.2.3".parse().unwrap()],
+                mtu: None,
+                link: Link::Down,
+                reason: Some("not attached".into()),
+            }],
+        };
+        let (vtep, rows) = vxlan_rows(&x);
+        assert_eq!(
+            vtep,
+            "VTEP 192.0.2.1 dstport 4789 underlay (the interface holding it) remotes 192.0.2.2"
+        );
+        assert_eq!(
+            rows,
+            [[
+                "vxlan1010",
+                "10",
+                "1010",
+                "-",
+                "192.0.2.2,192.0.2.3",
+                "down (not attached)"
+            ]]
+        );
+        let none = VxlanView {
+            vxlan: None,
+            tunnels: vec![],
+        };
+        assert!(vxlan_rows(&none)
+            .0
+            .starts_with("not a VXLAN tunnel endpoint"));
+    }
 }

@@ -1,0 +1,143 @@
+//! The VXLAN endpoint through `switchctl` and the REST API: a real tunnel interface over a
+//! veth underlay, made, changed and removed while the switch runs.
+
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::harness::{ip, unique_id, veth_pair, Switchd};
+
+/// A link in the test's namespace, deleted on drop (also when the test panics).
+struct Link(String);
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.0])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// `bridge fdb show dev DEV` (the tunnel's kernel FDB).
+fn kernel_fdb(dev: &str) -> String {
+    let out = Command::new("bridge")
+        .args(["fdb", "show", "dev", dev])
+        .output()
+        .expect("run bridge");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_vtep_is_set_up_changed_and_removed_through_switchctl() {
+    let id = unique_id();
+    let under = format!("{id}u");
+    let peer = format!("{id}p");
+    veth_pair(&under, &peer);
+    let _underlay = Link(under.clone());
+    ip(&["addr", "add", "198.51.100.1/24", "dev", &under]);
+    ip(&["link", "set", &under, "up"]);
+    ip(&["link", "set", &peer, "up"]);
+    // A VNI of this process's own, so that its interface name is too.
+    let vni = (0x10_0000 + (std::process::id() & 0xffff)).to_string();
+    let tunnel = format!("vxlan{vni}");
+    let _tunnel = Link(tunnel.clone());
+    let port = format!("{id}a");
+    let ports = format!("ports: [{{ name: {port}, kind: netdev, mode: access, vlan: 10 }}]\n");
+    let sw = Switchd::start(&format!("vlans: [{{ id: 10 }}]\n{ports}"), 1);
+
+    let show = sw.ctl_ok(&["vxlan", "show"]);
+    assert!(show.starts_with("not a VXLAN tunnel endpoint"), "{show}");
+    let set = [
+        "vxlan",
+        "set",
+        "--local",
+        "198.51.100.1",
+        "--remote",
+        "198.51.100.2",
+        "--underlay",
+        &under,
+    ];
+    let show = sw.ctl_ok(&set);
+    assert!(
+        show.starts_with(&format!(
+            "VTEP 198.51.100.1 dstport 4789 underlay {under} remotes 198.51.100.2"
+        )),
+        "{show}"
+    );
+    let vlans = sw.ctl_ok(&["vlan", "set", "10", "--vni", &vni, "--name", "red"]);
+    assert!(vlans.lines().next().unwrap().ends_with("VNI"), "{vlans}");
+    assert!(vlans.contains(&vni), "{vlans}");
+
+    // The tunnel runs: its port, the flood list in force, the MTU of the underlay less 50.
+    let v: Value = serde_json::from_str(&sw.ctl_ok(&["--json", "vxlan", "show"])).unwrap();
+    let t = &v["tunnels"][0];
+    assert_eq!(t["port"], tunnel.as_str(), "{v}");
+    assert_eq!(
+        (t["vlan"].as_u64(), t["mtu"].as_u64()),
+        (Some(10), Some(1450))
+    );
+    assert_eq!(t["remotes"], serde_json::json!(["198.51.100.2"]), "{v}");
+    assert_eq!(t["link"], "up", "{v}");
+    let table = sw.ctl_ok(&["vxlan", "show"]);
+    assert!(
+        table.lines().any(|l| l.split_whitespace().eq([
+            tunnel.as_str(),
+            "10",
+            &vni,
+            "1450",
+            "198.51.100.2",
+            "up"
+        ])),
+        "{table}"
+    );
+
+    // A VLAN's own flood list starts from the switch-wide one; the kernel FDB follows.
+    sw.ctl_ok(&["vxlan", "remote", "add", "198.51.100.3", "--vlan", "10"]);
+    let (ok, _, err) = sw.ctl(&["vxlan", "remote", "add", "198.51.100.3", "--vlan", "10"]);
+    assert!(
+        !ok && err.contains("already in VLAN 10's flood list"),
+        "{err}"
+    );
+    let fdb = kernel_fdb(&tunnel);
+    assert!(
+        fdb.contains("dst 198.51.100.2") && fdb.contains("dst 198.51.100.3"),
+        "{fdb}"
+    );
+    sw.ctl_ok(&["vxlan", "remote", "del", "198.51.100.2", "--vlan", "10"]);
+    assert!(!kernel_fdb(&tunnel).contains("dst 198.51.100.2"));
+    let (ok, _, err) = sw.ctl(&["vxlan", "remote", "del", "198.51.100.9"]);
+    assert!(!ok && err.contains("HTTP 404"), "{err}");
+
+    // A static remote MAC shows its VTEP in the MAC table.
+    let file = std::env::temp_dir().join(format!("vlanswitch-test-{id}-vxlan.yaml"));
+    std::fs::write(
+        &file,
+        format!(
+            "vxlan: {{ local: 198.51.100.1, remotes: [198.51.100.2], underlay: {under}, \
+             fdb: [{{ vlan: 10, mac: '02:00:00:00:00:77', remote: 198.51.100.4 }}] }}\n\
+             vlans: [{{ id: 10, name: red, vni: {vni}, remotes: [198.51.100.3] }}]\n{ports}"
+        ),
+    )
+    .unwrap();
+    sw.ctl_ok(&["topology", "apply", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
+    let fdb = sw.ctl_ok(&["fdb", "show", "--port", &tunnel]);
+    assert!(fdb.lines().next().unwrap().ends_with("VTEP"), "{fdb}");
+    assert!(
+        fdb.lines()
+            .any(|l| l.contains("02:00:00:00:00:77") && l.ends_with("198.51.100.4")),
+        "{fdb}"
+    );
+
+    // The section cannot go while a VLAN has a vni; without it, the tunnel goes too.
+    let (ok, _, err) = sw.ctl(&["vxlan", "del"]);
+    assert!(!ok && err.contains("vlans[0].vni"), "{err}");
+    sw.ctl_ok(&["vlan", "set", "10", "--no-vni"]);
+    sw.ctl_ok(&["vxlan", "del"]);
+    assert!(sw.ctl_ok(&["vxlan", "show"]).starts_with("not a VXLAN"));
+    assert!(
+        !std::path::Path::new(&format!("/sys/class/net/{tunnel}")).exists(),
+        "the tunnel interface is gone"
+    );
+}
