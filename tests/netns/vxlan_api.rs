@@ -1,28 +1,16 @@
 //! The VXLAN endpoint through `switchctl` and the REST API: a real tunnel interface over a
 //! veth underlay, made, changed and removed while the switch runs.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 
-use crate::harness::{ip, unique_id, veth_pair, Switchd};
+use crate::harness::{unique_id, Netns, Switchd};
 
-/// A link in the test's namespace, deleted on drop (also when the test panics).
-struct Link(String);
-
-impl Drop for Link {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.0])
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-/// `bridge fdb show dev DEV` (the tunnel's kernel FDB).
-fn kernel_fdb(dev: &str) -> String {
+/// `bridge fdb show dev DEV` in namespace `ns` (the tunnel's kernel FDB).
+fn kernel_fdb(ns: &Netns, dev: &str) -> String {
     let out = Command::new("bridge")
-        .args(["fdb", "show", "dev", dev])
+        .args(["-n", &ns.name, "fdb", "show", "dev", dev])
         .output()
         .expect("run bridge");
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -31,20 +19,23 @@ fn kernel_fdb(dev: &str) -> String {
 #[test]
 fn a_vtep_is_set_up_changed_and_removed_through_switchctl() {
     let id = unique_id();
-    let under = format!("{id}u");
-    let peer = format!("{id}p");
-    veth_pair(&under, &peer);
-    let _underlay = Link(under.clone());
-    ip(&["addr", "add", "198.51.100.1/24", "dev", &under]);
-    ip(&["link", "set", &under, "up"]);
-    ip(&["link", "set", &peer, "up"]);
-    // A VNI of this process's own, so that its interface name is too.
-    let vni = (0x10_0000 + (std::process::id() & 0xffff)).to_string();
+    // The switch's host: a namespace with a veth underlay (its peer in a second one).
+    let host = Netns::new(&format!("vs-{id}vh"));
+    let far = Netns::new(&format!("vs-{id}vf"));
+    let under = "ul".to_string();
+    host.ip(&[
+        "link", "add", &under, "type", "veth", "peer", "name", "ul", "netns", &far.name,
+    ]);
+    host.ip(&["addr", "add", "198.51.100.1/24", "dev", &under]);
+    host.ip(&["link", "set", &under, "up"]);
+    far.ip(&["link", "set", "ul", "up"]);
+    let vni = "1010".to_string();
     let tunnel = format!("vxlan{vni}");
-    let _tunnel = Link(tunnel.clone());
     let port = format!("{id}a");
     let ports = format!("ports: [{{ name: {port}, kind: netdev, mode: access, vlan: 10 }}]\n");
-    let sw = Switchd::start(&format!("vlans: [{{ id: 10 }}]\n{ports}"), 1);
+    let sock = format!("unix:/run/vlanswitch-test-{id}-vxlan-api.sock");
+    let topo = format!("vlans: [{{ id: 10 }}]\n{ports}");
+    let sw = host.run(|| Switchd::start_with(&topo, 1, &["--listen", &sock]));
 
     let show = sw.ctl_ok(&["vxlan", "show"]);
     assert!(show.starts_with("not a VXLAN tunnel endpoint"), "{show}");
@@ -99,13 +90,13 @@ fn a_vtep_is_set_up_changed_and_removed_through_switchctl() {
         !ok && err.contains("already in VLAN 10's flood list"),
         "{err}"
     );
-    let fdb = kernel_fdb(&tunnel);
+    let fdb = kernel_fdb(&host, &tunnel);
     assert!(
         fdb.contains("dst 198.51.100.2") && fdb.contains("dst 198.51.100.3"),
         "{fdb}"
     );
     sw.ctl_ok(&["vxlan", "remote", "del", "198.51.100.2", "--vlan", "10"]);
-    assert!(!kernel_fdb(&tunnel).contains("dst 198.51.100.2"));
+    assert!(!kernel_fdb(&host, &tunnel).contains("dst 198.51.100.2"));
     let (ok, _, err) = sw.ctl(&["vxlan", "remote", "del", "198.51.100.9"]);
     assert!(!ok && err.contains("HTTP 404"), "{err}");
 
@@ -137,7 +128,7 @@ fn a_vtep_is_set_up_changed_and_removed_through_switchctl() {
     sw.ctl_ok(&["vxlan", "del"]);
     assert!(sw.ctl_ok(&["vxlan", "show"]).starts_with("not a VXLAN"));
     assert!(
-        !std::path::Path::new(&format!("/sys/class/net/{tunnel}")).exists(),
+        !host.exec_ok(&["ip", "link", "show", &tunnel]),
         "the tunnel interface is gone"
     );
 }
