@@ -131,4 +131,20 @@ fn a_vtep_is_set_up_changed_and_removed_through_switchctl() {
         !host.exec_ok(&["ip", "link", "show", &tunnel]),
         "the tunnel interface is gone"
     );
+
+    // An interface of the tunnel's name that the switch did not make is not taken over.
+    host.ip(&[
+        "link", "add", &tunnel, "type", "vxlan", "id", "42", "dstport", "4789", "dev", &under,
+    ]);
+    sw.ctl_ok(&set);
+    let (ok, _, err) = sw.ctl(&["vlan", "set", "10", "--vni", &vni]);
+    assert!(!ok && err.contains("File exists"), "{err}");
+    let details = Command::new("ip")
+        .args(["-n", &host.name, "-d", "link", "show", &tunnel])
+        .output()
+        .expect("ip");
+    assert!(
+        String::from_utf8_lossy(&details.stdout).contains("vxlan id 42 "),
+        "the other interface was replaced"
+    );
 }

@@ -13,8 +13,7 @@ use std::net::IpAddr;
 
 use super::netlink::{
     attributes, dump_with, messages, u16_at, u32_at, Request, IFINFOMSG_LEN, IFLA_IFNAME, NDA_DST,
-    NDMSG_LEN, NLMSG_HDRLEN, RTM_DELLINK, RTM_DELNEIGH, RTM_GETLINK, RTM_GETNEIGH, RTM_NEWLINK,
-    RTM_NEWNEIGH,
+    NDMSG_LEN, NLMSG_HDRLEN, RTM_DELLINK, RTM_DELNEIGH, RTM_GETNEIGH, RTM_NEWLINK, RTM_NEWNEIGH,
 };
 use crate::wire::MacAddr;
 
@@ -29,6 +28,10 @@ pub const OVERHEAD_V4: u32 = 50;
 pub const OVERHEAD_V6: u32 = 70;
 
 const IFLA_MTU: u16 = 4;
+const IFLA_IFALIAS: u16 = 20;
+/// The alias of every tunnel interface the switch makes: a leftover of a killed switchd is
+/// told from someone else's interface of the same name by it.
+pub const ALIAS: &str = "vlanswitch:vxlan";
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
@@ -118,12 +121,12 @@ pub struct Tunnel {
 
 impl Tunnel {
     /// Makes the tunnel interface `spec` describes in the calling thread's namespace (down;
-    /// the port sets it up). An interface of that name that an earlier run left (killed
-    /// before it could remove it) is removed first if it is a VXLAN interface; any other
-    /// interface of that name is an error (`EEXIST`).
+    /// the port sets it up), with the alias [`ALIAS`]. An interface of that name with that
+    /// alias, which an earlier run left (killed before it could remove it), is removed first;
+    /// any other interface of that name is an error (`EEXIST`): it is not the switch's.
     pub fn create(spec: &TunnelSpec) -> io::Result<Tunnel> {
         match spec.request().run() {
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && is_vxlan(&spec.name) => {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && is_ours(&spec.name) => {
                 delete(&spec.name)?;
                 spec.request().run()?;
             }
@@ -132,10 +135,14 @@ impl Tunnel {
         let ifindex = super::packet::ifindex(&spec.name).ok_or_else(|| {
             io::Error::other(format!("{} vanished right after it was made", spec.name))
         })?;
-        Ok(Tunnel {
+        let tunnel = Tunnel {
             name: spec.name.clone(),
             ifindex,
-        })
+        };
+        // The kernel takes an alias only on a link that exists (not in the request that
+        // makes it). Should this fail, dropping `tunnel` removes the interface again.
+        alias_request(ifindex).run()?;
+        Ok(tunnel)
     }
 
     /// The interface's name.
@@ -155,35 +162,26 @@ impl Drop for Tunnel {
     }
 }
 
+/// The request that gives interface `ifindex` the alias [`ALIAS`] (pure).
+fn alias_request(ifindex: u32) -> Request {
+    let mut r = Request::new(RTM_NEWLINK, 0, &ifinfomsg(ifindex));
+    r.attr(IFLA_IFALIAS, ALIAS.as_bytes());
+    r
+}
+
 fn ifinfomsg(ifindex: u32) -> [u8; IFINFOMSG_LEN] {
     let mut h = [0u8; IFINFOMSG_LEN];
     h[4..8].copy_from_slice(&ifindex.to_ne_bytes());
     h
 }
 
-/// Whether interface `name` exists and is a VXLAN interface (its `IFLA_INFO_KIND`, from one
-/// `RTM_GETLINK` dump: sysfs may show another namespace than the calling thread's).
-pub fn is_vxlan(name: &str) -> bool {
-    let mut found = false;
-    let _ = dump_with(RTM_GETLINK, &[0u8; IFINFOMSG_LEN], |b| {
-        found |= link_kind_is(b, name, b"vxlan");
-    });
-    found
-}
-
-/// Whether a datagram of `RTM_NEWLINK` messages has interface `name` of kind `kind` (pure).
-fn link_kind_is(b: &[u8], name: &str, kind: &[u8]) -> bool {
-    let strip = |v: &[u8]| v.split(|c| *c == 0).next().unwrap_or(v).to_vec();
-    messages(b)
-        .filter(|(ty, msg)| *ty == RTM_NEWLINK && msg.len() >= NLMSG_HDRLEN + IFINFOMSG_LEN)
-        .any(|(_, msg)| {
-            let attrs = || attributes(&msg[NLMSG_HDRLEN + IFINFOMSG_LEN..]);
-            attrs().any(|(t, v)| t == IFLA_IFNAME && strip(v) == name.as_bytes())
-                && attrs().any(|(t, v)| {
-                    t == IFLA_LINKINFO
-                        && attributes(v).any(|(t, v)| t == IFLA_INFO_KIND && strip(v) == kind)
-                })
-        })
+/// Whether interface `name` exists and carries the switch's tunnel alias ([`ALIAS`]).
+fn is_ours(name: &str) -> bool {
+    super::netlink::dump_links().is_ok_and(|links| {
+        links
+            .iter()
+            .any(|l| l.name == name && l.alias.as_deref() == Some(ALIAS))
+    })
 }
 
 /// Removes interface `name` (by name, as `ip link del` does).
@@ -433,6 +431,20 @@ mod tests {
         assert!(!a.iter().any(|(p, _)| p == &v4));
     }
 
+    #[test]
+    fn the_alias_is_set_on_the_link_that_exists() {
+        let m = alias_request(9).finish(1);
+        assert_eq!(u16_at(&m, 4), RTM_NEWLINK);
+        assert_eq!(
+            u16_at(&m, 6) & libc::NLM_F_CREATE as u16,
+            0,
+            "creates nothing"
+        );
+        assert_eq!(u32_at(&m, NLMSG_HDRLEN + 4), 9);
+        let a = attrs(&m, IFINFOMSG_LEN);
+        assert_eq!(a, [(vec![IFLA_IFALIAS], ALIAS.as_bytes().to_vec())]);
+    }
+
     fn e(mac: u8, remote: &str, fixed: bool) -> FdbEntry {
         FdbEntry {
             mac: MacAddr(if mac == 0 {
@@ -520,23 +532,6 @@ mod tests {
                 e(6, "192.0.2.2", false)
             ]
         );
-    }
-
-    #[test]
-    fn a_leftover_is_taken_for_a_tunnel_only_if_its_kind_is_vxlan() {
-        let link = |name: &str, kind: &[u8]| {
-            Request::new(RTM_NEWLINK, 0, &[0u8; IFINFOMSG_LEN])
-                .attr(IFLA_IFNAME, &nul_terminated(name))
-                .begin(IFLA_LINKINFO)
-                .attr(IFLA_INFO_KIND, kind)
-                .end()
-                .finish(1)
-        };
-        let mut dump = link("vxlan1010", b"vxlan");
-        dump.extend(link("vxlan1020", b"veth"));
-        assert!(link_kind_is(&dump, "vxlan1010", b"vxlan"));
-        assert!(!link_kind_is(&dump, "vxlan1020", b"vxlan"));
-        assert!(!link_kind_is(&dump, "vxlan1030", b"vxlan"));
     }
 
     #[test]
