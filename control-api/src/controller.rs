@@ -440,16 +440,17 @@ impl Controller {
         }
     }
 
-    /// Re-checks the netdev ports named in `events` (all of them if an event has no name, as
-    /// after lost events): a port whose interface vanished goes down, one whose interface
-    /// appeared (again) attaches. Either way its learned MACs are flushed.
+    /// Re-checks the netdev and tunnel ports named in `events` (all of them if an event has
+    /// no name, as after lost events): a netdev port whose interface vanished goes down, one
+    /// whose interface appeared (again) attaches; a tunnel whose interface someone removed is
+    /// made again. Either way the port's learned MACs are flushed.
     pub fn on_link_events(&self, events: &[LinkEvent]) {
         let recheck_all = events.iter().any(|e| e.name.is_empty());
         for p in self
-            .topo
+            .running
             .ports
             .iter()
-            .filter(|p| p.kind == PortKind::Netdev)
+            .filter(|p| matches!(p.kind, PortKind::Netdev | PortKind::Vxlan))
         {
             if recheck_all || events.iter().any(|e| e.name == p.name) {
                 self.reconcile_netdev(p);
@@ -473,7 +474,11 @@ impl Controller {
         if attached_to == present {
             return;
         }
-        let new = if present.is_some() {
+        let tunnel = p.kind == PortKind::Vxlan;
+        if tunnel && present.is_none() {
+            tracing::warn!(port = %p.name, "the tunnel interface was removed; making it again");
+        }
+        let new = if present.is_some() || tunnel {
             self.attach(&self.running, p, current.counters.clone())
                 .unwrap_or_else(|e| {
                     let reason = ErrorChain(&e).to_string();
@@ -498,6 +503,9 @@ impl Controller {
             ..Default::default()
         });
         self.sync_static_macs(&[]);
+        if tunnel {
+            self.sync_tunnels();
+        }
     }
 
     /// Enables port `name` again after port security shut it down; its learned MACs are

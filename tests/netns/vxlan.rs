@@ -347,6 +347,17 @@ fn a_kernel_bridge_vtep_interoperates_and_a_third_is_added_live_without_loss() {
         .kernel_fdb("vxlan1010")
         .contains("00:00:00:00:00:00 dst 192.0.2.3"));
     assert!(a2.reaches(&a1.addr), "host 2 after host 3 left");
+    // The tunnel interface removed by hand: switchd makes it again, with its flood list.
+    h1.ns.ip(&["link", "del", "vxlan1010"]);
+    assert!(
+        eventually(Duration::from_secs(5), || a1.reaches(&a2.addr)),
+        "host 2 after the tunnel was removed by hand; log:\n{}",
+        h1.sw().log()
+    );
+    assert!(h1
+        .kernel_fdb("vxlan1010")
+        .contains("00:00:00:00:00:00 dst 192.0.2.2"));
+    assert!(h1.sw().log().contains("making it again"));
 }
 
 /// Open vSwitch as a remote VTEP (its userspace datapath with a `vxlan` port, the tunnel
