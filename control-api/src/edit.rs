@@ -330,6 +330,9 @@ pub fn delete_vlan(t: &Topology, id: u16) -> Result<Topology> {
         return Err(EditError::NoSuchVlan(id));
     }
     t.fdb.retain(|m| m.vlan != id);
+    if let Some(x) = &mut t.vxlan {
+        x.fdb.retain(|m| m.vlan != id);
+    }
     Ok(t)
 }
 
@@ -361,6 +364,7 @@ pub fn patch_vlan(t: &Topology, id: u16, patch: VlanPatch) -> Result<(Topology, 
     if let Some(max) = patch.max_macs {
         v.max_macs = max;
     }
+    let old_vni = v.vni;
     if let Some(vni) = patch.vni {
         if vni.is_none() {
             v.remotes = None;
@@ -370,10 +374,16 @@ pub fn patch_vlan(t: &Topology, id: u16, patch: VlanPatch) -> Result<(Topology, 
     if let Some(remotes) = patch.remotes {
         v.remotes = remotes;
     }
-    if v.vni.is_none() {
+    let new_vni = v.vni;
+    if new_vni.is_none() {
         if let Some(x) = &mut t.vxlan {
             x.fdb.retain(|m| m.vlan != id);
         }
+    }
+    // Static entries on the tunnel port go with it.
+    if let Some(old) = old_vni.filter(|o| Some(*o) != new_vni) {
+        let tunnel = crate::topology::tunnel_name(old);
+        t.fdb.retain(|m| m.port != tunnel);
     }
     Ok((t, i))
 }
@@ -501,11 +511,19 @@ pub fn remove_mirror(t: &Topology, name: &str) -> Result<Topology> {
 /// Removes the static entry for `mac` in `vlan`; `None` if there is none.
 pub fn remove_static_mac(t: &Topology, vlan: u16, mac: MacAddr) -> Option<Topology> {
     let is_it = |m: &StaticMac| m.vlan == vlan && m.mac == mac;
-    if !t.fdb.iter().any(is_it) {
+    let is_remote = |m: &crate::topology::RemoteMac| m.vlan == vlan && m.mac == mac;
+    let remote = t
+        .vxlan
+        .as_ref()
+        .is_some_and(|x| x.fdb.iter().any(is_remote));
+    if !t.fdb.iter().any(is_it) && !remote {
         return None;
     }
     let mut t = t.clone();
     t.fdb.retain(|m| !is_it(m));
+    if let Some(x) = &mut t.vxlan {
+        x.fdb.retain(|m| !is_remote(m));
+    }
     Some(t)
 }
 
@@ -516,7 +534,24 @@ pub fn flush_static(t: &Topology, vlan: Option<u16>, port: Option<&str>) -> (Top
     let before = t.fdb.len();
     t.fdb
         .retain(|m| !(vlan.is_none_or(|v| v == m.vlan) && port.is_none_or(|p| p == m.port)));
-    let removed = before - t.fdb.len();
+    let mut removed = before - t.fdb.len();
+    // Static remote MACs, on their VLAN's tunnel port.
+    let tunnels: Vec<(u16, String)> = t
+        .vlans
+        .iter()
+        .filter_map(|v| Some((v.id, crate::topology::tunnel_name(v.vni?))))
+        .collect();
+    if let Some(x) = &mut t.vxlan {
+        let before = x.fdb.len();
+        x.fdb.retain(|m| {
+            let on = tunnels
+                .iter()
+                .find(|(v, _)| *v == m.vlan)
+                .map(|(_, n)| n.as_str());
+            !(vlan.is_none_or(|v| v == m.vlan) && port.is_none_or(|p| Some(p) == on))
+        });
+        removed += before - x.fdb.len();
+    }
     (t, removed)
 }
 
@@ -528,6 +563,32 @@ mod tests {
 
     fn base() -> Topology {
         Topology::from_yaml(BASE).unwrap()
+    }
+
+    const REMOTE_MACS: &str = "vxlan: {local: 192.0.2.1, remotes: [192.0.2.2], fdb: [{vlan: 10, mac: '02:00:00:00:00:09', remote: 192.0.2.2}, {vlan: 20, mac: '02:00:00:00:00:08', remote: 192.0.2.2}]}\nvlans: [{id: 10, vni: 1010}, {id: 20, vni: 1020}]\nfdb: [{vlan: 10, mac: '02:00:00:00:00:07', port: vxlan1010}]\n";
+
+    #[test]
+    fn static_remote_macs_are_removed_flushed_and_go_with_their_vlan_or_vni() {
+        let t = Topology::from_yaml(REMOTE_MACS).unwrap();
+        let mac = |s: &str| s.parse::<MacAddr>().unwrap();
+        let r = remove_static_mac(&t, 10, mac("02:00:00:00:00:09")).unwrap();
+        assert_eq!(r.vxlan.as_ref().unwrap().fdb.len(), 1);
+        r.validate().unwrap();
+        let (r, n) = flush_static(&t, None, Some("vxlan1010"));
+        assert_eq!(n, 2, "the declared entry and the remote MAC on the tunnel");
+        assert_eq!(r.vxlan.as_ref().unwrap().fdb[0].vlan, 20);
+        let r = delete_vlan(&t, 20).unwrap();
+        r.validate().unwrap();
+        let patch = VlanPatch {
+            vni: Some(None),
+            ..Default::default()
+        };
+        let (r, _) = patch_vlan(&t, 10, patch).unwrap();
+        assert!(
+            r.fdb.is_empty(),
+            "the tunnel port's static entry went with it"
+        );
+        r.validate().unwrap();
     }
 
     fn port(yaml: &str) -> Port {

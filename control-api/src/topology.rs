@@ -855,8 +855,23 @@ impl Problems {
             if x.dstport == Some(0) {
                 self.push("vxlan.dstport", "must be between 1 and 65535");
             }
-            if let Some(reason) = x.underlay.as_deref().and_then(interface_name_problem) {
-                self.push("vxlan.underlay", reason);
+            if let Some(u) = &x.underlay {
+                if let Some(reason) = interface_name_problem(u) {
+                    self.push("vxlan.underlay", reason);
+                } else if t
+                    .vlans
+                    .iter()
+                    .filter_map(|v| v.vni)
+                    .any(|n| tunnel_name(n) == *u)
+                    || t.port(u).is_some()
+                {
+                    self.push(
+                        "vxlan.underlay",
+                        format!(
+                            "{u:?} is a port of this switch; name the interface toward the remotes"
+                        ),
+                    );
+                }
             }
             check_remotes(self, "vxlan.remotes".into(), &x.remotes);
             let mut seen = HashMap::new();
@@ -883,6 +898,11 @@ impl Problems {
                 }
                 if let Some(why) = address_problem(m.remote, family) {
                     self.push(at("remote"), why);
+                } else if m.remote == x.local {
+                    self.push(
+                        at("remote"),
+                        format!("{} is this switch's own address (vxlan.local)", m.remote),
+                    );
                 }
             }
         }
@@ -1222,11 +1242,13 @@ ports:
 vxlan:
   local: 192.0.2.1
   dstport: 0
+  underlay: vxlan1010
   remotes: [2001:db8::2, 192.0.2.1, 192.0.2.3, 192.0.2.3, 224.0.0.1]
   fdb:
     - { vlan: 30, mac: '02:00:00:00:00:01', remote: 192.0.2.2 }
     - { vlan: 10, mac: '01:00:00:00:00:01', remote: 192.0.2.2 }
     - { vlan: 10, mac: '02:00:00:00:00:05', remote: 192.0.2.2 }
+    - { vlan: 10, mac: '02:00:00:00:00:06', remote: 192.0.2.1 }
 vlans:
   - { id: 10, vni: 1010 }
   - { id: 20, vni: 1010 }
@@ -1242,6 +1264,7 @@ fdb:
             problems_of(bad),
             [
                 "vxlan.dstport: must be between 1 and 65535",
+                "vxlan.underlay: \"vxlan1010\" is a port of this switch; name the interface toward the remotes",
                 "vxlan.remotes[0]: 2001:db8::2 is not of vxlan.local's family (one underlay: all IPv4 or all IPv6)",
                 "vxlan.remotes[1]: 192.0.2.1 is this switch's own address (vxlan.local)",
                 "vxlan.remotes[3]: 192.0.2.3 is listed twice",
@@ -1249,6 +1272,7 @@ fdb:
                 "vxlan.fdb[0].vlan: VLAN 30 has no vni",
                 "vxlan.fdb[1].mac: 01:00:00:00:00:01 is not a unicast address",
                 "vxlan.fdb[2].mac: 02:00:00:00:00:05 in VLAN 10 is also in fdb",
+                "vxlan.fdb[3].remote: 192.0.2.1 is this switch's own address (vxlan.local)",
                 "vlans[1].vni: 1010 is already the VNI of vlans[0]",
                 "vlans[2].remotes: only a VLAN with a vni has remotes",
                 "vlans[3].vni: must be between 1 and 16777215",
