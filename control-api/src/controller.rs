@@ -123,7 +123,16 @@ impl Controller {
         let mut attached: Vec<Arc<Port>> = Vec::new();
         let started = (|| {
             let snapshot = crate::build_snapshot(&running, |p| {
-                let port = attach(&running, p, Arc::default(), taps, kept.get(&p.name))?;
+                let port = match attach(&running, p, Arc::default(), taps, kept.get(&p.name)) {
+                    // A tunnel that cannot be made yet (its address not configured, say, at
+                    // boot) waits, down, and is tried again every second (`retry_tunnels`).
+                    Err(e) if p.kind == PortKind::Vxlan => {
+                        let reason = ErrorChain(&e).to_string();
+                        tracing::warn!(port = %p.name, error = %reason, "cannot make the tunnel yet; trying again every second");
+                        Arc::new(Port::detached(&p.name, reason, Arc::default()))
+                    }
+                    r => r?,
+                };
                 attached.push(Arc::clone(&port));
                 Ok::<_, ControlError>(port)
             })?;
@@ -187,6 +196,7 @@ impl Controller {
     /// remote that stays never misses a frame), and warns about ports of its VLAN whose MTU
     /// is bigger than the tunnel's: their big frames cannot cross.
     fn sync_tunnels(&self) {
+        let snap = self.switch.snapshot();
         for p in self
             .running
             .ports
@@ -194,24 +204,42 @@ impl Controller {
             .filter(|p| p.kind == PortKind::Vxlan)
         {
             let Some(vlan) = p.vlan else { continue };
+            // A tunnel waiting to be made has no interface yet: it is synced once made.
+            let attached = snap
+                .port_id(&p.name)
+                .and_then(|id| snap.port(id))
+                .is_some_and(|e| e.port.is_attached());
+            if !attached {
+                continue;
+            }
             let want = crate::tunnels::flood_and_static(&self.running, vlan);
+            let entry = |e: &dataplane::port::vxlan::FdbEntry| {
+                if e.is_flood() {
+                    "flood list".to_string()
+                } else {
+                    format!("static MAC {}", e.mac)
+                }
+            };
+            let mut failed = Vec::new();
             match dataplane::port::vxlan::sync_fdb(&p.name, &want) {
                 Ok(done) => {
                     for (what, list) in [("added", &done.added), ("removed", &done.removed)] {
                         for e in list {
-                            let entry = if e.is_flood() {
-                                "flood list".to_string()
-                            } else {
-                                format!("static MAC {}", e.mac)
-                            };
-                            tracing::info!(port = %p.name, vlan, remote = %e.remote, "{what}: {entry}");
+                            tracing::info!(port = %p.name, vlan, remote = %e.remote, "{what}: {}", entry(e));
                         }
                     }
+                    for (e, err) in &done.failed {
+                        failed.push(format!("{} {}: {err}", entry(e), e.remote));
+                    }
                 }
-                Err(e) => tracing::error!(
-                    port = %p.name, vlan, error = %e,
-                    "cannot set the tunnel's flood list and static MACs"
-                ),
+                Err(e) => failed.push(format!("cannot read its FDB: {e}")),
+            }
+            for reason in failed {
+                tracing::error!(port = %p.name, vlan, "tunnel FDB not as configured: {reason}");
+                self.events.publish(&Event::PortError {
+                    port: p.name.clone(),
+                    reason: format!("tunnel FDB not as configured: {reason}"),
+                });
             }
             let Ok(mtu) = dataplane::port::vxlan::mtu(&p.name) else {
                 continue;
@@ -382,6 +410,8 @@ impl Controller {
         if let Err(e) = self.switch.update(|_| snapshot) {
             tracing::error!(error = %e, "cannot restore the previous configuration");
         }
+        // A tunnel made again has an empty FDB: give it its flood list back.
+        self.sync_tunnels();
     }
 
     /// Closes the ports this change removed, here and now, so that a removed tap's name is
@@ -471,20 +501,27 @@ impl Controller {
             _ => None,
         };
         let present = packet::ifindex(&p.name);
-        if attached_to == present {
+        let tunnel = p.kind == PortKind::Vxlan;
+        // A detached tunnel is tried again whatever the interfaces do.
+        if attached_to == present && (attached_to.is_some() || !tunnel) {
             return;
         }
-        let tunnel = p.kind == PortKind::Vxlan;
         if tunnel && present.is_none() {
             tracing::warn!(port = %p.name, "the tunnel interface was removed; making it again");
         }
         let new = if present.is_some() || tunnel {
-            self.attach(&self.running, p, current.counters.clone())
-                .unwrap_or_else(|e| {
+            match self.attach(&self.running, p, current.counters.clone()) {
+                Ok(port) => port,
+                Err(e) => {
                     let reason = ErrorChain(&e).to_string();
+                    if current.down_reason().as_deref() == Some(reason.as_str()) {
+                        // Tried again, failed again for the same reason: nothing changes.
+                        return;
+                    }
                     tracing::warn!(port = %p.name, error = %reason, "cannot attach");
                     Arc::new(Port::detached(&p.name, reason, current.counters.clone()))
-                })
+                }
+            }
         } else {
             tracing::warn!(port = %p.name, "interface vanished; port is down until it returns");
             Arc::new(Port::detached(
@@ -505,6 +542,26 @@ impl Controller {
         self.sync_static_macs(&[]);
         if tunnel {
             self.sync_tunnels();
+        }
+    }
+
+    /// Tries again to make the tunnels that could not be made (the daemon calls it once a
+    /// second): an address or underlay configured after switchd started brings them up.
+    pub fn retry_tunnels(&self) {
+        let snap = self.switch.snapshot();
+        for p in self
+            .running
+            .ports
+            .iter()
+            .filter(|p| p.kind == PortKind::Vxlan)
+        {
+            let detached = snap
+                .port_id(&p.name)
+                .and_then(|id| snap.port(id))
+                .is_some_and(|e| !e.port.is_attached());
+            if detached {
+                self.reconcile_netdev(p);
+            }
         }
     }
 

@@ -52,6 +52,16 @@ pub fn spec(t: &Topology, p: &topology::Port) -> Result<TunnelSpec, PortError> {
                 )
             })?,
     };
+    if x.underlay.is_none() && underlay.1 == "lo" {
+        return Err(other(
+            "cannot find the underlay",
+            format!(
+                "vxlan.local {} is on lo: name the interface toward the remotes as \
+                 vxlan.underlay (its MTU sets the tunnels')",
+                x.local
+            ),
+        ));
+    }
     let underlay_mtu =
         vxlan::mtu(&underlay.1).map_err(|e| err("cannot read the underlay's MTU", e))?;
     let mtu = underlay_mtu

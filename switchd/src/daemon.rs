@@ -378,6 +378,7 @@ fn wait_for_stop(
         lock().observe(Instant::now());
         if last_age.elapsed() >= Duration::from_secs(1) {
             last_age = Instant::now();
+            lock().retry_tunnels();
             let n = lock().age();
             if n > 0 {
                 tracing::debug!(entries = n, "aged out FDB entries");

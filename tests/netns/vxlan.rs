@@ -59,6 +59,14 @@ impl Vtep {
     fn has_link(&self, dev: &str) -> bool {
         self.ns.exec_ok(&["ip", "link", "show", dev])
     }
+
+    /// Interface `dev`'s index in this host.
+    fn ifindex(&self, dev: &str) -> u32 {
+        let dev = dev.to_string();
+        self.ns
+            .run(move || dataplane::port::packet::ifindex(&dev))
+            .unwrap_or_else(|| panic!("no interface in {}", self.ns.name))
+    }
 }
 
 /// Hosts `names` on one underlay: a bridge in a namespace of its own with a veth to each
@@ -204,9 +212,20 @@ fn two_switchds_carry_each_vlan_over_its_own_vni(v6: bool) {
 
     // A switchd killed with -9 leaves its tunnels; the next one replaces them, and stopping
     // it removes them.
+    let before = ul.hosts[0].ifindex("vxlan1010");
     ul.hosts[0].sw.take().unwrap().kill9();
     assert!(ul.hosts[0].has_link("vxlan1010"));
     ul.hosts[0].start(&id, &two_vlans(&id, &addrs, 0));
+    assert_ne!(
+        ul.hosts[0].ifindex("vxlan1010"),
+        before,
+        "the leftover was not replaced"
+    );
+    let fdb = ul.hosts[0].kernel_fdb("vxlan1010");
+    assert!(
+        fdb.contains(&format!("00:00:00:00:00:00 dst {}", addrs[1])),
+        "{fdb}"
+    );
     ul.hosts[0].sw.take().unwrap().stop();
     assert!(
         !ul.hosts[0].has_link("vxlan1010") && !ul.hosts[0].has_link("vxlan1020"),
@@ -491,4 +510,76 @@ fn open_vswitch_as_the_remote_vtep_interoperates_both_ways() {
     let fdb = h1.sw().ctl_ok(&["fdb", "show", "--vlan", "10"]);
     assert!(fdb.contains(&a2_mac) && fdb.contains("vxlan1010"), "{fdb}");
     drop(ovs);
+}
+
+/// A tunnel whose address is not configured yet when switchd starts waits, down with the
+/// reason, and comes up when the address appears; a change of endpoint that fails (an
+/// underlay that does not exist) is refused and leaves the tunnel as it was, flood list
+/// included.
+#[test]
+fn a_tunnel_waits_for_its_address_and_a_failed_endpoint_change_leaves_it_whole() {
+    let id = unique_id();
+    let mut ul = underlay(&id, 2, false);
+    // Host 1's address is not there yet.
+    ul.hosts[0].ns.ip(&["addr", "flush", "dev", "ul"]);
+    let yaml = format!(
+        "vxlan: {{ local: 192.0.2.1, remotes: [192.0.2.2] }}\n\
+         vlans: [{{ id: 10, vni: 1010 }}]\n\
+         ports: [{{ name: {id}a1, kind: tap, mode: access, vlan: 10 }}]\n"
+    );
+    ul.hosts[0].start(&id, &yaml);
+    let [h1, h2] = &ul.hosts[..] else {
+        unreachable!()
+    };
+    let port = |sw: &Switchd| -> serde_json::Value {
+        serde_json::from_str(&sw.ctl_ok(&["--json", "port", "show", "vxlan1010"])).unwrap()
+    };
+    let p = port(h1.sw());
+    assert_eq!(p["state"]["link"], "down", "{p}");
+    assert!(
+        p["state"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no interface holds vxlan.local 192.0.2.1")),
+        "{p}"
+    );
+    h1.ns.ip(&["addr", "add", "192.0.2.1/24", "dev", "ul"]);
+    assert!(
+        eventually(Duration::from_secs(5), || port(h1.sw())["state"]["link"]
+            == "up"),
+        "the tunnel did not come up once its address was there; log:\n{}",
+        h1.sw().log()
+    );
+    let a1 = h1.vm(&format!("{id}a1"), "198.18.8.1", 1450);
+    let a2 = kernel_vtep(h2, &id, 1010, &["192.0.2.1"], "198.18.8.2");
+    assert!(
+        eventually(Duration::from_secs(10), || a1.reaches(&a2.addr)),
+        "across once the tunnel is up"
+    );
+
+    // A new endpoint whose underlay does not exist: refused, and nothing lost.
+    let (ok, _, err) = h1.sw().ctl(&[
+        "vxlan",
+        "set",
+        "--local",
+        "192.0.2.1",
+        "--remote",
+        "192.0.2.2",
+        "--underlay",
+        "nosuch0",
+    ]);
+    assert!(
+        !ok && err.contains("nosuch0") && err.contains("HTTP 409"),
+        "{err}"
+    );
+    assert!(
+        h1.kernel_fdb("vxlan1010")
+            .contains("00:00:00:00:00:00 dst 192.0.2.2"),
+        "the flood list is gone after the failed change: {}",
+        h1.kernel_fdb("vxlan1010")
+    );
+    let x: serde_json::Value =
+        serde_json::from_str(&h1.sw().ctl_ok(&["--json", "vxlan", "show"])).unwrap();
+    assert!(x["vxlan"]["underlay"].is_null(), "{x}");
+    h2.ns.ip(&["neigh", "flush", "all"]);
+    assert!(a2.reaches(&a1.addr), "after the failed change");
 }

@@ -152,7 +152,14 @@ pub(crate) fn dump_with(
         each(b);
         match last_type(b) {
             Some(NLMSG_DONE) | None => return Ok(fd),
-            Some(NLMSG_ERROR) => return Err(io::Error::other("netlink dump refused")),
+            Some(NLMSG_ERROR) => {
+                let errno = messages(b)
+                    .filter(|(ty, m)| *ty == NLMSG_ERROR && m.len() >= NLMSG_HDRLEN + 4)
+                    .map(|(_, m)| -(u32_at(m, NLMSG_HDRLEN) as i32))
+                    .last()
+                    .unwrap_or(libc::EIO);
+                return Err(io::Error::from_raw_os_error(errno));
+            }
             Some(_) => {}
         }
     }
@@ -298,7 +305,8 @@ fn pad(b: &mut Vec<u8>) {
     b.resize((b.len() + 3) & !3, 0);
 }
 
-/// A blocking `NETLINK_ROUTE` socket.
+/// A blocking `NETLINK_ROUTE` socket whose reads give up after 5 s: the kernel always
+/// answers at once, and a caller (the controller, under its lock) must not wait forever.
 fn route_socket() -> io::Result<OwnedFd> {
     // SAFETY: socket takes no pointers; the result is checked.
     let fd = cvt(unsafe {
@@ -309,7 +317,22 @@ fn route_socket() -> io::Result<OwnedFd> {
         )
     })?;
     // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let timeout = libc::timeval {
+        tv_sec: 5,
+        tv_usec: 0,
+    };
+    // SAFETY: passes a timeval we own with its true size.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&timeout as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as u32,
+        )
+    })?;
+    Ok(fd)
 }
 
 fn send_all(fd: &OwnedFd, m: &[u8]) -> io::Result<()> {

@@ -291,33 +291,41 @@ pub fn fdb_diff(have: &[FdbEntry], want: &[FdbEntry]) -> (Vec<FdbEntry>, Vec<Fdb
 }
 
 /// What [`sync_fdb`] changed.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct Synced {
     /// Entries added.
     pub added: Vec<FdbEntry>,
     /// Entries removed.
     pub removed: Vec<FdbEntry>,
+    /// Entries the kernel would not add or remove, with its answer.
+    pub failed: Vec<(FdbEntry, io::Error)>,
 }
 
 /// Makes interface `name`'s configured entries (flood list and static MACs) exactly `want`,
 /// adding the missing ones before removing the extra ones, so that a remote that stays is
-/// never left out meanwhile.
+/// never left out meanwhile. Every entry is tried; what the kernel refused is in
+/// [`Synced::failed`].
 pub fn sync_fdb(name: &str, want: &[FdbEntry]) -> io::Result<Synced> {
     let have = fdb(name)?;
-    let (added, removed) = fdb_diff(&have, want);
+    let (add, remove) = fdb_diff(&have, want);
     let Some(i) = super::packet::ifindex(name) else {
         return Err(io::Error::from_raw_os_error(libc::ENODEV));
     };
-    for e in &added {
-        fdb_request(i, e, true).run()?;
-    }
-    for e in &removed {
-        match fdb_request(i, e, false).run() {
-            Err(err) if err.raw_os_error() == Some(libc::ENOENT) => {}
-            r => r?,
+    let mut done = Synced::default();
+    for e in add {
+        match fdb_request(i, &e, true).run() {
+            Ok(()) => done.added.push(e),
+            Err(err) => done.failed.push((e, err)),
         }
     }
-    Ok(Synced { added, removed })
+    for e in remove {
+        match fdb_request(i, &e, false).run() {
+            Ok(()) => done.removed.push(e),
+            Err(err) if err.raw_os_error() == Some(libc::ENOENT) => done.removed.push(e),
+            Err(err) => done.failed.push((e, err)),
+        }
+    }
+    Ok(done)
 }
 
 /// The interface that holds address `local` in the calling thread's namespace, as (index,
