@@ -196,19 +196,9 @@ impl Controller {
     /// remote that stays never misses a frame), and warns about ports of its VLAN whose MTU
     /// is bigger than the tunnel's: their big frames cannot cross.
     fn sync_tunnels(&self) {
-        let snap = self.switch.snapshot();
-        for p in self
-            .running
-            .ports
-            .iter()
-            .filter(|p| p.kind == PortKind::Vxlan)
-        {
+        for (p, attached) in self.tunnels() {
             let Some(vlan) = p.vlan else { continue };
             // A tunnel waiting to be made has no interface yet: it is synced once made.
-            let attached = snap
-                .port_id(&p.name)
-                .and_then(|id| snap.port(id))
-                .is_some_and(|e| e.port.is_attached());
             if !attached {
                 continue;
             }
@@ -548,21 +538,28 @@ impl Controller {
     /// Tries again to make the tunnels that could not be made (the daemon calls it once a
     /// second): an address or underlay configured after switchd started brings them up.
     pub fn retry_tunnels(&self) {
-        let snap = self.switch.snapshot();
-        for p in self
-            .running
-            .ports
-            .iter()
-            .filter(|p| p.kind == PortKind::Vxlan)
-        {
-            let detached = snap
-                .port_id(&p.name)
-                .and_then(|id| snap.port(id))
-                .is_some_and(|e| !e.port.is_attached());
-            if detached {
+        for (p, attached) in self.tunnels() {
+            if !attached {
                 self.reconcile_netdev(p);
             }
         }
+    }
+
+    /// The tunnel ports of the running topology, each with whether it is attached now.
+    fn tunnels(&self) -> Vec<(&topology::Port, bool)> {
+        let snap = self.switch.snapshot();
+        self.running
+            .ports
+            .iter()
+            .filter(|p| p.kind == PortKind::Vxlan)
+            .map(|p| {
+                let attached = snap
+                    .port_id(&p.name)
+                    .and_then(|id| snap.port(id))
+                    .is_some_and(|e| e.port.is_attached());
+                (p, attached)
+            })
+            .collect()
     }
 
     /// Enables port `name` again after port security shut it down; its learned MACs are

@@ -243,6 +243,16 @@ fn two_switchds_carry_each_vlan_over_its_own_vni_on_an_ipv6_underlay() {
     two_switchds_carry_each_vlan_over_its_own_vni(true);
 }
 
+/// Host 1's switchd topology in the one-VNI tests: VLAN 10 as VNI 1010 flooding to host 2,
+/// with the tap `{id}a1`.
+fn one_vni(id: &str) -> String {
+    format!(
+        "vxlan: {{ local: 192.0.2.1, remotes: [192.0.2.2] }}\n\
+         vlans: [{{ id: 10, vni: 1010 }}]\n\
+         ports: [{{ name: {id}a1, kind: tap, mode: access, vlan: 10 }}]\n"
+    )
+}
+
 /// Host `h` as a Linux bridge with a kernel VXLAN interface for VNI `vni` (flooding to
 /// `remotes`) and a VM at `vm_addr` on a veth: the reference VTEP.
 fn kernel_vtep(h: &Vtep, id: &str, vni: u32, remotes: &[&str], vm_addr: &str) -> Host {
@@ -308,11 +318,7 @@ fn kernel_vtep(h: &Vtep, id: &str, vni: u32, remotes: &[&str], vm_addr: &str) ->
 fn a_kernel_bridge_vtep_interoperates_and_a_third_is_added_live_without_loss() {
     let id = unique_id();
     let mut ul = underlay(&id, 3, false);
-    let yaml = format!(
-        "vxlan: {{ local: 192.0.2.1, remotes: [192.0.2.2] }}\n\
-         vlans: [{{ id: 10, vni: 1010 }}]\n\
-         ports: [{{ name: {id}a1, kind: tap, mode: access, vlan: 10 }}]\n"
-    );
+    let yaml = one_vni(&id);
     ul.hosts[0].start(&id, &yaml);
     let [h1, h2, h3] = &ul.hosts[..] else {
         unreachable!()
@@ -454,11 +460,7 @@ impl Drop for OvsVtep {
 fn open_vswitch_as_the_remote_vtep_interoperates_both_ways() {
     let id = unique_id();
     let mut ul = underlay(&id, 2, false);
-    let yaml = format!(
-        "vxlan: {{ local: 192.0.2.1, remotes: [192.0.2.2] }}\n\
-         vlans: [{{ id: 10, vni: 1010 }}]\n\
-         ports: [{{ name: {id}a1, kind: tap, mode: access, vlan: 10 }}]\n"
-    );
+    let yaml = one_vni(&id);
     ul.hosts[0].start(&id, &yaml);
     let [h1, h2] = &ul.hosts[..] else {
         unreachable!()
@@ -522,11 +524,7 @@ fn a_tunnel_waits_for_its_address_and_a_failed_endpoint_change_leaves_it_whole()
     let mut ul = underlay(&id, 2, false);
     // Host 1's address is not there yet.
     ul.hosts[0].ns.ip(&["addr", "flush", "dev", "ul"]);
-    let yaml = format!(
-        "vxlan: {{ local: 192.0.2.1, remotes: [192.0.2.2] }}\n\
-         vlans: [{{ id: 10, vni: 1010 }}]\n\
-         ports: [{{ name: {id}a1, kind: tap, mode: access, vlan: 10 }}]\n"
-    );
+    let yaml = one_vni(&id);
     ul.hosts[0].start(&id, &yaml);
     let [h1, h2] = &ul.hosts[..] else {
         unreachable!()
