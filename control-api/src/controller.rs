@@ -87,6 +87,9 @@ pub struct Controller {
     links: HashMap<String, (bool, Option<String>)>,
     /// The drop log's memory.
     drops: DropWatch,
+    /// The MTU mismatches warned about, as (port, its MTU, tunnel, the tunnel's MTU): each is
+    /// logged once, not again at every change.
+    mtu_warned: std::sync::Mutex<std::collections::HashSet<(String, u32, String, u32)>>,
 }
 
 impl Controller {
@@ -166,6 +169,7 @@ impl Controller {
             events: EventHub::default(),
             links: HashMap::new(),
             drops: DropWatch::default(),
+            mtu_warned: Default::default(),
         };
         ctl.sync_static_macs(&[]);
         ctl.sync_tunnels();
@@ -235,6 +239,11 @@ impl Controller {
                 continue;
             };
             for (name, port_mtu) in crate::tunnels::too_big(&self.running, vlan, mtu) {
+                let key = (name.clone(), port_mtu, p.name.clone(), mtu);
+                let mut warned = self.mtu_warned.lock().unwrap_or_else(|e| e.into_inner());
+                if !warned.insert(key) {
+                    continue;
+                }
                 tracing::warn!(
                     port = %name, vlan, mtu = port_mtu, tunnel = %p.name, tunnel_mtu = mtu,
                     "the port's MTU is bigger than its VLAN's tunnel's: frames over {mtu} bytes \
