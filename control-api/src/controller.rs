@@ -235,7 +235,7 @@ impl Controller {
                     reason: format!("tunnel FDB not as configured: {reason}"),
                 });
             }
-            let Ok(mtu) = dataplane::port::vxlan::mtu(&p.name) else {
+            let Ok(mtu) = dataplane::port::packet::mtu(&p.name) else {
                 continue;
             };
             for (name, port_mtu) in crate::tunnels::too_big(&self.running, vlan, mtu) {

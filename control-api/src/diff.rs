@@ -404,7 +404,13 @@ pub fn touched(c: &Change, old: &Topology, new: &Topology) -> Vec<Touched> {
                 o.get("vxlan").cloned().unwrap_or_default(),
                 n.get("vxlan").cloned().unwrap_or_default(),
             );
-            ["local", "dstport", "remotes", "underlay", "fdb"]
+            // Every field either side has: the section's own fields, named once, in its type.
+            let fields: BTreeSet<String> = [&o, &n]
+                .iter()
+                .filter_map(|v| v.as_object())
+                .flat_map(|m| m.keys().cloned())
+                .collect();
+            fields
                 .iter()
                 .filter(|f| field_of(&o, f) != field_of(&n, f))
                 .flat_map(|f| {
@@ -664,5 +670,39 @@ mod tests {
                 "{want:?} not in {lines:#?}"
             );
         }
+    }
+
+    #[test]
+    fn vxlan_changes_name_the_fields_that_changed() {
+        let old = Topology::from_yaml(
+            "vxlan: { local: 192.0.2.1, remotes: [192.0.2.2] }\nvlans: [{ id: 10, vni: 1010 }]\n",
+        )
+        .unwrap();
+        let new = Topology::from_yaml(
+            "vxlan: { local: 192.0.2.1, remotes: [192.0.2.2, 192.0.2.3], dstport: 4790 }\n\
+             vlans: [{ id: 10, vni: 1011 }]\n",
+        )
+        .unwrap();
+        let (o, n) = (old.running(), new.running());
+        let changes = diff(&o, &n);
+        assert!(changes.contains(&Change::SetVxlan));
+        assert!(changes.contains(&Change::SetVlanTunnel { id: 10 }));
+        let lines: Vec<String> = changes
+            .iter()
+            .flat_map(|c| touched(c, &o, &n))
+            .map(|t| format!("{}: {} -> {}", t.field, t.from, t.to))
+            .collect();
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.starts_with("vxlan.") || l.starts_with("vni"))
+                .collect::<Vec<_>>(),
+            [
+                "vni: 1010 -> 1011",
+                "vxlan.dstport: - -> 4790",
+                "vxlan.remotes: [\"192.0.2.2\"] -> [\"192.0.2.2\",\"192.0.2.3\"]",
+            ],
+            "{lines:#?}"
+        );
     }
 }

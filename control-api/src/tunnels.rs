@@ -62,8 +62,8 @@ pub fn spec(t: &Topology, p: &topology::Port) -> Result<TunnelSpec, PortError> {
             ),
         ));
     }
-    let underlay_mtu =
-        vxlan::mtu(&underlay.1).map_err(|e| err("cannot read the underlay's MTU", e))?;
+    let underlay_mtu = dataplane::port::packet::mtu(&underlay.1)
+        .map_err(|e| err("cannot read the underlay's MTU", e))?;
     let mtu = underlay_mtu
         .saturating_sub(vxlan::overhead(x.local))
         .max(68);
@@ -118,7 +118,9 @@ pub fn too_big_with(
 
 /// [`too_big_with`] the interfaces' MTUs in the calling thread's namespace.
 pub fn too_big(t: &Topology, vlan: u16, tunnel_mtu: u32) -> Vec<(String, u32)> {
-    too_big_with(t, vlan, tunnel_mtu, |name| vxlan::mtu(name).ok())
+    too_big_with(t, vlan, tunnel_mtu, |name| {
+        dataplane::port::packet::mtu(name).ok()
+    })
 }
 
 /// The remote VTEP each MAC of tunnel `name` was learned behind, as the kernel has it.

@@ -150,11 +150,14 @@ fn a_failing_expectation_fails_the_check_with_its_row() {
     assert_eq!(namespaces_of(&l.id), Vec::<String>::new(), "left behind");
 }
 
-#[test]
-fn a_killed_labs_namespaces_are_removed_by_the_next_run() {
-    require_privileges();
-    let _turn = lab_turn();
-    let l = TempLab::new("  - { from: a, no_ping: b }\n");
+/// Starts lab `l` to run until a signal (`switchd lab FILE --name ID`, one worker), with its
+/// standard output to read.
+fn run_lab(
+    l: &TempLab,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
     let mut child = Command::new(SWITCHD)
         .arg("lab")
         .arg(&l.path)
@@ -163,7 +166,16 @@ fn a_killed_labs_namespaces_are_removed_by_the_next_run() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    (child, out)
+}
+
+#[test]
+fn a_killed_labs_namespaces_are_removed_by_the_next_run() {
+    require_privileges();
+    let _turn = lab_turn();
+    let l = TempLab::new("  - { from: a, no_ping: b }\n");
+    let (mut child, mut out) = run_lab(&l);
     let mut text = String::new();
     let mut line = String::new();
     while out.read_line(&mut line).unwrap() > 0 {
@@ -237,15 +249,7 @@ fn a_second_lab_of_the_same_name_is_refused() {
     require_privileges();
     let _turn = lab_turn();
     let l = TempLab::new("  - { from: a, no_ping: b }\n");
-    let mut first = Command::new(SWITCHD)
-        .arg("lab")
-        .arg(&l.path)
-        .args(["--name", &l.id, "--listen", "127.0.0.1:0", "--workers", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(first.stdout.take().unwrap());
+    let (mut first, mut out) = run_lab(&l);
     let mut line = String::new();
     while out.read_line(&mut line).unwrap() > 0 && !line.contains("Press Ctrl-C") {
         line.clear();

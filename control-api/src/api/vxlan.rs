@@ -60,7 +60,7 @@ pub(super) fn vxlan_view(ctl: &Controller) -> VxlanView {
                 vlan,
                 vni: running.vni_of(vlan)?,
                 remotes: running.remotes_of(vlan),
-                mtu: dataplane::port::vxlan::mtu(&p.name).ok(),
+                mtu: dataplane::port::packet::mtu(&p.name).ok(),
                 link,
                 reason,
             })

@@ -153,13 +153,17 @@ impl Tunnel {
 
 impl Drop for Tunnel {
     fn drop(&mut self) {
-        let mut r = Request::new(RTM_DELLINK, 0, &ifinfomsg(self.ifindex));
-        if let Err(e) = r.run() {
+        if let Err(e) = delete_link(self.ifindex) {
             if e.raw_os_error() != Some(libc::ENODEV) {
                 tracing::warn!(interface = %self.name, error = %e, "cannot remove the tunnel interface");
             }
         }
     }
+}
+
+/// Removes interface `ifindex` (`RTM_DELLINK`).
+fn delete_link(ifindex: u32) -> io::Result<()> {
+    Request::new(RTM_DELLINK, 0, &ifinfomsg(ifindex)).run()
 }
 
 /// The request that gives interface `ifindex` the alias [`ALIAS`] (pure).
@@ -188,7 +192,7 @@ fn is_ours(name: &str) -> bool {
 pub fn delete(name: &str) -> io::Result<()> {
     let i =
         super::packet::ifindex(name).ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))?;
-    Request::new(RTM_DELLINK, 0, &ifinfomsg(i)).run()
+    delete_link(i)
 }
 
 /// One entry of a tunnel interface's forwarding database.
@@ -363,11 +367,6 @@ fn parse_addr(b: &[u8], local: IpAddr) -> Option<u32> {
                 .any(|(ty, v)| (ty == IFA_LOCAL || ty == IFA_ADDRESS) && v == want.as_slice())
                 .then(|| u32_at(ifa, 4))
         })
-}
-
-/// Interface `name`'s MTU.
-pub fn mtu(name: &str) -> io::Result<u32> {
-    super::packet::mtu(name)
 }
 
 #[cfg(test)]
